@@ -1,0 +1,36 @@
+"""Shared fixtures: the real ED sample beside the checkout, and a quiet torch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = REPO_ROOT.parent / "shared"
+REAL_SAMPLE_DIR = SHARED_DIR / "data" / "ed-real-sample"
+RELEASE_OUTPUTS_DIR = SHARED_DIR / "data" / "empdg-release-outputs"
+
+torch.set_num_threads(1)
+
+
+def _require(path: Path) -> Path:
+    """Skip when shared data is absent locally, but fail under CI where it must exist."""
+    if path.exists():
+        return path
+    message = f"{path} is missing (it is provided as ../shared beside the checkout)"
+    if os.environ.get("CI"):
+        pytest.fail(message + "; CI must have it")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def real_sample_dir() -> Path:
+    return _require(REAL_SAMPLE_DIR)
+
+
+@pytest.fixture(scope="session")
+def release_outputs_dir() -> Path:
+    return _require(RELEASE_OUTPUTS_DIR)
