@@ -1,0 +1,133 @@
+"""LightningDataModule: prepared examples -> vocabulary -> encoded datasets -> batches."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from empdg.data.dataset import EncodedDataset, SequenceLimits, collate
+from empdg.data.examples import DialogueExample
+from empdg.data.preprocess import PreparedData, ensure_source_available, prepare_examples
+from empdg.data.sampler import BucketBatchSampler
+from empdg.data.vocab import Vocab
+
+log = logging.getLogger(__name__)
+
+
+def vocabulary_tokens(examples: list[DialogueExample]):
+    """Tokens that enter the vocabulary: what the model reads and writes in training."""
+    for ex in examples:
+        yield from ex.context
+        yield ex.target
+        if ex.feedback:
+            yield ex.feedback
+
+
+class DialogueDataModule(pl.LightningDataModule):
+    """Serves padded batches; the vocabulary comes from the training split or a checkpoint."""
+
+    def __init__(self, data_cfg: Mapping[str, Any], seed: int = 0, vocab: Vocab | None = None) -> None:
+        super().__init__()
+        self.cfg = dict(data_cfg)
+        self.seed = seed
+        self.vocab = vocab
+        self.limits = SequenceLimits(
+            int(self.cfg["max_context_len"]),
+            int(self.cfg["max_target_len"]),
+            int(self.cfg["max_emotion_words"]),
+        )
+        self.prepared: PreparedData | None = None
+        self.datasets: dict[str, EncodedDataset] = {}
+        self._train_sampler: BucketBatchSampler | None = None
+        self._resume_batches = 0
+
+    # -- preparation -----------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        ensure_source_available(self.cfg)
+        prepare_examples(self.cfg)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        self.prepared = prepare_examples(self.cfg)
+        examples = {split: self._limit(split, exs) for split, exs in self.prepared.examples.items()}
+        if self.vocab is None:
+            vcfg = self.cfg["vocab"]
+            self.vocab = Vocab.build(
+                vocabulary_tokens(examples["train"]),
+                min_count=int(vcfg["min_count"]),
+                max_size=vcfg.get("max_size"),
+            )
+        self.datasets = {
+            split: EncodedDataset(exs, self.vocab, self.limits) for split, exs in examples.items()
+        }
+        log.info("vocabulary: %d tokens; %s", len(self.vocab), self.prepared.description)
+
+    def _limit(self, split: str, examples: list[DialogueExample]) -> list[DialogueExample]:
+        limit = (self.cfg.get("limit_examples") or {}).get(split)
+        return examples if limit is None else examples[: int(limit)]
+
+    # -- loaders ---------------------------------------------------------------------------
+    def _rank_info(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
+
+    def train_dataloader(self) -> DataLoader:
+        world, rank = self._rank_info()
+        sampler = BucketBatchSampler(
+            self.datasets["train"].lengths,
+            int(self.cfg["batch_size"]),
+            shuffle=True,
+            bucketing=bool(self.cfg["bucketing"]),
+            bucket_size_multiplier=int(self.cfg["bucket_size_multiplier"]),
+            drop_last=world > 1,
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+        )
+        if self._resume_batches:
+            sampler.skip_next(self._resume_batches)
+            self._resume_batches = 0
+        self._train_sampler = sampler
+        return self._loader(self.datasets["train"], sampler)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        world, rank = self._rank_info()
+        sampler = BucketBatchSampler(
+            self.datasets[split].lengths,
+            int(self.cfg["eval_batch_size"]),
+            shuffle=False,
+            bucketing=False,
+            num_replicas=world,
+            rank=rank,
+        )
+        return self._loader(self.datasets[split], sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("valid")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def _loader(self, dataset: EncodedDataset, sampler: BucketBatchSampler) -> DataLoader:
+        workers = int(self.cfg["num_workers"])
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+        )
+
+    # -- exact resume ----------------------------------------------------------------------
+    def resume_after(self, batches_done_in_epoch: int) -> None:
+        """Skip the batches of the current epoch that an interrupted run already trained on."""
+        self._resume_batches = batches_done_in_epoch
+        if self._train_sampler is not None:
+            self._train_sampler.skip_next(batches_done_in_epoch)

@@ -1,0 +1,145 @@
+"""Encode normalised examples as id sequences and collate them into padded batches.
+
+Batch conventions (used by every model and loss):
+- ``*_pad_mask`` is a bool tensor, True at padding (PyTorch's key-padding convention);
+- the semantic sequence is ``[CLS] u_1 ... u_k`` with a dialogue-state id per position
+  (``[CLS]`` for the summary slot, ``[SPK]``/``[LST]`` for each utterance's tokens);
+- the emotion sequence is ``[LAB] w_1 ... w_e`` over the context's emotion words;
+- targets end with ``[EOS]``; ``*_ext_ids`` index an extended vocabulary in which a context word
+  missing from the vocabulary gets id ``len(vocab) + k`` (its position in ``oovs``), so the copy
+  mechanism can reproduce it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset
+
+from empdg.data.examples import SPEAKER, DialogueExample
+from empdg.data.vocab import CLS_ID, EOS_ID, LAB_ID, LST_ID, PAD_ID, SPK_ID, UNK_ID, Vocab
+
+
+@dataclass(frozen=True)
+class SequenceLimits:
+    max_context_len: int = 256
+    max_target_len: int = 64
+    max_emotion_words: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("max_context_len", "max_target_len", "max_emotion_words"):
+            if getattr(self, name) < 2:
+                raise ValueError(f"data.{name} must be at least 2, got {getattr(self, name)}")
+
+
+@dataclass
+class EncodedExample:
+    example_id: str
+    emotion: int
+    context_ids: list[int]
+    context_state: list[int]
+    context_ext_ids: list[int]
+    oovs: list[str]
+    emotion_context_ids: list[int]
+    target_ids: list[int]
+    target_ext_ids: list[int]
+    target_emotion_mask: list[float]
+    feedback_ids: list[int]
+    feedback_emotion_ids: list[int]
+    has_feedback: bool
+
+
+def encode_example(example: DialogueExample, vocab: Vocab, limits: SequenceLimits) -> EncodedExample:
+    """Truncate from the left for the context (recent turns matter most), from the right for replies."""
+    words: list[str] = []
+    states: list[int] = []
+    for role, utterance in zip(example.context_roles, example.context):
+        words.extend(utterance)
+        states.extend([SPK_ID if role == SPEAKER else LST_ID] * len(utterance))
+    keep = limits.max_context_len - 1
+    words, states = words[-keep:], states[-keep:]
+    context_ids = [CLS_ID] + vocab.encode(words)
+    oovs: list[str] = []
+    context_ext = [CLS_ID]
+    for word, wid in zip(words, context_ids[1:]):
+        if wid == UNK_ID:
+            if word not in oovs:
+                oovs.append(word)
+            wid = len(vocab) + oovs.index(word)
+        context_ext.append(wid)
+
+    target_words = example.target[: limits.max_target_len - 1]
+    target_ids = vocab.encode(target_words) + [EOS_ID]
+    target_ext = [
+        len(vocab) + oovs.index(w) if tid == UNK_ID and w in oovs else tid
+        for w, tid in zip(target_words, target_ids)
+    ] + [EOS_ID]
+    emotion_mask = [float(m) for m in example.target_emotion_mask[: len(target_words)]] + [0.0]
+
+    emotion_words = example.context_emotion_words[-(limits.max_emotion_words - 1) :]
+    feedback = (example.feedback or [])[: limits.max_target_len - 1]
+    return EncodedExample(
+        example_id=example.example_id,
+        emotion=example.emotion,
+        context_ids=context_ids,
+        context_state=[CLS_ID] + states,
+        context_ext_ids=context_ext,
+        oovs=oovs,
+        emotion_context_ids=[LAB_ID] + vocab.encode(emotion_words),
+        target_ids=target_ids,
+        target_ext_ids=target_ext,
+        target_emotion_mask=emotion_mask,
+        feedback_ids=vocab.encode(feedback) + [EOS_ID] if feedback else [],
+        feedback_emotion_ids=vocab.encode(example.feedback_emotion_words[: limits.max_emotion_words]),
+        has_feedback=example.has_feedback,
+    )
+
+
+class EncodedDataset(Dataset):
+    """A list of encoded examples; lengths are exposed for length-bucketed sampling."""
+
+    def __init__(self, examples: Sequence[DialogueExample], vocab: Vocab, limits: SequenceLimits):
+        self.items = [encode_example(e, vocab, limits) for e in examples]
+        self.lengths = [len(item.context_ids) + len(item.target_ids) for item in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> EncodedExample:
+        return self.items[index]
+
+
+def _pad(rows: Sequence[Sequence[float]], dtype: torch.dtype, value: float = PAD_ID) -> torch.Tensor:
+    width = max(1, max((len(r) for r in rows), default=1))
+    out = torch.full((len(rows), width), value, dtype=dtype)
+    for i, row in enumerate(rows):
+        if row:
+            out[i, : len(row)] = torch.tensor(row, dtype=dtype)
+    return out
+
+
+def collate(items: Sequence[EncodedExample]) -> dict[str, object]:
+    """Pad every sequence field to the longest in the batch and derive its padding mask."""
+    batch: dict[str, object] = {}
+    for field in (
+        "context_ids",
+        "context_state",
+        "context_ext_ids",
+        "emotion_context_ids",
+        "target_ids",
+        "target_ext_ids",
+        "feedback_ids",
+        "feedback_emotion_ids",
+    ):
+        batch[field] = _pad([getattr(it, field) for it in items], torch.long)
+    for name in ("context", "emotion_context", "target", "feedback", "feedback_emotion"):
+        batch[f"{name}_pad_mask"] = batch[f"{name}_ids"].eq(PAD_ID)
+    batch["target_emotion_mask"] = _pad([it.target_emotion_mask for it in items], torch.float, 0.0)
+    batch["emotion_label"] = torch.tensor([it.emotion for it in items], dtype=torch.long)
+    batch["has_feedback"] = torch.tensor([it.has_feedback for it in items], dtype=torch.bool)
+    batch["max_oov"] = max((len(it.oovs) for it in items), default=0)
+    batch["oovs"] = [it.oovs for it in items]
+    batch["example_ids"] = [it.example_id for it in items]
+    return batch

@@ -1,0 +1,132 @@
+"""Word-level vocabulary with fixed special-token ids.
+
+Special ids are fixed (not data-dependent) so that model code can refer to ``PAD_ID``, ``LAB_ID`` and
+friends as constants, and so that a saved checkpoint stays meaningful against any rebuilt vocabulary.
+Ordering of ordinary tokens is by descending count then alphabetical, which makes the id assignment a
+pure function of the data (the cache and checkpoints rely on that via :meth:`Vocab.fingerprint`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+PAD, UNK, SOS, EOS = "[PAD]", "[UNK]", "[SOS]", "[EOS]"
+CLS = "[CLS]"
+LAB = "[LAB]"  # starts the emotion sequence fed to the emotion discriminator/encoder
+SPK, LST = "[SPK]", "[LST]"  # dialogue-state tokens: speaker turn / listener turn
+
+SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, SOS, EOS, CLS, LAB, SPK, LST)
+PAD_ID, UNK_ID, SOS_ID, EOS_ID, CLS_ID, LAB_ID, SPK_ID, LST_ID = range(len(SPECIAL_TOKENS))
+
+FORMAT_VERSION = 1
+
+
+class Vocab:
+    """Bidirectional token <-> id map; ids ``0..7`` are always the special tokens."""
+
+    def __init__(self, tokens: Sequence[str], counts: dict[str, int] | None = None) -> None:
+        tokens = list(tokens)
+        if tuple(tokens[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
+            raise ValueError(f"a vocabulary must start with the special tokens {SPECIAL_TOKENS}")
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("duplicate tokens in vocabulary")
+        self._itos: list[str] = tokens
+        self._stoi: dict[str, int] = {tok: i for i, tok in enumerate(tokens)}
+        self.counts: dict[str, int] = dict(counts or {})
+
+    @classmethod
+    def build(
+        cls, token_lists: Iterable[list[str]], min_count: int = 1, max_size: int | None = None
+    ) -> Vocab:
+        """Count tokens and keep the frequent ones; ``max_size`` counts the specials too."""
+        counter: Counter[str] = Counter()
+        for tokens in token_lists:
+            counter.update(tokens)
+        for special in SPECIAL_TOKENS:
+            counter.pop(special, None)
+        kept = [(tok, n) for tok, n in counter.items() if n >= min_count]
+        kept.sort(key=lambda item: (-item[1], item[0]))
+        if max_size is not None:
+            kept = kept[: max(0, max_size - len(SPECIAL_TOKENS))]
+        if not kept:
+            raise ValueError(
+                f"no token reached data.min_count={min_count} (max_size={max_size}); "
+                "lower it or check the data"
+            )
+        return cls(list(SPECIAL_TOKENS) + [tok for tok, _ in kept], dict(kept))
+
+    def __len__(self) -> int:
+        return len(self._itos)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self._stoi
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Vocab):
+            return NotImplemented
+        return self._itos == other._itos
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._itos))
+
+    def __repr__(self) -> str:
+        return f"Vocab(size={len(self)}, fingerprint={self.fingerprint()[:12]})"
+
+    @property
+    def tokens(self) -> list[str]:
+        """All tokens in id order (a copy)."""
+        return list(self._itos)
+
+    def token_to_id(self, token: str) -> int:
+        return self._stoi.get(token, UNK_ID)
+
+    def id_to_token(self, idx: int) -> str:
+        return self._itos[idx]
+
+    def encode(self, tokens: Iterable[str]) -> list[int]:
+        return [self._stoi.get(tok, UNK_ID) for tok in tokens]
+
+    def decode(self, ids: Iterable[int], strip_special: bool = True, stop_at_eos: bool = True) -> list[str]:
+        """Ids -> tokens; by default stops at the first EOS and drops specials except UNK."""
+        out: list[str] = []
+        for idx in ids:
+            idx = int(idx)
+            if stop_at_eos and idx == EOS_ID:
+                break
+            if strip_special and idx < len(SPECIAL_TOKENS) and idx != UNK_ID:
+                continue
+            out.append(self._itos[idx])
+        return out
+
+    def fingerprint(self) -> str:
+        """sha256 of the token list: identifies the id assignment for caches and checkpoints."""
+        payload = "\n".join(self._itos).encode("utf-8")
+        return hashlib.sha256(payload).hexdigest()
+
+    def emotion_token_ids(self, lexicon_predicate: Callable[[str], bool]) -> list[int]:
+        """Ids of ordinary tokens the predicate marks as emotion words (specials never count)."""
+        return [i for i, tok in enumerate(self._itos) if i >= len(SPECIAL_TOKENS) and lexicon_predicate(tok)]
+
+    def save(self, path: Path | str) -> None:
+        data = {
+            "format_version": FORMAT_VERSION,
+            "tokens": self._itos,
+            "counts": self.counts,
+            "fingerprint": self.fingerprint(),
+        }
+        Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=0), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path | str) -> Vocab:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{path}: vocabulary format version {version!r}, expected {FORMAT_VERSION}")
+        vocab = cls(data["tokens"], data.get("counts"))
+        if data.get("fingerprint") not in (None, vocab.fingerprint()):
+            raise ValueError(f"{path}: fingerprint does not match its token list (file edited?)")
+        return vocab

@@ -1,0 +1,110 @@
+"""Adversarial objectives for the EmpDG critics: WGAN-GP (paper default), weight-clipped WGAN, vanilla GAN."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def gradient_penalty(
+    critic_fn: Callable[[Tensor], Tensor],
+    real: Tensor,
+    fake: Tensor,
+    generator: torch.Generator | None = None,
+    alpha: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """WGAN-GP term: (mean((‖∇D(x̂)‖₂ − 1)²), per-example norms [B]) at x̂ = α·real + (1−α)·fake.
+
+    ``critic_fn`` maps x̂ (same shape as ``real``) to scores [B]; close masks and context over it. ``real``
+    and ``fake`` must already share one shape (the caller pads to one length and masks). The norm runs
+    over all positions and features, so padded positions count with whatever gradient the critic gives
+    them, which is zero when the critic masks them (as ResponseCritic does). The graph is kept
+    (``create_graph=True``) so the penalty trains the critic; no hooks or globals are involved. ``real``
+    and ``fake`` are detached: the penalty only ever trains the critic, never the generator.
+    ``alpha`` (one value per example, broadcastable or shape [B]) overrides the uniform draw, for tests.
+    """
+    if real.shape != fake.shape:
+        raise ValueError(
+            f"real {tuple(real.shape)} and fake {tuple(fake.shape)} must be aligned to one shape"
+        )
+    view = (real.size(0),) + (1,) * (real.dim() - 1)
+    if alpha is None:
+        alpha = torch.rand(real.size(0), generator=generator, device=real.device, dtype=real.dtype)
+    alpha = alpha.to(device=real.device, dtype=real.dtype).reshape(view)
+    mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    scores = critic_fn(mixed)
+    (grads,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
+    norms = grads.reshape(grads.size(0), -1).norm(p=2, dim=1)
+    return ((norms - 1) ** 2).mean(), norms
+
+
+def wgan_critic_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
+    """Critic minimises E[D(fake)] − E[D(real)], i.e. maximises the Wasserstein estimate."""
+    return d_fake.mean() - d_real.mean()
+
+
+def wgan_generator_loss(d_fake: Tensor) -> Tensor:
+    """Generator minimises −E[D(fake)]."""
+    return -d_fake.mean()
+
+
+def wasserstein_estimate(d_real: Tensor, d_fake: Tensor) -> Tensor:
+    """E[D(real)] − E[D(fake)] as a detached float tensor, for logging."""
+    return (d_real.detach().float().mean() - d_fake.detach().float().mean()).float()
+
+
+def gan_critic_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
+    """Vanilla GAN discriminator loss on logits: BCE with real = 1, fake = 0."""
+    real = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+    fake = F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+    return real + fake
+
+
+def gan_generator_loss(d_fake: Tensor) -> Tensor:
+    """Non-saturating generator loss: BCE of the fake logits against label 1."""
+    return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
+
+
+def clip_critic_weights(module: nn.Module, clip: float) -> None:
+    """Clamp every parameter of ``module`` to [−clip, clip] in place (original WGAN Lipschitz constraint)."""
+    if clip <= 0:
+        raise ValueError(f"clip must be positive, got {clip}")
+    with torch.no_grad():
+        for param in module.parameters():
+            param.clamp_(-clip, clip)
+
+
+def critic_accuracy(d_real: Tensor, d_fake: Tensor) -> Tensor:
+    """Share of examples the GAN critic gets right: real logits > 0 and fake logits < 0 (detached)."""
+    correct = torch.cat([(d_real.detach() > 0), (d_fake.detach() < 0)]).float()
+    return correct.mean()
+
+
+class AdversarialLoss(NamedTuple):
+    """One adversarial objective, as the training loop needs it."""
+
+    name: str
+    critic_loss: Callable[[Tensor, Tensor], Tensor]
+    generator_loss: Callable[[Tensor], Tensor]
+    uses_gradient_penalty: bool
+    clips_weights: bool
+
+
+ADVERSARIAL_LOSSES: dict[str, AdversarialLoss] = {
+    "wgan_gp": AdversarialLoss("wgan_gp", wgan_critic_loss, wgan_generator_loss, True, False),
+    "gan": AdversarialLoss("gan", gan_critic_loss, gan_generator_loss, False, False),
+    "wgan_clip": AdversarialLoss("wgan_clip", wgan_critic_loss, wgan_generator_loss, False, True),
+}
+
+
+def get_adversarial_loss(name: str) -> AdversarialLoss:
+    """Look up ``adversarial.loss`` by name; unknown names fail with the list of choices."""
+    try:
+        return ADVERSARIAL_LOSSES[name]
+    except KeyError:
+        choices = ", ".join(sorted(ADVERSARIAL_LOSSES))
+        raise ValueError(f"unknown adversarial loss {name!r}; choose one of: {choices}") from None

@@ -1,0 +1,43 @@
+"""Token-level losses of the generator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from empdg.data.vocab import PAD_ID
+
+
+@dataclass
+class SequenceLoss:
+    loss: Tensor  # label-smoothed mean over real tokens: what is optimised
+    nll_sum: Tensor  # unsmoothed NLL summed over real tokens: perplexity comes from this
+    n_tokens: Tensor
+
+
+def sequence_nll(log_probs: Tensor, target: Tensor, label_smoothing: float, vocab_size: int) -> SequenceLoss:
+    """Label-smoothed NLL on log-probabilities (works for the copy mechanism's mixture too).
+
+    Smoothing spreads its mass over the ``vocab_size`` real words only: extended (OOV copy) slots
+    of other examples have no probability and must not be rewarded.
+    """
+    mask = target.ne(PAD_ID)
+    nll = -log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    n_tokens = mask.sum()
+    nll_sum = (nll * mask).sum()
+    if label_smoothing > 0:
+        uniform = -log_probs[..., :vocab_size].mean(dim=-1)
+        per_token = (1 - label_smoothing) * nll + label_smoothing * uniform
+    else:
+        per_token = nll
+    loss = (per_token * mask).sum() / n_tokens.clamp_min(1)
+    return SequenceLoss(loss=loss, nll_sum=nll_sum.detach(), n_tokens=n_tokens.detach())
+
+
+def emotion_cross_entropy(logits: Tensor | None, labels: Tensor) -> Tensor:
+    """Emotion classification loss; zero (and graph-free) for models without a classifier."""
+    if logits is None:
+        return labels.new_zeros((), dtype=torch.float)
+    return torch.nn.functional.cross_entropy(logits, labels)

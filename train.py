@@ -1,0 +1,16 @@
+"""Train EmpDG or a baseline: ``python train.py [experiment=quickstart] [model=...] [key=value ...]``."""
+
+import hydra
+from omegaconf import DictConfig
+
+from empdg.cli.train import run_training
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = run_training(cfg)
+    return metrics.get(cfg.callbacks.checkpoint.monitor)
+
+
+if __name__ == "__main__":
+    main()
