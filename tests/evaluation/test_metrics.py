@@ -133,9 +133,8 @@ def test_emotion_helpers() -> None:
 
 def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
     # a short timeout turns a rank stuck in a collective (because its peer failed) into an error, not a hang
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size, timeout=timedelta(seconds=20)
-    )
+    url, timeout = f"file://{init_file}", timedelta(seconds=20)
+    dist.init_process_group("gloo", init_method=url, rank=rank, world_size=world_size, timeout=timeout)
     try:
         torch.set_num_threads(1)
         dist1, dist2, bleu, ppl = DistinctN(1), DistinctN(2), CorpusBLEU(), Perplexity()
@@ -161,9 +160,7 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> Non
 
 def test_ddp_sync_equals_single_process(tmp_path: Path) -> None:
     world_size = 2
-    mp.spawn(
-        _ddp_worker, args=(world_size, str(tmp_path / "init"), str(tmp_path)), nprocs=world_size, join=True
-    )
+    mp.spawn(_ddp_worker, args=(world_size, str(tmp_path / "init"), str(tmp_path)), nprocs=world_size, join=True)
     expected = _reference_scores()
     # a per-rank count of uniques would overcount the n-grams both ranks saw
     local_only = distinct_n(_tokens(HYPS[:3]), 1)

@@ -39,7 +39,8 @@ class GeneratorConfig:
         problems = []
         if self.vocab_size <= 8:
             problems.append(
-                f"the vocabulary has {self.vocab_size} entries (only special tokens); lower data.vocab.min_count or check the data"
+                f"the vocabulary has {self.vocab_size} entries (only special tokens); "
+                "lower data.vocab.min_count or check the data"
             )
         if self.hidden_dim % self.num_heads or self.attn_dim % self.num_heads:
             problems.append(

@@ -73,12 +73,14 @@ def build_logger(logger_cfg: Mapping[str, Any], output_dir: Path, tags: Mapping[
             stacklevel=2,
         )
         uri, artifacts = fallback, fallback_dir / "artifacts"
+    all_tags = {**dict(tags), **{str(k): str(v) for k, v in (logger_cfg.get("extra_tags") or {}).items()}}
     return MLFlowLogger(
         experiment_name=str(logger_cfg["experiment_name"]),
         run_name=str(logger_cfg["run_name"]),
         tracking_uri=uri,
-        tags=dict(tags),
+        tags=all_tags,
         artifact_location=artifacts.as_uri(),
+        run_id=logger_cfg.get("run_id"),
     )
 
 

@@ -8,7 +8,6 @@ are saved in checkpoints so a resumed run continues exactly.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -204,7 +203,7 @@ class EmpDGModule(pl.LightningModule):
             "rng": {
                 "torch": torch.get_rng_state(),
                 "python": random.getstate(),
-                "numpy": np.random.get_state(),
+                "numpy": _plain_numpy_state(),
             },
         }
 
@@ -224,9 +223,12 @@ class EmpDGModule(pl.LightningModule):
         if rng is not None:
             torch.set_rng_state(rng["torch"])
             random.setstate(rng["python"])
-            np.random.set_state(rng["numpy"])
+            name, keys, pos, has_gauss, cached = rng["numpy"]
+            np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
             self._rng_to_restore = None
 
 
-def perplexity(nll_per_token: float) -> float:
-    return math.exp(min(nll_per_token, 50.0))
+def _plain_numpy_state() -> list:
+    """numpy's RNG state as plain Python values, so checkpoints load with ``weights_only=True``."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]

@@ -1,0 +1,28 @@
+# Set-up and the two everyday commands. Everything installs into ./.venv.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup quickstart test lint clean
+
+setup: $(VENV)/.installed
+
+# torch first (the pinned build), then the project with its dev extras
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+quickstart: setup
+	$(PY) train.py experiment=quickstart
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf outputs multirun .cache .pytest_cache
