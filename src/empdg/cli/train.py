@@ -74,6 +74,7 @@ def build_module(cfg: DictConfig, datamodule: DialogueDataModule) -> EmpDGModule
         optim=container["optim"],
         training=container["training"],
         vocab_tokens=datamodule.vocab.tokens,
+        adversarial=container["adversarial"],
     )
     generator = module.generator
     if cfg.model.embeddings.path:
@@ -114,7 +115,7 @@ def build_trainer(cfg: DictConfig, logger, callbacks: list[pl.Callback], output_
     )
 
 
-def run_training(cfg: DictConfig) -> dict[str, float]:
+def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> dict[str, float]:
     """Train one run; return the final validation metrics (what sweeps optimise)."""
     validate_config(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -147,7 +148,7 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
         filename="best-{step}",
         auto_insert_metric_name=False,
     )
-    trainer = build_trainer(cfg, logger, [checkpoint, samples], output_dir)
+    trainer = build_trainer(cfg, logger, [checkpoint, samples, *(extra_callbacks or [])], output_dir)
     if logger is not None and trainer.is_global_zero:
         logger.log_hyperparams(flatten(OmegaConf.to_container(cfg, resolve=True)))
         log_artifact(logger, output_dir / "config.yaml")

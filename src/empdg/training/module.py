@@ -1,9 +1,10 @@
 """The LightningModule that trains EmpDG with manual optimization.
 
-Manual optimization from the start: the adversarial phases need several optimizers stepped in a
-custom order (n_critic critic updates per generator update), so each phase is a method
-``_train_<phase>`` and ``training_step`` only dispatches. Counters, phase progress and RNG states
-are saved in checkpoints so a resumed run continues exactly.
+Manual optimization: the adversarial phases step two optimizers (generator, critics) in a custom
+order -- ``n_critic`` critic updates, each on its own batch, then ``g_steps`` generator updates --
+so each phase is a method ``_train_<phase>`` and ``training_step`` only dispatches. Counters,
+phase progress, the position in the critic/generator cycle and RNG states are saved in
+checkpoints so that a resumed run continues exactly.
 """
 
 from __future__ import annotations
@@ -15,16 +16,30 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from torch import Tensor, nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from empdg.data.emotion_words import get_lexicon
 from empdg.data.vocab import Vocab
 from empdg.evaluation.decoding import greedy_decode, ids_to_text
 from empdg.models.config import GeneratorConfig
-from empdg.models.generator import EmpDGGenerator
+from empdg.models.critics import CriticConfig, ResponseCritic
+from empdg.models.generator import EmpDGGenerator, GeneratorOutput
+from empdg.training.adversarial_losses import (
+    clip_critic_weights,
+    critic_accuracy,
+    get_adversarial_loss,
+    gradient_penalty,
+    wasserstein_estimate,
+)
+from empdg.training.critic_inputs import CriticInputs, critic_inputs, feedback_rows
 from empdg.training.losses import emotion_cross_entropy, sequence_nll
-from empdg.training.phases import PhaseSchedule
+from empdg.training.phases import PHASES, PhaseSchedule
+from empdg.training.relaxation import RELAXATIONS, RelaxedResponse, gumbel_response, soft_response
 from empdg.training.schedules import build_scheduler
+
+CRITIC_PHASES = ("critic_pretrain", "adversarial")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -38,6 +53,7 @@ class EmpDGModule(pl.LightningModule):
         optim: Mapping[str, Any],
         training: Mapping[str, Any],
         vocab_tokens: list[str],
+        adversarial: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -47,41 +63,79 @@ class EmpDGModule(pl.LightningModule):
         self.generator = EmpDGGenerator(self.generator_config)
         self.optim_cfg = dict(optim)
         self.train_cfg = dict(training)
-        self.phases = PhaseSchedule(self.train_cfg["phases"])
+        self.adv_cfg = dict(adversarial or {})
+        self.critics = self._build_critics(dict(model))
+        budgets = dict(self.train_cfg["phases"])
+        if not self.critics:  # generator-only models skip the critic phases
+            budgets = {k: v for k, v in budgets.items() if k not in CRITIC_PHASES}
+        self.phases = PhaseSchedule(budgets)
+        if self.critics:
+            self.adversarial_loss = get_adversarial_loss(self.adv_cfg["loss"])
+            if self.adv_cfg["relaxation"] not in RELAXATIONS:
+                raise ValueError(f"adversarial.relaxation={self.adv_cfg['relaxation']!r}; choose one of {RELAXATIONS}")
+            emotion_ids = self.vocab.emotion_token_ids(get_lexicon().is_emotion_word)
+            emotion_vocab = torch.zeros(len(self.vocab))
+            emotion_vocab[emotion_ids] = 1.0
+            self.register_buffer("emotion_vocab", emotion_vocab, persistent=False)
         self.micro_step = 0
+        self.cycle_position = 0
         self.batches_in_epoch = 0
         self.skipped_nonfinite = 0
+        self.wasserstein_history: list[dict[str, float]] = []
         self.val_loss = MeanMetric()
         self.val_nll = SumMetric()
         self.val_tokens = SumMetric()
-        self.val_emotion_acc = MulticlassAccuracy(
-            num_classes=self.generator_config.num_emotions, average="micro"
+        self.val_emotion_acc = MulticlassAccuracy(num_classes=self.generator_config.num_emotions, average="micro")
+
+    def _build_critics(self, model: dict[str, Any]) -> nn.ModuleDict:
+        names = [n for n in ("semantic", "emotion") if model.get(f"{n}_critic", False)]
+        if not names:
+            return nn.ModuleDict()
+        critic = self.adv_cfg["critic"]
+        config = CriticConfig(
+            input_dim=self.generator_config.emb_dim,
+            hidden_dim=int(critic["hidden_dim"]),
+            context_dim=self.generator_config.hidden_dim,
+            kernel_sizes=tuple(critic["kernel_sizes"]),
+            num_filters=int(critic["num_filters"]),
+            use_feedback=bool(self.adv_cfg["feedback"]),
+            dropout=float(critic["dropout"]),
         )
+        return nn.ModuleDict({name: ResponseCritic(config) for name in names})
 
     # -- optimizers ------------------------------------------------------------------------
     def configure_optimizers(self):
         cfg = self.optim_cfg
-        optimizer = torch.optim.Adam(
+        generator_opt = torch.optim.Adam(
             self.generator.parameters(),
             lr=float(cfg["lr"]),
             betas=tuple(cfg["betas"]),
             eps=float(cfg["eps"]),
             weight_decay=float(cfg["weight_decay"]),
         )
+        optimizers = [generator_opt]
+        if self.critics:
+            optimizers.append(
+                torch.optim.Adam(
+                    self.critics.parameters(),
+                    lr=float(self.adv_cfg["critic_lr"]),
+                    betas=tuple(self.adv_cfg["critic_betas"]),
+                )
+            )
         scheduler = build_scheduler(
-            optimizer,
+            generator_opt,
             cfg["scheduler"],
             self.generator_config.hidden_dim,
             int(cfg["warmup_steps"]),
             float(cfg["noam_factor"]),
         )
         if scheduler is None:
-            return [optimizer]
-        return [optimizer], [{"scheduler": scheduler, "interval": "step"}]
+            return optimizers
+        return optimizers, [{"scheduler": scheduler, "interval": "step"}]
 
-    def _generator_optimizer(self):
+    def _optimizers(self) -> list:
         optimizers = self.optimizers()
-        return optimizers[0] if isinstance(optimizers, list) else optimizers
+        return optimizers if isinstance(optimizers, list) else [optimizers]
 
     def _generator_scheduler(self):
         schedulers = self.lr_schedulers()
@@ -90,9 +144,9 @@ class EmpDGModule(pl.LightningModule):
         return schedulers
 
     # -- losses ----------------------------------------------------------------------------
-    def generator_losses(self, batch: dict) -> dict[str, torch.Tensor]:
+    def generator_losses(self, batch: dict, out: GeneratorOutput | None = None) -> dict[str, Tensor]:
         """MLE pieces of the generator objective for one batch (teacher forcing)."""
-        out = self.generator(batch)
+        out = self.generator(batch) if out is None else out
         target = batch["target_ext_ids"] if self.generator_config.copy else batch["target_ids"]
         seq = sequence_nll(out.log_probs, target, float(self.train_cfg["label_smoothing"]), len(self.vocab))
         emotion_ce = emotion_cross_entropy(out.encoded.emotion_logits, batch["emotion_label"])
@@ -106,7 +160,7 @@ class EmpDGModule(pl.LightningModule):
             "emotion_logits": out.encoded.emotion_logits,
         }
 
-    def check_finite(self, name: str, value: torch.Tensor) -> bool:
+    def check_finite(self, name: str, value: Tensor) -> bool:
         """Stop with a clear error, or skip the update and count it -- never train on NaN/inf."""
         if torch.isfinite(value).all():
             return True
@@ -128,13 +182,13 @@ class EmpDGModule(pl.LightningModule):
             self.trainer.should_stop = True
             return
         getattr(self, f"_train_{phase}")(batch)
-        self.log("train/phase", float(self.phases.total_done), prog_bar=False)
+        self.log("train/phase", float(PHASES.index(phase)))
         if self.phases.current is None:
             self.trainer.should_stop = True
 
     def _train_generator_pretrain(self, batch: dict) -> None:
         accumulate = int(self.train_cfg["accumulate_grad_batches"])
-        optimizer = self._generator_optimizer()
+        optimizer = self._optimizers()[0]
         losses = self.generator_losses(batch)
         if not self.check_finite("train/loss", losses["loss"].detach()):
             optimizer.zero_grad()
@@ -146,6 +200,26 @@ class EmpDGModule(pl.LightningModule):
             self.micro_step = 0
             self.generator_update(optimizer)
             self.phases.advance("generator_pretrain")
+        self._log_mle(losses, batch)
+
+    def _train_critic_pretrain(self, batch: dict) -> None:
+        if self.critic_update(batch):
+            self.phases.advance("critic_pretrain")
+
+    def _train_adversarial(self, batch: dict) -> None:
+        n_critic, g_steps = int(self.adv_cfg["n_critic"]), int(self.adv_cfg["g_steps"])
+        if self.cycle_position < n_critic:
+            done = self.critic_update(batch)
+        else:
+            done = self.generator_adversarial_update(batch)
+        if not done:
+            return
+        self.cycle_position += 1
+        if self.cycle_position == n_critic + g_steps:
+            self.cycle_position = 0
+            self.phases.advance("adversarial")
+
+    def _log_mle(self, losses: dict[str, Tensor], batch: dict) -> None:
         self.log_dict(
             {
                 "train/loss": losses["loss"].detach(),
@@ -159,15 +233,115 @@ class EmpDGModule(pl.LightningModule):
     def generator_update(self, optimizer) -> None:
         """Clip, step, zero and advance the schedule of the generator optimizer."""
         clip = self.train_cfg.get("gradient_clip_val")
-        if clip:
-            norm = torch.nn.utils.clip_grad_norm_(self.generator.parameters(), float(clip))
-            self.log("train/g_grad_norm", norm)
+        norm = torch.nn.utils.clip_grad_norm_(self.generator.parameters(), float(clip) if clip else float("inf"))
+        self.log("train/g_grad_norm", norm)
         optimizer.step()
         optimizer.zero_grad()
         scheduler = self._generator_scheduler()
         if scheduler is not None:
             scheduler.step()
             self.log("train/lr", scheduler.get_last_lr()[0])
+
+    # -- the adversarial game --------------------------------------------------------------
+    def relaxed_response(self, out: GeneratorOutput, batch: dict) -> RelaxedResponse:
+        tau = float(self.adv_cfg["tau"])
+        if self.adv_cfg["relaxation"] == "soft":
+            return soft_response(self.generator, out.log_probs, batch["target_pad_mask"], self.emotion_vocab, tau)
+        return gumbel_response(
+            self.generator, out.encoded, self.emotion_vocab, tau, int(self.adv_cfg["max_gen_len"])
+        )
+
+    def _critic_inputs(self, batch: dict, out: GeneratorOutput, fake: RelaxedResponse) -> dict[str, CriticInputs] | None:
+        use_feedback = bool(self.adv_cfg["feedback"])
+        rows = feedback_rows(batch, use_feedback)
+        if rows.numel() == 0:
+            self.log("train/critic_batches_without_feedback", 1.0, reduce_fx="sum")
+            return None
+        return critic_inputs(
+            self.generator,
+            batch,
+            out.encoded,
+            fake,
+            rows,
+            use_feedback=use_feedback,
+            grad_to_encoders=bool(self.adv_cfg["critic_grad_to_encoders"]),
+        )
+
+    def _score(self, name: str, inputs: CriticInputs, which: str) -> Tensor:
+        critic = self.critics[name]
+        response, mask = (inputs.real, inputs.real_mask) if which == "real" else (inputs.fake, inputs.fake_mask)
+        return critic(response, mask, inputs.context, inputs.feedback, inputs.feedback_mask)
+
+    def critic_update(self, batch: dict) -> bool:
+        """One update of both critics against the current (frozen) generator."""
+        with torch.no_grad():
+            out = self.generator(batch)
+            fake = self.relaxed_response(out, batch)
+        inputs = self._critic_inputs(batch, out, fake)
+        if inputs is None:
+            return False
+        rule = self.adversarial_loss
+        total = torch.zeros((), device=self.device)
+        logs: dict[str, Tensor] = {}
+        for name, critic_in in inputs.items():
+            if name not in self.critics:
+                continue
+            d_real, d_fake = self._score(name, critic_in, "real"), self._score(name, critic_in, "fake")
+            loss = rule.critic_loss(d_real, d_fake)
+            short = name[:3]
+            if rule.uses_gradient_penalty:
+                critic = self.critics[name]
+
+                def score_mixed(x: Tensor, critic=critic, ci=critic_in) -> Tensor:
+                    return critic(x, ci.mixed_mask, ci.context, ci.feedback, ci.feedback_mask)
+
+                penalty, _ = gradient_penalty(score_mixed, critic_in.real, critic_in.fake)
+                loss = loss + float(self.adv_cfg["gp_lambda"]) * penalty
+                logs[f"train/gp_{short}"] = penalty.detach()
+            else:
+                logs[f"train/d_{short}_acc"] = critic_accuracy(d_real.detach(), d_fake.detach())
+            logs[f"train/d_{short}_wdist"] = wasserstein_estimate(d_real, d_fake)
+            total = total + loss
+        optimizer = self._optimizers()[1]
+        if not self.check_finite("train/d_loss", total.detach()):
+            optimizer.zero_grad()
+            return False
+        self.manual_backward(total)
+        norm = torch.nn.utils.clip_grad_norm_(self.critics.parameters(), float("inf"))
+        optimizer.step()
+        optimizer.zero_grad()
+        if self.adversarial_loss.clips_weights:
+            clip_critic_weights(self.critics, float(self.adv_cfg["clip_value"]))
+        logs["train/d_loss"] = total.detach()
+        logs["train/d_grad_norm"] = norm
+        self.log_dict(logs)
+        self.wasserstein_history.append(
+            {"step": float(self.global_step), **{k: float(v) for k, v in logs.items() if k.endswith("wdist")}}
+        )
+        return True
+
+    def generator_adversarial_update(self, batch: dict) -> bool:
+        """MLE + emotion CE - w_adv * critics' scores of the relaxed generated response."""
+        optimizer = self._optimizers()[0]
+        out = self.generator(batch)
+        losses = self.generator_losses(batch, out)
+        fake = self.relaxed_response(out, batch)
+        inputs = self._critic_inputs(batch, out, fake)
+        adv = torch.zeros((), device=self.device)
+        if inputs is not None:
+            for name, critic_in in inputs.items():
+                if name in self.critics:
+                    adv = adv + self.adversarial_loss.generator_loss(self._score(name, critic_in, "fake"))
+        loss = float(self.adv_cfg["mle_weight"]) * losses["loss"] + float(self.adv_cfg["w_adv"]) * adv
+        if not self.check_finite("train/g_loss", loss.detach()):
+            optimizer.zero_grad()
+            return False
+        self.manual_backward(loss)
+        self._optimizers()[1].zero_grad()  # critics are judges here, not students
+        self.generator_update(optimizer)
+        self._log_mle(losses, batch)
+        self.log_dict({"train/g_adv": adv.detach(), "train/g_loss": loss.detach()})
+        return True
 
     # -- validation ------------------------------------------------------------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -184,7 +358,7 @@ class EmpDGModule(pl.LightningModule):
         metrics = {"val/loss": self.val_loss.compute(), "val/ppl": torch.exp(nll), "val/nll": nll}
         if self.generator_config.emotion_classifier:
             metrics["val/emotion_acc"] = self.val_emotion_acc.compute()
-        self.log_dict(metrics, prog_bar=True, sync_dist=False)
+        self.log_dict(metrics, prog_bar=True)
         for metric in (self.val_loss, self.val_nll, self.val_tokens, self.val_emotion_acc):
             metric.reset()
 
@@ -198,6 +372,7 @@ class EmpDGModule(pl.LightningModule):
         checkpoint["empdg"] = {
             "phases": self.phases.state_dict(),
             "micro_step": self.micro_step,
+            "cycle_position": self.cycle_position,
             "batches_in_epoch": self.batches_in_epoch,
             "skipped_nonfinite": self.skipped_nonfinite,
             "rng": {
@@ -213,12 +388,16 @@ class EmpDGModule(pl.LightningModule):
             return
         self.phases.load_state_dict(state["phases"])
         self.micro_step = state["micro_step"]
+        self.cycle_position = state.get("cycle_position", 0)
         self.batches_in_epoch = state["batches_in_epoch"]
         self.skipped_nonfinite = state["skipped_nonfinite"]
         self._rng_to_restore = state["rng"]
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None and hasattr(datamodule, "resume_after"):
+            datamodule.resume_after(self.batches_in_epoch)
 
     def on_train_start(self) -> None:
-        """Restore RNG and data position here: after Lightning's own set-up has used the RNG."""
+        """Restore RNG here: after Lightning's own set-up has used the RNG."""
         rng = getattr(self, "_rng_to_restore", None)
         if rng is not None:
             torch.set_rng_state(rng["torch"])
