@@ -34,3 +34,39 @@ def real_sample_dir() -> Path:
 @pytest.fixture(scope="session")
 def release_outputs_dir() -> Path:
     return _require(RELEASE_OUTPUTS_DIR)
+
+
+CONF_DIR = REPO_ROOT / "conf"
+
+#: Overrides that make any training config tiny: seconds per run on one CPU thread.
+TINY_OVERRIDES = [
+    "experiment=quickstart",
+    "logger=none",
+    "model.emb_dim=16",
+    "model.hidden_dim=16",
+    "model.attn_dim=16",
+    "model.ff_dim=16",
+    "adversarial.critic.hidden_dim=16",
+    "adversarial.critic.num_filters=8",
+    "data.builtin.train_per_emotion=2",
+    "data.builtin.valid_per_emotion=1",
+    "data.builtin.test_per_emotion=1",
+    "data.batch_size=8",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "training.sample_generations=0",
+]
+
+
+@pytest.fixture
+def compose_train(tmp_path):
+    """Compose conf/train.yaml with the tiny overrides, a temporary root and output folder."""
+    from hydra import compose, initialize_config_dir
+
+    def _compose(*overrides: str, tiny: bool = True, run: str = "run"):
+        base = TINY_OVERRIDES if tiny else []
+        paths = [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / run}"]
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose("train", overrides=[*base, *paths, *overrides])
+
+    return _compose

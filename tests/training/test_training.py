@@ -100,6 +100,7 @@ def test_loss_goes_down_on_a_repeated_batch(tmp_path: Path) -> None:
     batch = next(iter(datamodule.train_dataloader()))
     optimizer = torch.optim.Adam(module.generator.parameters(), lr=3e-3)
     torch.manual_seed(0)
+    initial = {k: float(v) for k, v in module.generator_losses(batch).items() if k in ("nll", "emotion_ce")}
     losses = []
     for _ in range(25):
         out = module.generator_losses(batch)
@@ -109,9 +110,10 @@ def test_loss_goes_down_on_a_repeated_batch(tmp_path: Path) -> None:
         losses.append(float(out["loss"]))
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < 0.6 * losses[0]
+    assert all(later <= earlier + 0.5 for earlier, later in zip(losses, losses[1:]))  # no divergence
     final = module.generator_losses(batch)
-    assert float(final["nll"]) < float(module.generator_losses(batch)["nll"]) + 1e-6
-    assert float(final["emotion_ce"]) < losses[0]
+    assert float(final["nll"]) < 0.6 * initial["nll"]
+    assert float(final["emotion_ce"]) < 0.6 * initial["emotion_ce"]
 
 
 # -- (2) a run and its files ---------------------------------------------------------------------
@@ -133,13 +135,13 @@ def test_run_training_writes_config_vocab_and_checkpoint(tmp_path: Path) -> None
     assert "val/ppl" in metrics and "val/loss" in metrics and "val/emotion_acc" in metrics
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
     assert (tmp_path / ".cache" / "empdg").is_dir()  # the cache went under paths.root_dir
-    assert not (REPO / ".cache").exists() or True  # never checked into: we only wrote under tmp_path
 
 
 # -- (3) exact resume -----------------------------------------------------------------------------
 def test_resume_continues_exactly(tmp_path: Path, recorder: StepRecorder) -> None:
     n = 5
-    common = ("trainer.val_check_interval=3", "callbacks.checkpoint.every_n_train_steps=1")
+    # dropout makes every step draw random numbers: the RNG state must be restored too
+    common = ("trainer.val_check_interval=3", "model.dropout=0.1", "model.input_dropout=0.1")
 
     run_training(compose_cfg(tmp_path, "A", f"training.phases.generator_pretrain={2 * n}", *common))
     a = dict(recorder.losses)
@@ -170,10 +172,11 @@ def test_resume_continues_exactly(tmp_path: Path, recorder: StepRecorder) -> Non
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "after resuming from a checkpoint saved at validation end, Lightning does not advance "
-        "fit_loop.epoch_loop._batches_that_stepped (restart stage RESTARTED_ON_LAST), so every metric "
-        "of the resumed run is logged one step too low and the step where it resumed is logged twice; "
-        "EmpDGModule.on_train_start should restore it (see the report)"
+        "B's last.ckpt is written by the validation that should_stop triggers at the end of the phase budget, "
+        "before Lightning's epoch loop increments _batches_that_stepped; on resume the loop sees restart stage "
+        "RESTARTED_ON_LAST and (as batch n is not a val_check_interval batch) never adds the missing 1, so C logs "
+        "every metric one step too low and B's last step is logged twice. Fix in EmpDGModule (training/module.py): "
+        "on_train_batch_start: epoch_loop._batches_that_stepped = epoch_loop.total_batch_idx"
     ),
 )
 def test_resumed_run_logs_metrics_at_the_same_steps(tmp_path: Path) -> None:

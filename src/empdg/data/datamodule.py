@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
 from empdg.data.dataset import EncodedDataset, SequenceLimits, collate
@@ -123,6 +124,10 @@ class DialogueDataModule(pl.LightningDataModule):
             collate_fn=collate,
             num_workers=workers,
             persistent_workers=workers > 0,
+            # each new iterator draws a base seed from this generator; without one it would draw from the
+            # global torch RNG, so every validation would shift the training RNG stream and a resumed run
+            # (whose checkpoint follows an extra end-of-budget validation) would not continue exactly
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     # -- exact resume ----------------------------------------------------------------------

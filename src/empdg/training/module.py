@@ -80,6 +80,7 @@ class EmpDGModule(pl.LightningModule):
         self.micro_step = 0
         self.cycle_position = 0
         self.batches_in_epoch = 0
+        self.step_metrics: dict[str, float] = {}
         self.skipped_nonfinite = 0
         self.wasserstein_history: list[dict[str, float]] = []
         self.val_loss = MeanMetric()
@@ -175,7 +176,13 @@ class EmpDGModule(pl.LightningModule):
         )
 
     # -- training --------------------------------------------------------------------------
+    def _log_train(self, values: dict[str, Tensor], **kwargs: Any) -> None:
+        """Log training values and keep this step's values (callbacks and tests read them)."""
+        self.log_dict(values, **kwargs)
+        self.step_metrics.update({k: float(v) for k, v in values.items()})
+
     def training_step(self, batch: dict, batch_idx: int) -> None:
+        self.step_metrics: dict[str, float] = {}
         self.batches_in_epoch = batch_idx + 1
         phase = self.phases.current
         if phase is None:
@@ -220,7 +227,7 @@ class EmpDGModule(pl.LightningModule):
             self.phases.advance("adversarial")
 
     def _log_mle(self, losses: dict[str, Tensor], batch: dict) -> None:
-        self.log_dict(
+        self._log_train(
             {
                 "train/loss": losses["loss"].detach(),
                 "train/nll": losses["nll"],
@@ -247,11 +254,11 @@ class EmpDGModule(pl.LightningModule):
         tau = float(self.adv_cfg["tau"])
         if self.adv_cfg["relaxation"] == "soft":
             return soft_response(self.generator, out.log_probs, batch["target_pad_mask"], self.emotion_vocab, tau)
-        return gumbel_response(
-            self.generator, out.encoded, self.emotion_vocab, tau, int(self.adv_cfg["max_gen_len"])
-        )
+        return gumbel_response(self.generator, out.encoded, self.emotion_vocab, tau, int(self.adv_cfg["max_gen_len"]))
 
-    def _critic_inputs(self, batch: dict, out: GeneratorOutput, fake: RelaxedResponse) -> dict[str, CriticInputs] | None:
+    def _critic_inputs(
+        self, batch: dict, out: GeneratorOutput, fake: RelaxedResponse
+    ) -> dict[str, CriticInputs] | None:
         use_feedback = bool(self.adv_cfg["feedback"])
         rows = feedback_rows(batch, use_feedback)
         if rows.numel() == 0:
@@ -272,14 +279,17 @@ class EmpDGModule(pl.LightningModule):
         response, mask = (inputs.real, inputs.real_mask) if which == "real" else (inputs.fake, inputs.fake_mask)
         return critic(response, mask, inputs.context, inputs.feedback, inputs.feedback_mask)
 
-    def critic_update(self, batch: dict) -> bool:
-        """One update of both critics against the current (frozen) generator."""
+    def critic_losses(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]] | None:
+        """Both critics' losses against the current generator, which is frozen here (no_grad).
+
+        None when the batch has no example the critics can read (no feedback anywhere).
+        """
         with torch.no_grad():
             out = self.generator(batch)
             fake = self.relaxed_response(out, batch)
         inputs = self._critic_inputs(batch, out, fake)
         if inputs is None:
-            return False
+            return None
         rule = self.adversarial_loss
         total = torch.zeros((), device=self.device)
         logs: dict[str, Tensor] = {}
@@ -302,27 +312,37 @@ class EmpDGModule(pl.LightningModule):
                 logs[f"train/d_{short}_acc"] = critic_accuracy(d_real.detach(), d_fake.detach())
             logs[f"train/d_{short}_wdist"] = wasserstein_estimate(d_real, d_fake)
             total = total + loss
+        logs["train/d_loss"] = total.detach()
+        return total, logs
+
+    def critic_update(self, batch: dict) -> bool:
+        """One update of both critics; False when the batch gave nothing to learn from (or was skipped)."""
+        result = self.critic_losses(batch)
+        if result is None:
+            return False
+        total, logs = result
         optimizer = self._optimizers()[1]
         if not self.check_finite("train/d_loss", total.detach()):
             optimizer.zero_grad()
             return False
         self.manual_backward(total)
-        norm = torch.nn.utils.clip_grad_norm_(self.critics.parameters(), float("inf"))
+        logs["train/d_grad_norm"] = torch.nn.utils.clip_grad_norm_(self.critics.parameters(), float("inf"))
         optimizer.step()
         optimizer.zero_grad()
         if self.adversarial_loss.clips_weights:
             clip_critic_weights(self.critics, float(self.adv_cfg["clip_value"]))
-        logs["train/d_loss"] = total.detach()
-        logs["train/d_grad_norm"] = norm
-        self.log_dict(logs)
+        self._log_train(logs)
         self.wasserstein_history.append(
             {"step": float(self.global_step), **{k: float(v) for k, v in logs.items() if k.endswith("wdist")}}
         )
         return True
 
-    def generator_adversarial_update(self, batch: dict) -> bool:
-        """MLE + emotion CE - w_adv * critics' scores of the relaxed generated response."""
-        optimizer = self._optimizers()[0]
+    def adversarial_generator_loss(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        """mle_weight * (MLE + emotion CE) + w_adv * critics' generator loss on the relaxed response.
+
+        The relaxed response is a differentiable function of the generator's output
+        distribution, so the critics' gradient reaches the decoder (and, through it, the encoders).
+        """
         out = self.generator(batch)
         losses = self.generator_losses(batch, out)
         fake = self.relaxed_response(out, batch)
@@ -333,14 +353,19 @@ class EmpDGModule(pl.LightningModule):
                 if name in self.critics:
                     adv = adv + self.adversarial_loss.generator_loss(self._score(name, critic_in, "fake"))
         loss = float(self.adv_cfg["mle_weight"]) * losses["loss"] + float(self.adv_cfg["w_adv"]) * adv
+        return loss, {**losses, "g_adv": adv}
+
+    def generator_adversarial_update(self, batch: dict) -> bool:
+        optimizer = self._optimizers()[0]
+        loss, parts = self.adversarial_generator_loss(batch)
         if not self.check_finite("train/g_loss", loss.detach()):
             optimizer.zero_grad()
             return False
         self.manual_backward(loss)
         self._optimizers()[1].zero_grad()  # critics are judges here, not students
         self.generator_update(optimizer)
-        self._log_mle(losses, batch)
-        self.log_dict({"train/g_adv": adv.detach(), "train/g_loss": loss.detach()})
+        self._log_mle(parts, batch)
+        self._log_train({"train/g_adv": parts["g_adv"].detach(), "train/g_loss": loss.detach()})
         return True
 
     # -- validation ------------------------------------------------------------------------
@@ -396,8 +421,9 @@ class EmpDGModule(pl.LightningModule):
         if datamodule is not None and hasattr(datamodule, "resume_after"):
             datamodule.resume_after(self.batches_in_epoch)
 
-    def on_train_start(self) -> None:
-        """Restore RNG here: after Lightning's own set-up has used the RNG."""
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Restore RNG right before the first resumed batch: creating the data iterator (which
+        happens after every other hook on resume) draws from the global RNG."""
         rng = getattr(self, "_rng_to_restore", None)
         if rng is not None:
             torch.set_rng_state(rng["torch"])

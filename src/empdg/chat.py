@@ -1,0 +1,122 @@
+"""Terminal chat: ``python -m empdg.chat ckpt_path=PATH`` (reads stdin line by line, so it scripts too).
+
+Each turn prints the reply and the user's predicted emotion with its top-3 probabilities.
+Commands: ``/emotions`` shows the running (decayed) emotion distribution, ``/reset`` forgets the
+conversation, ``/quit`` (or end of input) leaves.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from empdg.evaluation.chat_session import ChatSession, ChatSettings, Turn
+from empdg.evaluation.checkpoint import load_checkpoint
+from empdg.evaluation.decoding import DecodingConfig
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+HELP = "commands: /emotions, /reset, /quit"
+
+
+def _percent(pairs: list[tuple[str, float]]) -> str:
+    return ", ".join(f"{name} {p:.0%}" for name, p in pairs)
+
+
+def build_session(cfg: DictConfig) -> ChatSession:
+    """Checkpoint + chat settings; unset context settings come from the checkpoint run's data config."""
+    if not cfg.ckpt_path:
+        raise ValueError("ckpt_path=PATH is required")
+    loaded = load_checkpoint(cfg.ckpt_path)
+    data = (loaded.run_config or {}).get("data") or {}
+    chat = cfg.chat
+    settings = ChatSettings(
+        max_context_len=int(chat.max_context_len or data.get("max_context_len", 256)),
+        max_emotion_words=int(chat.max_emotion_words or data.get("max_emotion_words", 64)),
+        normalization=str(chat.normalization or data.get("normalization", "moel")),
+        rerank=int(chat.rerank),
+        weights=dict(OmegaConf.to_container(chat.weights, resolve=True)),
+        emotion_decay=float(chat.emotion_decay),
+        fallback=str(chat.fallback),
+        seed=int(chat.seed),
+    )
+    decoding = DecodingConfig.from_mapping(OmegaConf.to_container(cfg.decoding, resolve=True))
+    return ChatSession(loaded.module, decoding, settings)
+
+
+def _lines(stream: TextIO, interactive: bool) -> Iterator[str]:
+    while True:
+        if interactive:
+            try:
+                yield input("you> ")
+            except EOFError:
+                return
+        else:
+            line = stream.readline()
+            if not line:
+                return
+            yield line.rstrip("\n")
+
+
+def show_turn(turn: Turn, verbose: bool, out: TextIO) -> None:
+    print(f"bot> {turn.reply}", file=out)
+    if turn.emotions:
+        print(f"     [you seem: {_percent(turn.emotions)}]", file=out)
+    if verbose:
+        for candidate in turn.candidates:
+            scores = ", ".join(f"{k}={v:.3f}" for k, v in candidate.scores.items())
+            flag = f" [rejected: {candidate.problem}]" if candidate.problem else ""
+            print(f"     candidate ({candidate.total:+.2f}; {scores}): {candidate.text!r}{flag}", file=out)
+        if turn.fallback_reason:
+            print(f"     (fallback reply: every candidate was degenerate -- {turn.fallback_reason})", file=out)
+        for note in turn.notes:
+            print(f"     ({note})", file=out)
+
+
+def chat_loop(session: ChatSession, verbose: bool, stream: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+    """Answer every line until /quit or end of input; return the number of replies."""
+    interactive = stream.isatty()
+    print(f"EmpDG chat -- {HELP}", file=out, flush=True)
+    replies = 0
+    for raw in _lines(stream, interactive):
+        text = raw.strip()
+        command = text.lower()
+        if not text:
+            print("bot> (say something, or /quit)", file=out, flush=True)
+            continue
+        if command in ("/quit", "/exit"):
+            break
+        if command == "/reset":
+            session.reset()
+            print("bot> (conversation forgotten)", file=out, flush=True)
+            continue
+        if command == "/emotions":
+            top = session.memory.top(5)
+            shown = _percent(top) if top else "nothing yet" if session.has_emotions else "no emotion classifier"
+            print(f"     [your emotions over {session.memory.turns} turn(s): {shown}]", file=out, flush=True)
+            continue
+        if command.startswith("/") and " " not in command:
+            print(f"bot> (unknown command; {HELP})", file=out, flush=True)
+            continue
+        show_turn(session.respond(text), verbose, out)
+        out.flush()
+        replies += 1
+    print("bye", file=out, flush=True)
+    return replies
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="chat")
+def main(cfg: DictConfig) -> None:
+    for stream in (sys.stdin, sys.stdout):  # odd bytes or a narrow terminal encoding must not end the chat
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
+    session = build_session(cfg)
+    chat_loop(session, bool(cfg.chat.verbose))
+
+
+if __name__ == "__main__":
+    main()

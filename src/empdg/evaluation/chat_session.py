@@ -1,0 +1,267 @@
+"""The model side of ``python -m empdg.chat``: history, emotion memory, reply selection.
+
+Kept apart from the terminal loop so every piece can be unit-tested. The user plays the ED
+*speaker*, the bot the *listener*; each user turn is encoded exactly like a test example.
+With ``rerank=N`` the session samples N candidates and ranks them by the critics' scores (when the
+checkpoint has critics) plus the generator's length-normalised log-likelihood; degenerate candidates
+(empty, echoing the user, repeating themselves) are never chosen, and when nothing else is left an
+editorial fallback answers instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from empdg.data.conversation import EMOTIONS
+from empdg.data.dataset import SequenceLimits, collate, encode_example
+from empdg.data.emotion_words import get_lexicon
+from empdg.data.examples import LISTENER, SPEAKER, DialogueExample
+from empdg.data.text import normalize
+from empdg.data.vocab import EOS_ID
+from empdg.evaluation.decoding import DecodingConfig, decode, ids_to_text, sequence_log_probs
+from empdg.evaluation.text_metrics import has_repeated_ngram
+from empdg.training.module import EmpDGModule
+
+FALLBACK = "That sounds like a lot. How are you feeling about it now?"
+_PUNCTUATION = set(string.punctuation) | {"``", "''", "..."}
+
+
+# -- degenerate replies ----------------------------------------------------------------------
+def degenerate_reason(reply: Sequence[str], user: Sequence[str], echo_share: float = 0.8) -> str | None:
+    """Why ``reply`` (tokens) is unusable after the user's ``user`` tokens, or None when it is fine.
+
+    * empty: nothing but punctuation;
+    * repeats itself: a repeated 3-gram or one word three times in a row;
+    * repeats the user's words: at least ``echo_share`` of its (>= 2) content words were just said
+      by the user -- parroting reads as not listening.
+    """
+    content = [t for t in reply if t not in _PUNCTUATION]
+    if not content:
+        return "empty"
+    if has_repeated_ngram(list(reply), 3) or any(a == b == c for a, b, c in zip(reply, reply[1:], reply[2:])):
+        return "repeats itself"
+    said = {t.lower() for t in user}
+    if len(content) >= 2 and sum(t.lower() in said for t in content) / len(content) >= echo_share:
+        return "repeats the user's words"
+    return None
+
+
+# -- emotion memory ----------------------------------------------------------------------------
+class EmotionMemory:
+    """Running distribution over the user's emotion: m <- decay * m + (1 - decay) * p per turn.
+
+    The first turn sets m = p. Older turns fade geometrically, so the memory follows a change of mood
+    within a few turns while one odd prediction does not overturn it.
+    """
+
+    def __init__(self, labels: Sequence[str] = EMOTIONS, decay: float = 0.7) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"chat.emotion_decay must be in [0, 1), got {decay}")
+        self.labels = list(labels)
+        self.decay = decay
+        self.distribution: list[float] | None = None
+        self.turns = 0
+
+    def update(self, probs: Sequence[float]) -> None:
+        if len(probs) != len(self.labels):
+            raise ValueError(f"expected {len(self.labels)} probabilities, got {len(probs)}")
+        if self.distribution is None:
+            self.distribution = [float(p) for p in probs]
+        else:
+            self.distribution = [self.decay * m + (1 - self.decay) * float(p) for m, p in zip(self.distribution, probs)]
+        self.turns += 1
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        if self.distribution is None:
+            return []
+        order = sorted(range(len(self.labels)), key=lambda i: -self.distribution[i])
+        return [(self.labels[i], self.distribution[i]) for i in order[:k]]
+
+    def reset(self) -> None:
+        self.distribution, self.turns = None, 0
+
+
+def top_emotions(probs: Sequence[float], k: int = 3) -> list[tuple[str, float]]:
+    order = sorted(range(len(probs)), key=lambda i: -probs[i])
+    return [(EMOTIONS[i], float(probs[i])) for i in order[:k]]
+
+
+# -- the session -------------------------------------------------------------------------------
+@dataclass
+class ChatSettings:
+    max_context_len: int = 256
+    max_emotion_words: int = 64
+    normalization: str = "moel"
+    rerank: int = 0
+    weights: Mapping[str, float] = field(default_factory=lambda: {"likelihood": 1.0, "semantic": 1.0, "emotion": 1.0})
+    emotion_decay: float = 0.7
+    fallback: str = FALLBACK
+    seed: int = 0
+
+
+@dataclass
+class Candidate:
+    text: str
+    tokens: list[str]
+    scores: dict[str, float]
+    total: float = float("-inf")
+    problem: str | None = None
+
+
+@dataclass
+class Turn:
+    reply: str
+    emotions: list[tuple[str, float]]
+    candidates: list[Candidate]
+    fallback_reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class ChatSession:
+    def __init__(self, module: EmpDGModule, decoding: DecodingConfig, settings: ChatSettings) -> None:
+        self.module = module.eval()
+        self.generator = module.generator
+        self.decoding = decoding
+        self.settings = settings
+        max_context = min(settings.max_context_len, self.generator.cfg.max_positions)
+        self.limits = SequenceLimits(max(2, max_context), 64, max(2, settings.max_emotion_words))
+        self.memory = EmotionMemory(EMOTIONS[: self.generator.cfg.num_emotions], settings.emotion_decay)
+        self.random = torch.Generator().manual_seed(int(settings.seed))
+        self.lexicon = get_lexicon()
+        self.history: list[list[str]] = []
+        self.roles: list[int] = []
+
+    @property
+    def has_emotions(self) -> bool:
+        return self.generator.emotion_classifier is not None
+
+    def reset(self) -> None:
+        self.history, self.roles = [], []
+        self.memory.reset()
+
+    def tokenize(self, text: str) -> list[str]:
+        return normalize(text, self.settings.normalization)
+
+    def _trim_history(self) -> None:
+        """Drop whole old turns while the context is over budget ([CLS] takes one position)."""
+        budget = self.limits.max_context_len - 1
+        while len(self.history) > 1 and sum(map(len, self.history)) > budget:
+            self.history.pop(0)
+            self.roles.pop(0)
+
+    def _batch(self, copies: int) -> dict:
+        words = [w for utterance in self.history for w in self.lexicon.emotion_words(utterance)]
+        example = DialogueExample(
+            example_id="chat",
+            emotion=0,
+            situation=[],
+            context=self.history,
+            context_roles=self.roles,
+            target=[],
+            feedback=None,
+            context_emotion_words=words,
+            target_emotion_mask=[],
+            feedback_emotion_words=[],
+        )
+        encoded = encode_example(example, self.module.vocab, self.limits)
+        return collate([encoded] * copies)
+
+    @torch.no_grad()
+    def respond(self, text: str) -> Turn:
+        """Add the user's turn, answer it, and remember both (the fallback included)."""
+        user = self.tokenize(text)
+        if not user:
+            user = ["..."]
+        self.history.append(user)
+        self.roles.append(SPEAKER)
+        self._trim_history()
+        rerank = max(0, int(self.settings.rerank))
+        batch = self._batch(max(1, rerank))
+        encoded = self.generator.encode(batch)
+        emotions: list[tuple[str, float]] = []
+        if encoded.emotion_logits is not None:
+            probs = encoded.emotion_logits[0].softmax(dim=-1).tolist()
+            self.memory.update(probs)
+            emotions = top_emotions(probs)
+        cfg = self.decoding
+        if rerank and cfg.strategy != "sample":
+            cfg = dataclasses.replace(cfg, strategy="sample")
+        ids = decode(self.generator, batch, cfg, generator=self.random)
+        candidates, notes = self._score(batch, ids, encoded, user)
+        usable = [c for c in candidates if c.problem is None]
+        if usable:
+            best = max(usable, key=lambda c: c.total)
+            reply, reason = best.text, None
+        else:
+            reply = self.settings.fallback
+            reason = "; ".join(sorted({c.problem for c in candidates if c.problem}))
+        self.history.append(self.tokenize(reply) or ["..."])
+        self.roles.append(LISTENER)
+        self._trim_history()
+        return Turn(reply, emotions, candidates, reason, notes)
+
+    def _score(self, batch: dict, ids: Tensor, encoded, user: list[str]) -> tuple[list[Candidate], list[str]]:
+        """Total = weighted sum of per-candidate z-scored components (so the weights are comparable)."""
+        texts = [ids_to_text(row, self.module.vocab, batch["oovs"][0]) for row in ids.tolist()]
+        log_prob, lengths = sequence_log_probs(self.generator, batch, ids)
+        components = {"likelihood": (log_prob / lengths.clamp_min(1)).tolist()}
+        notes: list[str] = []
+        components.update(self._critic_scores(ids, encoded, notes))
+        candidates = []
+        for i, text in enumerate(texts):
+            tokens = text.split()
+            scores = {name: values[i] for name, values in components.items()}
+            candidates.append(Candidate(text, tokens, scores, problem=degenerate_reason(tokens, user)))
+        standard = {name: _zscores(values) for name, values in components.items()}
+        weights = self.settings.weights
+        for i, candidate in enumerate(candidates):
+            candidate.total = sum(float(weights.get(name, 0.0)) * z[i] for name, z in standard.items())
+        return candidates, notes
+
+    def _critic_scores(self, ids: Tensor, encoded, notes: list[str]) -> dict[str, list[float]]:
+        """Scores of the checkpoint's critics, if it has any (trained adversarially); else nothing.
+
+        In chat there is no next user utterance yet, so the critics get empty feedback (d_F = 0).
+        """
+        found = {}
+        is_eos = ids.eq(EOS_ID).long()
+        mask = (is_eos.cumsum(dim=1)).eq(0)
+        vectors = self.generator.embed_tokens(ids)
+        for name, attribute, context in (
+            ("semantic", "semantic_critic", encoded.x0),
+            ("emotion", "emotion_critic", encoded.w0 if encoded.w0 is not None else encoded.x0),
+        ):
+            critic = getattr(self.module, attribute, None)
+            if critic is None:
+                continue
+            response = vectors
+            if name == "emotion":
+                flags = [[float(self._is_emotion_id(t)) for t in row] for row in ids.tolist()]
+                response = vectors * torch.tensor(flags, dtype=vectors.dtype).unsqueeze(-1)
+            empty = vectors.new_zeros(vectors.shape[0], 1, vectors.shape[-1])
+            try:
+                score = critic(response, mask, context, empty, torch.zeros(empty.shape[:2], dtype=torch.bool))
+                found[name] = [float(s) for s in score.reshape(-1).tolist()]
+            except Exception as error:  # an incompatible critic must not break the chat
+                notes.append(f"{attribute} not used: {type(error).__name__}: {error}")
+        return found
+
+    def _is_emotion_id(self, token_id: int) -> bool:
+        vocab = self.module.vocab
+        return token_id < len(vocab) and self.lexicon.is_emotion_word(vocab.id_to_token(token_id))
+
+
+def _zscores(values: Sequence[float]) -> list[float]:
+    finite = [v for v in values if math.isfinite(v)]
+    if len(finite) < 2:
+        return [0.0 if math.isfinite(v) else -1e9 for v in values]
+    mean = sum(finite) / len(finite)
+    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / len(finite))
+    return [((v - mean) / std if std > 0 else 0.0) if math.isfinite(v) else -1e9 for v in values]

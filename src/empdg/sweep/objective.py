@@ -1,0 +1,115 @@
+"""One trial: sample, compose the training config, train, and record how it ended.
+
+A trial must never take the study down: an exception (invalid sampled combination -> ValueError,
+out of memory, non-finite loss) marks the trial FAIL with its reason in the trial's user attrs and
+its MLflow run, and Optuna carries on. Ctrl-C marks the running trial FAIL ("interrupted") and
+stops the study, so the storage never keeps a trial RUNNING forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+from empdg.sweep.pruning import Objective, OptunaPruningCallback
+from empdg.sweep.space import ParamSpec, format_value, merge_overrides, to_overrides
+from empdg.sweep.tracking import SweepTracker, standard_tags
+
+log = logging.getLogger(__name__)
+
+
+def compose_training(config_dir: str, overrides: Sequence[str]) -> DictConfig:
+    """Compose ``train`` + overrides; inside ``@hydra.main`` Hydra is already initialised on conf/."""
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="train", overrides=list(overrides))
+    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def failure_reason(error: BaseException) -> str:
+    kind = type(error).__name__
+    if "OutOfMemory" in kind or "out of memory" in str(error).lower():
+        kind = f"out_of_memory ({kind})"
+    return f"{kind}: {error}"
+
+
+class TrialObjective:
+    """Callable given to ``study.optimize``; everything it holds is picklable (worker processes)."""
+
+    def __init__(
+        self,
+        config_dir: str,
+        base_overrides: Sequence[str],
+        specs: Sequence[ParamSpec],
+        objective: Objective,
+        trials_dir: Path,
+        tracker: SweepTracker | None,
+    ) -> None:
+        self.config_dir = config_dir
+        self.base_overrides = list(base_overrides)
+        self.specs = list(specs)
+        self.objective = objective
+        self.trials_dir = Path(trials_dir)
+        self.tracker = tracker
+
+    def trial_overrides(self, trial: optuna.Trial, values: dict[str, Any]) -> list[str]:
+        output_dir = self.trials_dir / f"trial_{trial.number:04d}"
+        return merge_overrides(
+            self.base_overrides,
+            to_overrides(self.specs, values),
+            [f"paths.output_dir={format_value(str(output_dir))}"],
+        )
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        values = {spec.name: spec.suggest(trial) for spec in self.specs}
+        overrides = self.trial_overrides(trial, values)
+        trial.set_user_attr("overrides", overrides)
+        callback = OptunaPruningCallback(trial, self.objective)
+        state, value, reason, run_id = "FAIL", None, None, None
+        try:
+            cfg = compose_training(self.config_dir, overrides)
+            if self.tracker is not None:
+                run_id = self.tracker.start_trial(trial.number, values, standard_tags(cfg))
+                trial.set_user_attr("mlflow_run_id", run_id)
+                cfg.logger.run_id = run_id
+            from empdg.cli.train import run_training  # heavy import, only where trials run
+
+            metrics = run_training(cfg, extra_callbacks=[callback])
+            if callback.pruned_at is not None or (callback.reports and trial.should_prune()):
+                raise optuna.TrialPruned(f"pruned at step {callback.pruned_at or callback.last_step}")
+            value = self.objective(metrics)
+            if value is None or not math.isfinite(value):
+                raise FloatingPointError(f"objective {self.objective.name} is {value} (metrics: {sorted(metrics)})")
+            state = "COMPLETE"
+            return value
+        except optuna.TrialPruned as pruned:
+            state, reason = "PRUNED", str(pruned)
+            raise
+        except (KeyboardInterrupt, SystemExit) as stop:  # Lightning turns Ctrl-C into SystemExit(1)
+            reason = "interrupted (Ctrl-C)"
+            raise KeyboardInterrupt(reason) from stop
+        except Exception as error:
+            reason = failure_reason(error)
+            log.warning("trial %d failed: %s", trial.number, reason)
+            raise
+        finally:
+            trial.set_user_attr("train_steps", callback.last_step)
+            if reason:
+                trial.set_user_attr("fail_reason" if state == "FAIL" else "prune_reason", reason)
+            if self.tracker is not None and run_id is not None:
+                try:
+                    self.tracker.end_trial(run_id, state, value, reason, callback.last_step)
+                except Exception as error:  # tracking is never fatal
+                    log.warning("could not close MLflow run %s: %s", run_id, error)
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning leaves Ctrl-C ignored

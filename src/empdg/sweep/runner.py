@@ -1,0 +1,190 @@
+"""Run a study: check the configuration, open the study, optimise in 1..n worker processes, report.
+
+Parallel trials run in separate PROCESSES (spawned, not forked: torch and CUDA do not survive a
+fork), each calling ``study.optimize`` on the shared storage -- Optuna's thread-based ``n_jobs``
+would share one Python interpreter and one set of torch threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+
+from empdg.sweep.objective import TrialObjective, compose_training
+from empdg.sweep.pruning import Objective, build_pruner
+from empdg.sweep.report import finish
+from empdg.sweep.space import ParamSpec, format_value, forwarded_overrides, merge_overrides, parse_space
+from empdg.sweep.study import build_sampler, build_storage, open_study
+from empdg.sweep.tracking import SweepTracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepPlan:
+    """Everything a worker process needs (plain data, picklable)."""
+
+    settings: dict[str, Any]
+    specs: list[ParamSpec]
+    config_dir: str
+    base_overrides: list[str]
+    output_dir: str
+    tracker: SweepTracker | None
+    earlier_trials: int = 0
+
+    def objective(self) -> TrialObjective:
+        return TrialObjective(
+            self.config_dir,
+            self.base_overrides,
+            self.specs,
+            Objective(self.settings["metric"], self.settings.get("weights")),
+            Path(self.output_dir) / "trials",
+            self.tracker,
+        )
+
+
+def optimize(plan: SweepPlan, worker: int, n_trials: int) -> None:
+    """One worker: load the study from storage with its own sampler seed and run its share of trials."""
+    settings = plan.settings
+    study = optuna.load_study(
+        study_name=str(settings["study_name"]),
+        storage=build_storage(settings),
+        sampler=build_sampler(settings["sampler"], plan.specs, worker, plan.earlier_trials),
+        pruner=build_pruner(settings["pruner"]),
+    )
+    timeout = settings.get("timeout")
+    study.optimize(
+        plan.objective(),
+        n_trials=n_trials,
+        timeout=float(timeout) if timeout else None,
+        catch=(Exception,),
+        gc_after_trial=True,
+    )
+
+
+def _worker_main(plan: SweepPlan, worker: int, n_trials: int, threads: int, cuda: str | None) -> None:
+    if cuda is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = cuda  # before torch touches CUDA in this process
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format=f"[worker {worker}] %(levelname)s %(name)s: %(message)s")
+    try:
+        optimize(plan, worker, n_trials)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def gpu_assignment(n_jobs: int, pin: bool) -> list[str | None]:
+    """Worker i sees GPU i % n_gpus only (one trial per GPU); None leaves CUDA_VISIBLE_DEVICES alone."""
+    if not pin:
+        return [None] * n_jobs
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        gpus = [g for g in visible.split(",") if g.strip()]
+    else:
+        import torch
+
+        gpus = [str(i) for i in range(torch.cuda.device_count())]
+    if not gpus:
+        return [None] * n_jobs
+    return [gpus[i % len(gpus)] for i in range(n_jobs)]
+
+
+def split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def run_workers(plan: SweepPlan, n_jobs: int, n_trials: int) -> None:
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // n_jobs)
+    gpus = gpu_assignment(n_jobs, bool(plan.settings.get("pin_gpus", True)))
+    processes = []
+    for worker, share in enumerate(split(n_trials, n_jobs)):
+        if share == 0:
+            continue
+        process = context.Process(target=_worker_main, args=(plan, worker, share, threads, gpus[worker]))
+        process.start()
+        processes.append(process)
+    try:
+        for process in processes:
+            process.join()
+    except KeyboardInterrupt:  # the workers got SIGINT too: let them close their trials
+        for process in processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.terminate()
+        raise
+    failed = [p.exitcode for p in processes if p.exitcode not in (0, 130)]
+    if failed:
+        log.warning("%d worker(s) exited with errors (codes %s); see their logs above", len(failed), failed)
+
+
+def prepare(
+    cfg: DictConfig, config_dir: str, task_overrides: Sequence[str], output_dir: Path
+) -> tuple[SweepPlan, DictConfig]:
+    """Check everything before the study is touched: the space, and the base training config."""
+    settings = OmegaConf.to_container(cfg.sweep, resolve=True)
+    specs = parse_space(settings["space"])
+    build_pruner(settings["pruner"])
+    build_sampler(settings["sampler"], specs)
+    base_overrides = merge_overrides(settings.get("train_overrides") or [], forwarded_overrides(task_overrides))
+    check_dir = format_value(str(output_dir / "trials" / "base"))
+    base_cfg = compose_training(config_dir, [*base_overrides, f"paths.output_dir={check_dir}"])
+    from empdg.cli.train import validate_config
+
+    validate_config(base_cfg)
+    plan = SweepPlan(settings, specs, config_dir, base_overrides, str(output_dir), None)
+    return plan, base_cfg
+
+
+def run_sweep(cfg: DictConfig, config_dir: str, task_overrides: Sequence[str], output_dir: Path) -> dict[str, Any]:
+    plan, base_cfg = prepare(cfg, config_dir, task_overrides, output_dir)
+    settings = plan.settings
+    study = open_study(
+        settings,
+        build_sampler(settings["sampler"], plan.specs),
+        build_pruner(settings["pruner"]),
+        build_storage(settings),
+    )
+    first_new = plan.earlier_trials = len(study.get_trials(deepcopy=False))
+    objective = Objective(settings["metric"], settings.get("weights"))
+    study.set_user_attr("objective", objective.name)
+    plan.tracker = SweepTracker.from_config(base_cfg, study.study_name)
+    if plan.tracker is not None:
+        shown = {k: v for k, v in settings.items() if k != "space"}
+        shown["space"] = {s.name: s.key for s in plan.specs}
+        shown["train_overrides"] = plan.base_overrides
+        parent = plan.tracker.start_parent(study.user_attrs.get("mlflow_parent_run_id"), shown)
+        study.set_user_attr("mlflow_parent_run_id", parent)
+    n_jobs, n_trials = int(settings.get("n_jobs", 1)), int(settings["n_trials"])
+    print(
+        f"study {study.study_name!r} at {settings['storage']}: {first_new} earlier trials; "
+        f"{n_trials} new trials in {n_jobs} process(es); objective {objective.name} ({settings['direction']})"
+    )
+    status = "FINISHED"
+    try:
+        if n_jobs <= 1:
+            optimize(plan, 0, n_trials)
+        else:
+            run_workers(plan, n_jobs, n_trials)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        print("\ninterrupted: the running trials were marked FAIL; re-run the same command to resume the study")
+    study = optuna.load_study(study_name=study.study_name, storage=build_storage(settings))
+    summary = finish(
+        study, plan.specs, objective.name, output_dir, first_new, int(settings.get("top_k", 10)), plan.tracker
+    )
+    if plan.tracker is not None:
+        plan.tracker.end_parent(status)
+    summary["status"] = status
+    return summary

@@ -1,0 +1,124 @@
+"""MLflow for a study: one parent run, one nested child run per trial.
+
+The child is created here (tag ``mlflow.parentRunId``) and its id handed to the trial's training
+as ``logger.run_id``, so the training logs its metrics into the nested run. Lightning does not set
+tags on a run it did not create, so the project's standard tags are set here. Tracking is never
+fatal: when the store does not answer, the study runs without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from empdg.tracking.mlflow_tracking import absolute_sqlite_uri, git_commit, probe_tracking_store
+
+log = logging.getLogger(__name__)
+
+STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+
+
+def standard_tags(cfg: DictConfig) -> dict[str, str]:
+    return {
+        "git_commit": git_commit(Path(__file__).parent),
+        "dataset": str(cfg.data.name),
+        "model": str(cfg.model.name),
+        "ablation": str(cfg.ablation.name),
+        "experiment": str(cfg.experiment_name),
+    }
+
+
+class SweepTracker:
+    """Picklable handle (URI + ids) so parallel worker processes can open their own client."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, study_name: str, tags: Mapping[str, str]) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.study_name = study_name
+        self.tags = dict(tags)
+        self.parent_run_id: str | None = None
+
+    @property
+    def client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, study_name: str) -> SweepTracker | None:
+        """None when the training logger is not MLflow or its store does not answer."""
+        if str(cfg.logger.name) != "mlflow":
+            log.info("logger.name=%s: the sweep is not tracked in MLflow", cfg.logger.name)
+            return None
+        uri = absolute_sqlite_uri(str(cfg.logger.tracking_uri))
+        problem = probe_tracking_store(uri)
+        if problem is not None:
+            warnings.warn(f"MLflow store {uri} is unreachable ({problem}); the sweep runs untracked", stacklevel=2)
+            return None
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        name = str(cfg.logger.experiment_name)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            artifacts = Path(str(cfg.logger.artifact_location)).expanduser().resolve()
+            experiment_id = client.create_experiment(name, artifact_location=artifacts.as_uri())
+        else:
+            experiment_id = experiment.experiment_id
+        return cls(uri, experiment_id, study_name, standard_tags(cfg))
+
+    def start_parent(self, previous_run_id: str | None, settings: Mapping[str, Any]) -> str:
+        """Reuse the study's parent run when resuming (one parent per study), else create it."""
+        client = self.client
+        if previous_run_id:
+            try:
+                client.get_run(previous_run_id)
+                client.update_run(previous_run_id, status="RUNNING")
+                self.parent_run_id = previous_run_id
+                return previous_run_id
+            except Exception:  # the run lives in another store: start a new parent
+                log.warning("parent run %s not found; creating a new one", previous_run_id)
+        tags = {**self.tags, "sweep": self.study_name, "sweep.role": "parent", "optuna.study": self.study_name}
+        run = client.create_run(self.experiment_id, run_name=f"sweep-{self.study_name}", tags=tags)
+        self.parent_run_id = run.info.run_id
+        for key, value in settings.items():
+            client.log_param(self.parent_run_id, f"sweep.{key}", str(value)[:6000])
+        return self.parent_run_id
+
+    def start_trial(self, number: int, params: Mapping[str, Any], trial_cfg_tags: Mapping[str, str]) -> str:
+        from mlflow.entities import Param
+
+        client = self.client
+        tags = {
+            **self.tags,
+            **trial_cfg_tags,
+            "mlflow.parentRunId": str(self.parent_run_id),
+            "sweep": self.study_name,
+            "sweep.role": "trial",
+            "optuna.study": self.study_name,
+            "optuna.trial": str(number),
+            "optuna.state": "RUNNING",
+        }
+        run = client.create_run(self.experiment_id, run_name=f"{self.study_name}-trial-{number:04d}", tags=tags)
+        run_id = run.info.run_id
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        return run_id
+
+    def end_trial(self, run_id: str, state: str, value: float | None, reason: str | None, steps: int) -> None:
+        client = self.client
+        client.set_tag(run_id, "optuna.state", state)
+        if reason:
+            client.set_tag(run_id, "optuna.fail_reason", reason[:5000])
+        if value is not None:
+            client.log_metric(run_id, "trial/value", value)
+        client.log_metric(run_id, "trial/steps", steps)
+        client.set_terminated(run_id, STATUS.get(state, "FAILED"))
+
+    def end_parent(self, status: str) -> None:
+        if self.parent_run_id:
+            self.client.set_terminated(self.parent_run_id, status)
