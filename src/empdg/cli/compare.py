@@ -10,12 +10,12 @@ from __future__ import annotations
 import csv
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from empdg.tracking.mlflow_tracking import absolute_sqlite_uri
 
@@ -156,20 +156,20 @@ def run_compare(cfg: DictConfig, output_dir: Path) -> list[Row]:
     uri = absolute_sqlite_uri(str(cfg.tracking_uri))
     metrics = [str(m) for m in cfg.metrics]
     group_by = str(cfg.group_by) if cfg.group_by else None
-    runs = search_runs(uri, str(cfg.experiment), str(cfg.filter or ""), [str(s) for s in cfg.statuses])
+    runs = search_runs(uri, str(cfg.experiment_name), str(cfg.filter or ""), [str(s) for s in cfg.statuses])
     if not runs:
         raise ValueError(
-            f"no runs in experiment {cfg.experiment!r} match filter={cfg.filter!r} statuses={cfg.statuses}"
+            f"no runs in experiment {cfg.experiment_name!r} match filter={cfg.filter!r} statuses={cfg.statuses}"
         )
     rows = build_rows(runs, metrics, group_by, [str(o) for o in cfg.order])
     table = markdown(rows, metrics, group_by)
     output_dir.mkdir(parents=True, exist_ok=True)
     files = [output_dir / "comparison.md", output_dir / "comparison.csv", output_dir / "comparison.png"]
-    files[0].write_text(f"# {cfg.experiment}: {len(runs)} runs\n\n{table}\n", encoding="utf-8")
+    files[0].write_text(f"# {cfg.experiment_name}: {len(runs)} runs\n\n{table}\n", encoding="utf-8")
     write_csv(rows, metrics, files[1])
-    bar_chart(rows, metrics, files[2], f"{cfg.experiment} ({len(runs)} runs)")
-    print(f"\n{cfg.experiment}: {len(runs)} runs\n\n{table}\n\nwritten: {', '.join(str(f) for f in files)}")
+    bar_chart(rows, metrics, files[2], f"{cfg.experiment_name} ({len(runs)} runs)")
+    print(f"\n{cfg.experiment_name}: {len(runs)} runs\n\n{table}\n\nwritten: {', '.join(str(f) for f in files)}")
     if cfg.log_run:
-        run_id = log_comparison(uri, str(cfg.experiment), group_by, files)
+        run_id = log_comparison(uri, str(cfg.experiment_name), group_by, files)
         print(f"MLflow comparison run {run_id} (tag empdg.role=comparison) at {uri}")
     return rows

@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.word_vectors import load_word_vectors
 from empdg.tracking.mlflow_tracking import build_logger, describe_run, git_commit, log_artifact
-from empdg.training.callbacks import SampleGenerations
+from empdg.training.callbacks import SampleGenerations, WassersteinPlot
 from empdg.training.module import EmpDGModule
 
 log = logging.getLogger(__name__)
@@ -148,19 +148,19 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
         filename="best-{step}",
         auto_insert_metric_name=False,
     )
-    trainer = build_trainer(cfg, logger, [checkpoint, samples, *(extra_callbacks or [])], output_dir)
+    callbacks = [checkpoint, samples, WassersteinPlot(output_dir), *(extra_callbacks or [])]
+    trainer = build_trainer(cfg, logger, callbacks, output_dir)
     if logger is not None and trainer.is_global_zero:
         logger.log_hyperparams(flatten(OmegaConf.to_container(cfg, resolve=True)))
         log_artifact(logger, output_dir / "config.yaml")
         log_artifact(logger, output_dir / "vocab.json")
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    if not trainer.is_global_zero:
-        return {}
-    if trainer.state.status == "interrupted":
+    if trainer.interrupted:
         log.warning("training was interrupted")
-    trainer.validate(module, datamodule=datamodule, verbose=False)
+    trainer.validate(module, datamodule=datamodule, verbose=False)  # every rank: it is collective
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    print_summary(metrics, logger, output_dir, checkpoint, samples)
+    if trainer.is_global_zero:
+        print_summary(metrics, logger, output_dir, checkpoint, samples)
     return metrics
 
 

@@ -34,11 +34,13 @@ _PUNCTUATION = set(string.punctuation) | {"``", "''", "..."}
 
 
 # -- degenerate replies ----------------------------------------------------------------------
-def degenerate_reason(reply: Sequence[str], user: Sequence[str], echo_share: float = 0.8) -> str | None:
+def degenerate_reason(
+    reply: Sequence[str], user: Sequence[str], previous: Sequence[str] | None = None, echo_share: float = 0.8
+) -> str | None:
     """Why ``reply`` (tokens) is unusable after the user's ``user`` tokens, or None when it is fine.
 
     * empty: nothing but punctuation;
-    * repeats itself: a repeated 3-gram or one word three times in a row;
+    * repeats itself: a repeated 3-gram, one word three times in a row, or the bot's ``previous`` reply;
     * repeats the user's words: at least ``echo_share`` of its (>= 2) content words were just said
       by the user -- parroting reads as not listening.
     """
@@ -46,6 +48,8 @@ def degenerate_reason(reply: Sequence[str], user: Sequence[str], echo_share: flo
     if not content:
         return "empty"
     if has_repeated_ngram(list(reply), 3) or any(a == b == c for a, b, c in zip(reply, reply[1:], reply[2:])):
+        return "repeats itself"
+    if previous is not None and [t.lower() for t in reply] == [t.lower() for t in previous]:
         return "repeats itself"
     said = {t.lower() for t in user}
     if len(content) >= 2 and sum(t.lower() in said for t in content) / len(content) >= echo_share:
@@ -194,7 +198,8 @@ class ChatSession:
         if rerank and cfg.strategy != "sample":
             cfg = dataclasses.replace(cfg, strategy="sample")
         ids = decode(self.generator, batch, cfg, generator=self.random)
-        candidates, notes = self._score(batch, ids, encoded, user)
+        previous = next((u for u, r in zip(reversed(self.history), reversed(self.roles)) if r == LISTENER), None)
+        candidates, notes = self._score(batch, ids, encoded, user, previous)
         usable = [c for c in candidates if c.problem is None]
         if usable:
             best = max(usable, key=lambda c: c.total)
@@ -207,7 +212,9 @@ class ChatSession:
         self._trim_history()
         return Turn(reply, emotions, candidates, reason, notes)
 
-    def _score(self, batch: dict, ids: Tensor, encoded, user: list[str]) -> tuple[list[Candidate], list[str]]:
+    def _score(
+        self, batch: dict, ids: Tensor, encoded, user: list[str], previous: list[str] | None
+    ) -> tuple[list[Candidate], list[str]]:
         """Total = weighted sum of per-candidate z-scored components (so the weights are comparable)."""
         texts = [ids_to_text(row, self.module.vocab, batch["oovs"][0]) for row in ids.tolist()]
         log_prob, lengths = sequence_log_probs(self.generator, batch, ids)
@@ -218,7 +225,7 @@ class ChatSession:
         for i, text in enumerate(texts):
             tokens = text.split()
             scores = {name: values[i] for name, values in components.items()}
-            candidates.append(Candidate(text, tokens, scores, problem=degenerate_reason(tokens, user)))
+            candidates.append(Candidate(text, tokens, scores, problem=degenerate_reason(tokens, user, previous)))
         standard = {name: _zscores(values) for name, values in components.items()}
         weights = self.settings.weights
         for i, candidate in enumerate(candidates):
@@ -234,11 +241,9 @@ class ChatSession:
         is_eos = ids.eq(EOS_ID).long()
         mask = (is_eos.cumsum(dim=1)).eq(0)
         vectors = self.generator.embed_tokens(ids)
-        for name, attribute, context in (
-            ("semantic", "semantic_critic", encoded.x0),
-            ("emotion", "emotion_critic", encoded.w0 if encoded.w0 is not None else encoded.x0),
-        ):
-            critic = getattr(self.module, attribute, None)
+        emotion_context = encoded.w0 if encoded.w0 is not None else encoded.x0
+        for name, context in (("semantic", encoded.x0), ("emotion", emotion_context)):
+            critic = find_critic(self.module, name)
             if critic is None:
                 continue
             response = vectors
@@ -250,12 +255,21 @@ class ChatSession:
                 score = critic(response, mask, context, empty, torch.zeros(empty.shape[:2], dtype=torch.bool))
                 found[name] = [float(s) for s in score.reshape(-1).tolist()]
             except Exception as error:  # an incompatible critic must not break the chat
-                notes.append(f"{attribute} not used: {type(error).__name__}: {error}")
+                notes.append(f"{name} critic not used: {type(error).__name__}: {error}")
         return found
 
     def _is_emotion_id(self, token_id: int) -> bool:
         vocab = self.module.vocab
         return token_id < len(vocab) and self.lexicon.is_emotion_word(vocab.id_to_token(token_id))
+
+
+def find_critic(module: EmpDGModule, name: str):
+    """``module.<name>_critic`` or ``module.critics[name]`` when the checkpoint has that critic, else None."""
+    critic = getattr(module, f"{name}_critic", None)
+    if critic is None:
+        critics = getattr(module, "critics", None)
+        critic = critics[name] if critics is not None and name in critics else None
+    return critic
 
 
 def _zscores(values: Sequence[float]) -> list[float]:

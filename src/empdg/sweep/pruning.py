@@ -7,7 +7,9 @@ reports the objective at every validation and raises ``optuna.TrialPruned`` righ
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -100,4 +102,8 @@ def build_pruner(config: Mapping[str, Any]) -> optuna.pruners.BasePruner:
         cls = PRUNERS[name]
     else:
         raise ValueError(f"sweep.pruner.name={name!r}; use one of {sorted(PRUNERS)} or package.module:Class")
-    return cls(**options)
+    accepted = set(inspect.signature(cls).parameters)
+    ignored = sorted(set(options) - accepted)
+    if ignored:  # switching pruner on the command line leaves the previous pruner's keys behind
+        warnings.warn(f"sweep.pruner: {name} ignores {ignored}", stacklevel=2)
+    return cls(**{k: v for k, v in options.items() if k in accepted})

@@ -49,3 +49,34 @@ def render_samples(pl_module, batch: dict, max_len: int, step: int) -> str:
             f"context: {context}\nreply:   {reply}\ngold:    {gold}\n"
         )
     return "\n".join(lines)
+
+
+class WassersteinPlot(pl.Callback):
+    """At the end of training, plot the critics' Wasserstein estimates over steps as an artifact."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self.output_dir = Path(output_dir)
+        self.path: Path | None = None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        history = getattr(pl_module, "wasserstein_history", [])
+        if not history or not trainer.is_global_zero:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure, axis = plt.subplots(figsize=(7, 4))
+        for key in sorted({k for row in history for k in row if k != "step"}):
+            points = [(row["step"], row[key]) for row in history if key in row]
+            axis.plot(*zip(*points), label=key.removeprefix("train/"))
+        axis.set_xlabel("optimizer step")
+        axis.set_ylabel("E[D(real)] - E[D(fake)]")
+        axis.set_title("critics' Wasserstein estimates")
+        axis.legend()
+        figure.tight_layout()
+        self.path = self.output_dir / "wasserstein.png"
+        figure.savefig(self.path, dpi=100)
+        plt.close(figure)
+        log_artifact(trainer.logger, self.path, "plots")

@@ -383,7 +383,8 @@ class EmpDGModule(pl.LightningModule):
         metrics = {"val/loss": self.val_loss.compute(), "val/ppl": torch.exp(nll), "val/nll": nll}
         if self.generator_config.emotion_classifier:
             metrics["val/emotion_acc"] = self.val_emotion_acc.compute()
-        self.log_dict(metrics, prog_bar=True)
+        # the torchmetrics states are already reduced across ranks; sync_dist only silences the check
+        self.log_dict(metrics, prog_bar=True, sync_dist=True)
         for metric in (self.val_loss, self.val_nll, self.val_tokens, self.val_emotion_acc):
             metric.reset()
 

@@ -1,0 +1,112 @@
+"""The evaluation entry point, end to end: scoring a release file and evaluating a tiny checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from empdg.evaluation.release_format import read_predictions
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
+TINY = [
+    "experiment=quickstart",
+    "logger=none",
+    "model.emb_dim=16",
+    "model.hidden_dim=16",
+    "model.attn_dim=16",
+    "model.ff_dim=16",
+    "training.phases.generator_pretrain=4",
+    "training.phases.critic_pretrain=0",
+    "training.phases.adversarial=0",
+    "trainer.val_check_interval=4",
+    "training.sample_generations=0",
+    "trainer.enable_progress_bar=false",
+    "data.builtin.train_per_emotion=4",
+    "data.builtin.valid_per_emotion=1",
+    "data.builtin.test_per_emotion=2",
+]
+
+
+def run(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A few updates of a 16-d model on a small built-in corpus (trained in a temporary folder)."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    run([sys.executable, str(REPO_ROOT / "train.py"), *TINY, f"paths.root_dir={root}"], cwd=root)
+    return next(root.glob("outputs/**/checkpoints/last.ckpt"))
+
+
+def evaluate(args: list[str], cwd: Path) -> tuple[dict, Path]:
+    result = run([sys.executable, "-m", "empdg.evaluate", f"paths.root_dir={cwd}", *args], cwd=cwd)
+    out_line = next(line for line in result.stdout.splitlines() if line.startswith("outputs: "))
+    return last_json(result.stdout), Path(out_line.removeprefix("outputs: "))
+
+
+def test_scores_release_file_like_the_paper(release_outputs_dir: Path, tmp_path: Path) -> None:
+    metrics, out = evaluate([f"predictions_file={release_outputs_dir / 'pred_EmpDG.txt'}", "logger=none"], tmp_path)
+    assert round(metrics["dist_1"], 2) == 1.81
+    assert round(metrics["dist_2"], 2) == 6.94
+    assert {"bleu_1", "bleu_2", "bleu_3", "bleu_4", "avg_len", "rep_3"} <= metrics.keys()
+    assert "ppl" not in metrics
+    assert metrics["n_examples"] == 2713
+    assert (out / "metrics.md").read_text().count("2713") >= 1
+
+
+def test_evaluates_checkpoint_and_logs_to_mlflow(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    metrics, out = evaluate([f"ckpt_path={tiny_checkpoint}", "evaluate.subset=all"], tmp_path)
+    assert math.isfinite(metrics["ppl"]) and 0.0 <= metrics["emotion_acc"] <= 1.0
+    for key in ("dist_1", "dist_2", "bleu_1", "bleu_4", "avg_len", "rep_3", "emotion_macro_f1"):
+        assert key in metrics
+    jsonl = read_predictions(out / "predictions.jsonl")
+    release = read_predictions(out / "pred_empdg.txt")
+    assert len(jsonl) == metrics["n_examples"] > 0
+    assert [r.pred for r in release] == [r.pred for r in jsonl]
+    for name in ("emotion_confusion.png", "length_histogram.png", "metrics.md"):
+        assert (out / name).stat().st_size > 0
+    assert "subset: **all**" in (out / "metrics.md").read_text()
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    (experiment,) = client.search_experiments(filter_string="name = 'empdg-evaluation'")
+    (mlflow_run,) = client.search_runs([experiment.experiment_id])
+    assert mlflow_run.data.tags["subset"] == "all"
+    assert mlflow_run.data.tags["ckpt_path"] == str(tiny_checkpoint.resolve())
+    assert mlflow_run.data.metrics["ppl"] == pytest.approx(metrics["ppl"])
+    artifacts = {Path(a.path).name for a in client.list_artifacts(mlflow_run.info.run_id, "evaluation")}
+    assert {"predictions.jsonl", "emotion_confusion.png", "metrics.md"} <= artifacts
+
+
+def test_feedback_subset_is_smaller(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    every, _ = evaluate([f"ckpt_path={tiny_checkpoint}", "logger=none", "decoding=beam"], tmp_path)
+    feedback, out = evaluate(
+        [f"ckpt_path={tiny_checkpoint}", "logger=none", "evaluate.subset=feedback", "decoding=sample"], tmp_path
+    )
+    assert 0 < feedback["n_examples"] < every["n_examples"]
+    assert feedback["subset"] == "feedback"
+    assert all(record.feedback for record in read_predictions(out / "predictions.jsonl"))
+
+
+def test_requires_exactly_one_source(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "empdg.evaluate", f"paths.root_dir={tmp_path}", "logger=none"],
+        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "exactly one of ckpt_path" in result.stderr + result.stdout
