@@ -220,17 +220,17 @@ def test_sampler_without_shuffle_is_in_order() -> None:
 
 @pytest.mark.parametrize("world", [2, 3])
 def test_sampler_rank_shards_are_disjoint_and_equal(world: int) -> None:
-    shards = [
-        _epoch(BucketBatchSampler(LENGTHS, 8, bucket_size_multiplier=3, seed=5, num_replicas=world, rank=r, drop_last=True), 2)
-        for r in range(world)
-    ]
+    def sampler(**kwargs) -> BucketBatchSampler:
+        return BucketBatchSampler(LENGTHS, 8, bucket_size_multiplier=3, seed=5, drop_last=True, **kwargs)
+
+    shards = [_epoch(sampler(num_replicas=world, rank=r), 2) for r in range(world)]
     sizes = {len(s) for s in shards}
     assert len(sizes) == 1  # equal number of batches on every rank
     assert sizes.pop() == len(BucketBatchSampler(LENGTHS, 8, num_replicas=world, rank=0, drop_last=True))
     flat = [i for s in shards for b in s for i in b]
     assert len(flat) == len(set(flat))  # disjoint
     assert len(flat) >= len(LENGTHS) - 8 * world  # nearly everything is used
-    single = {i for b in _epoch(BucketBatchSampler(LENGTHS, 8, bucket_size_multiplier=3, seed=5, drop_last=True), 2) for i in b}
+    single = {i for b in _epoch(sampler(), 2) for i in b}
     assert set(flat) <= single
 
 

@@ -95,7 +95,6 @@ def test_quickstart_logs_an_mlflow_run(tmp_path: Path) -> None:
     # the console names the run and shows replies
     assert run.info.run_id in result.stdout
     assert "reply:" in result.stdout and "gold:" in result.stdout
-    assert not (REPO / "mlruns").exists() or (REPO / "mlruns").stat().st_mtime < db.stat().st_mtime
 
 
 def _closed_port() -> int:
@@ -157,4 +156,5 @@ def test_real_sample_learns_emotions_above_chance(tmp_path: Path, real_sample_di
     column = header.index("val/emotion_acc")
     accuracies = [float(row.split(",")[column]) for row in metrics_csv[1:] if row.split(",")[column]]
     assert accuracies
+    print(f"val/emotion_acc: {accuracies}")
     assert accuracies[-1] > 2 / 32, f"val/emotion_acc={accuracies[-1]:.3f} is not above chance (1/32)"

@@ -14,7 +14,10 @@ from empdg.evaluation.decoding import greedy_decode
 from empdg.models.config import GeneratorConfig
 from empdg.models.generator import EmpDGGenerator
 
-WORDS = "i lost my dog so sad sorry to hear that thanks . you are what happened".split()
+WORDS = [
+    "i", "lost", "my", "dog", "so", "sad", "sorry", "to", "hear", "that", "thanks", ".", "you", "are", "what",
+    "happened",
+]
 VOCAB = Vocab(list(SPECIAL_TOKENS) + WORDS)
 TINY = {"emb_dim": 16, "hidden_dim": 16, "attn_dim": 8, "ff_dim": 24, "num_heads": 2, "num_emotions": 32}
 # the switches of conf/model/{empdg,transformer,emoprepend}.yaml

@@ -45,15 +45,6 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "src/empdg/cli/train.py run_training returns on non-zero ranks (`if not trainer.is_global_zero: return {}`) "
-        "before `trainer.validate(...)`, which is collective under DDP: rank 0 then hangs/fails in "
-        "ModelCheckpoint's strategy.broadcast ('Connection closed by peer'). Run trainer.validate on every rank "
-        "and return {} on the others only after it"
-    ),
-)
 def test_train_py_with_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     result = _run(

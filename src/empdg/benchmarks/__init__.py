@@ -1,1 +1,1 @@
-"""Micro-benchmarks (run as modules, e.g. ``python -m empdg.benchmarks.decode``)."""
+"""Benchmark commands: they print figures; no test asserts a timing."""

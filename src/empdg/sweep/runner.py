@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,12 +72,23 @@ def optimize(plan: SweepPlan, worker: int, n_trials: int) -> None:
     )
 
 
+def _sigterm_to_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def stop_on_sigterm() -> None:
+    """A scheduler's SIGTERM must end the study like Ctrl-C (running trial FAIL, study consistent);
+    Lightning's own SIGTERM handler only sets a flag but calls the handler installed before it."""
+    signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+
+
 def _worker_main(plan: SweepPlan, worker: int, n_trials: int, threads: int, cuda: str | None) -> None:
     if cuda is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda  # before torch touches CUDA in this process
     import torch
 
     torch.set_num_threads(threads)
+    stop_on_sigterm()
     logging.basicConfig(level=logging.INFO, format=f"[worker {worker}] %(levelname)s %(name)s: %(message)s")
     try:
         optimize(plan, worker, n_trials)
@@ -118,7 +130,12 @@ def run_workers(plan: SweepPlan, n_jobs: int, n_trials: int) -> None:
     try:
         for process in processes:
             process.join()
-    except KeyboardInterrupt:  # the workers got SIGINT too: let them close their trials
+    except KeyboardInterrupt as stop:
+        # Ctrl-C reaches the whole process group; a SIGTERM sent to this process only is passed on
+        if stop.args == ("SIGTERM",):
+            for process in processes:
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGTERM)
         for process in processes:
             process.join(timeout=60)
             if process.is_alive():
@@ -172,6 +189,7 @@ def run_sweep(cfg: DictConfig, config_dir: str, task_overrides: Sequence[str], o
         f"{n_trials} new trials in {n_jobs} process(es); objective {objective.name} ({settings['direction']})"
     )
     status = "FINISHED"
+    stop_on_sigterm()
     try:
         if n_jobs <= 1:
             optimize(plan, 0, n_trials)

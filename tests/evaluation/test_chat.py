@@ -1,0 +1,140 @@
+"""The terminal chat: robustness on odd input (subprocess), degenerate replies, emotion memory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from empdg.data.vocab import EOS_ID
+from empdg.evaluation import chat_session
+from empdg.evaluation.chat_session import FALLBACK, ChatSession, ChatSettings, EmotionMemory, degenerate_reason
+from empdg.evaluation.checkpoint import load_checkpoint
+from empdg.evaluation.decoding import DecodingConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
+TINY = [
+    "experiment=quickstart", "logger=none", "model.emb_dim=16", "model.hidden_dim=16", "model.attn_dim=16",
+    "model.ff_dim=16", "training.phases.generator_pretrain=4", "training.phases.critic_pretrain=0",
+    "training.phases.adversarial=0", "trainer.val_check_interval=4", "training.sample_generations=0",
+    "trainer.enable_progress_bar=false", "data.builtin.train_per_emotion=4", "data.builtin.valid_per_emotion=1",
+    "data.builtin.test_per_emotion=2", "data.max_context_len=40",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny_chat_run")
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train.py"), *TINY, f"paths.root_dir={root}"],
+        cwd=root, env=ENV, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return next(root.glob("outputs/**/checkpoints/last.ckpt"))
+
+
+def chat(checkpoint: Path, lines: list[str], cwd: Path, *overrides: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "empdg.chat", f"ckpt_path={checkpoint}", *overrides],
+        cwd=cwd, env=ENV, input="\n".join(lines) + "\n", capture_output=True, text=True,
+        encoding="utf-8", timeout=180,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    return result.stdout.splitlines()
+
+
+def test_chat_survives_odd_input(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    long_text = " ".join(["word"] * 2500 + ["grief"] * 2500)  # 5,000 words
+    lines = [
+        "I lost my job today and I feel awful.",
+        "",
+        "   ",
+        long_text,
+        "zxqvbn florbage snorklewhatsit quimbly",
+        "Mon café est fermé 😢🎉 — naïve résumé",
+        "今日はとても悲しいです。我很难过",
+        "/emotions",
+        "/reset",
+        "/emotions",
+        "/nonsense",
+        "okay , thanks",
+        "/quit",
+        "never read",
+    ]
+    out = chat(tiny_checkpoint, lines, tmp_path)
+    replies = [line for line in out if line.startswith("bot> ") and not line.startswith("bot> (")]
+    assert len(replies) == 6
+    assert sum("[you seem:" in line for line in out) == 6
+    emotions = [line for line in out if "your emotions over" in line]
+    assert "over 5 turn(s)" in emotions[0] and "nothing yet" in emotions[1]
+    assert out[-1] == "bye"
+    assert not list(tmp_path.iterdir()), "chatting must not write files"
+
+
+def test_chat_rerank_verbose(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    out = chat(
+        tiny_checkpoint, ["my dog died", "I miss him so much"], tmp_path, "chat.rerank=3", "chat.verbose=true"
+    )
+    assert sum(line.strip().startswith("candidate (") for line in out) == 6
+    assert sum(line.startswith("bot> ") for line in out) == 2
+
+
+def test_history_stays_within_context_and_fallback(tiny_checkpoint: Path, monkeypatch) -> None:
+    loaded = load_checkpoint(tiny_checkpoint)
+    settings = ChatSettings(max_context_len=40, rerank=2)
+    session = ChatSession(loaded.module, DecodingConfig(strategy="sample", max_len=3, seed=0), settings)
+    for _ in range(6):
+        turn = session.respond("i am so worried about my exam tomorrow")
+        assert sum(map(len, session.history)) <= 39
+        assert turn.reply and len(turn.candidates) == 2
+    # every candidate empty (EOS at once) -> the editorial fallback, with the reason
+    monkeypatch.setattr(
+        chat_session, "decode", lambda model, batch, cfg, generator=None: torch.full((2, 1), EOS_ID)
+    )
+    turn = session.respond("hello there")
+    assert turn.reply == FALLBACK and turn.fallback_reason == "empty"
+    session.reset()
+    assert session.history == [] and session.memory.turns == 0
+
+
+@pytest.mark.parametrize(
+    ("reply", "user", "previous", "reason"),
+    [
+        ("", "i failed my exam", None, "empty"),
+        (". ! ?", "i failed my exam", None, "empty"),
+        ("i am so sorry . i am so sorry .", "i failed", None, "repeats itself"),
+        ("no no no", "i failed", None, "repeats itself"),
+        ("that is great", "hello", "that is great", "repeats itself"),
+        ("i failed my exam .", "i failed my exam today", None, "repeats the user's words"),
+        ("Failed EXAM", "i failed my exam", None, "repeats the user's words"),
+        ("oh no , what happened ?", "i failed my exam", None, None),
+        ("why ?", "why did it happen", None, None),
+        ("that is great", "hello", "that is sad", None),
+    ],
+)
+def test_degenerate_detector(reply: str, user: str, previous: str | None, reason: str | None) -> None:
+    prev = previous.split() if previous is not None else None
+    assert degenerate_reason(reply.split(), user.split(), prev) == reason
+
+
+def test_emotion_memory_decays() -> None:
+    memory = EmotionMemory(["sad", "joyful", "afraid"], decay=0.5)
+    assert memory.top() == []
+    memory.update([1.0, 0.0, 0.0])
+    assert memory.distribution == [1.0, 0.0, 0.0]
+    memory.update([0.0, 1.0, 0.0])
+    assert memory.distribution == pytest.approx([0.5, 0.5, 0.0])
+    memory.update([0.0, 1.0, 0.0])
+    assert memory.distribution == pytest.approx([0.25, 0.75, 0.0])
+    assert memory.top(1) == [("joyful", pytest.approx(0.75))]
+    assert sum(memory.distribution) == pytest.approx(1.0)
+    memory.reset()
+    assert memory.distribution is None and memory.turns == 0
+    with pytest.raises(ValueError):
+        EmotionMemory(decay=1.0)
