@@ -249,3 +249,17 @@ def test_sampler_skip_next_resumes_after_consumed_batches() -> None:
 def test_sampler_rejects_bad_batch_size() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         BucketBatchSampler(LENGTHS, 0)
+
+
+def test_evaluation_shards_cover_every_example_once() -> None:
+    """Evaluation must not drop the batches that do not divide evenly over the ranks."""
+    lengths = list(range(23))
+    seen = []
+    for rank in range(3):
+        sampler = BucketBatchSampler(
+            lengths, 4, shuffle=False, bucketing=False, num_replicas=3, rank=rank, even_shards=False
+        )
+        batches = list(sampler)
+        assert len(batches) == len(sampler)
+        seen += [i for batch in batches for i in batch]
+    assert sorted(seen) == lengths

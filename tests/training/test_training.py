@@ -169,16 +169,6 @@ def test_resume_continues_exactly(tmp_path: Path, recorder: StepRecorder) -> Non
         assert torch.equal(value, final_c["state_dict"][key]), key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "B's last.ckpt is written by the validation that should_stop triggers at the end of the phase budget, "
-        "before Lightning's epoch loop increments _batches_that_stepped; on resume the loop sees restart stage "
-        "RESTARTED_ON_LAST and (as batch n is not a val_check_interval batch) never adds the missing 1, so C logs "
-        "every metric one step too low and B's last step is logged twice. Fix in EmpDGModule (training/module.py): "
-        "on_train_batch_start: epoch_loop._batches_that_stepped = epoch_loop.total_batch_idx"
-    ),
-)
 def test_resumed_run_logs_metrics_at_the_same_steps(tmp_path: Path) -> None:
     n = 4
     common = ("trainer.val_check_interval=3",)

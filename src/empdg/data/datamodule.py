@@ -107,6 +107,7 @@ class DialogueDataModule(pl.LightningDataModule):
             bucketing=False,
             num_replicas=world,
             rank=rank,
+            even_shards=False,
         )
         return self._loader(self.datasets[split], sampler)
 

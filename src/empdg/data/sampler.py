@@ -26,6 +26,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        even_shards: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be positive, got {batch_size}")
@@ -38,6 +39,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.num_replicas = num_replicas
         self.rank = rank
+        # evaluation sets even_shards=False: no example is dropped (metrics sync once, at the end)
+        self.even_shards = even_shards
         self.epoch = 0
         self._skip = 0
 
@@ -61,9 +64,12 @@ class BucketBatchSampler(Sampler[list[int]]):
         if self.shuffle and self.bucketing:
             perm = torch.randperm(len(batches), generator=generator).tolist()
             batches = [batches[i] for i in perm]
-        # every rank gets the same number of batches (DDP collectives must line up)
-        per_rank = len(batches) // self.num_replicas if self.num_replicas > 1 else len(batches)
-        return batches[self.rank :: self.num_replicas][:per_rank] if self.num_replicas > 1 else batches
+        if self.num_replicas == 1:
+            return batches
+        mine = batches[self.rank :: self.num_replicas]
+        if self.even_shards:  # training: every rank steps equally often (DDP collectives line up)
+            mine = mine[: len(batches) // self.num_replicas]
+        return mine
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._all_batches()
@@ -74,4 +80,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         n_batches = len(self.lengths) // self.batch_size
         if not self.drop_last and len(self.lengths) % self.batch_size:
             n_batches += 1
-        return n_batches // self.num_replicas if self.num_replicas > 1 else n_batches
+        if self.num_replicas == 1:
+            return n_batches
+        if self.even_shards:
+            return n_batches // self.num_replicas
+        return len(range(self.rank, n_batches, self.num_replicas))

@@ -160,12 +160,12 @@ class EmpDGGenerator(nn.Module):
         vocab_probs = torch.softmax(logits, dim=-1) * p_gen
         if encoded.max_oov:
             vocab_probs = nn.functional.pad(vocab_probs, (0, encoded.max_oov))
-        # the decoder attends over [C_u; C_e]; only the context part can be copied, so renormalise
-        # it (otherwise the mixture loses the emotion words' attention mass and sums to < 1)
-        context_attention = attention[:, :, : encoded.context_len]
+        # the decoder attends over [C_u; C_e]; only context words can be copied (not [CLS], not the
+        # emotion sequence), so renormalise that part -- otherwise the mixture would sum to < 1
+        context_attention = attention[:, :, 1 : encoded.context_len]
         context_attention = context_attention / context_attention.sum(dim=-1, keepdim=True).clamp_min(1e-12)
         copy_attention = context_attention * (1 - p_gen)
-        index = encoded.context_ext_ids.unsqueeze(1).expand(-1, states.shape[1], -1)
+        index = encoded.context_ext_ids[:, 1:].unsqueeze(1).expand(-1, states.shape[1], -1)
         probs = vocab_probs.scatter_add(2, index, copy_attention)
         return torch.log(probs.clamp_min(1e-12))
 

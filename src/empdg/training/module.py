@@ -427,6 +427,10 @@ class EmpDGModule(pl.LightningModule):
         happens after every other hook on resume) draws from the global RNG."""
         rng = getattr(self, "_rng_to_restore", None)
         if rng is not None:
+            # a checkpoint written by the end-of-budget validation predates Lightning's increment of
+            # its logging step; without this a resumed run logs every metric one step too low
+            epoch_loop = self.trainer.fit_loop.epoch_loop
+            epoch_loop._batches_that_stepped = epoch_loop.total_batch_idx
             torch.set_rng_state(rng["torch"])
             random.setstate(rng["python"])
             name, keys, pos, has_gauss, cached = rng["numpy"]
