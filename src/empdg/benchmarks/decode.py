@@ -11,14 +11,12 @@ re-projects every prefix position at every step.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
+from empdg.benchmarks.common import median_seconds
 from empdg.data.vocab import CLS_ID, LAB_ID, SPK_ID
 from empdg.evaluation.decoding import DecodingConfig, decode
 from empdg.models.config import GeneratorConfig
@@ -51,17 +49,6 @@ def synthetic_batch(batch_size: int, context_len: int, emotion_len: int, vocab_s
         "emotion_context_pad_mask": torch.zeros_like(emo, dtype=torch.bool),
         "max_oov": 0,
     }
-
-
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 @torch.no_grad()
