@@ -19,6 +19,8 @@ CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     summary = run_sweep(cfg, str(CONFIG_DIR), list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir))
+    if summary["status"] == "KILLED":
+        raise SystemExit(130)  # interrupted: scripts chaining sweep.py must not carry on as if it finished
     return summary["best_value"]
 
 

@@ -4,6 +4,8 @@
 # Run it from the folder that should hold mlruns/ (the repository root is fine).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# the project's virtualenv (make setup) unless PYTHON says otherwise
+if [[ -z "${PYTHON:-}" ]]; then PYTHON=python; [[ -x "$REPO/.venv/bin/python" ]] && PYTHON="$REPO/.venv/bin/python"; fi
 [[ $# -ge 1 ]] || { echo "usage: $0 (DATA_ROOT | --smoke) [hydra overrides...]" >&2; exit 2; }
 if [[ "$1" == "--smoke" ]]; then
   # built-in demonstration data, tiny budgets: checks the pipeline in minutes, numbers mean nothing
@@ -22,7 +24,7 @@ ROWS=("model=transformer" "model=emoprepend" "model=empdg ablation=no_critics" "
       "model=empdg ablation=none")
 for row in "${ROWS[@]}"; do
   # shellcheck disable=SC2086  # a row is several overrides
-  python "$REPO/train.py" -m $row "${BASE[@]}" experiment_name=$EXP $SEEDS "$@"
+  "$PYTHON" "$REPO/train.py" -m $row "${BASE[@]}" experiment_name=$EXP $SEEDS "$@"
 done
-python -m empdg.compare experiment=$EXP group_by=run_name metrics=[val/ppl,val/emotion_acc] \
+"$PYTHON" -m empdg.compare experiment=$EXP group_by=run_name metrics=[val/ppl,val/emotion_acc] \
   "order=[transformer-none,emoprepend-none,empdg-no_critics,empdg-woG,empdg-none]"

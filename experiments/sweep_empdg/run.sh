@@ -4,6 +4,8 @@
 # usage: experiments/sweep_empdg/run.sh (DATA_ROOT | --smoke) [extra Hydra overrides: sweep.* or training]
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# the project's virtualenv (make setup) unless PYTHON says otherwise
+if [[ -z "${PYTHON:-}" ]]; then PYTHON=python; [[ -x "$REPO/.venv/bin/python" ]] && PYTHON="$REPO/.venv/bin/python"; fi
 [[ $# -ge 1 ]] || { echo "usage: $0 (DATA_ROOT | --smoke) [hydra overrides...]" >&2; exit 2; }
 if [[ "$1" == "--smoke" ]]; then
   # the small quickstart study (generator pre-training only) on the built-in data
@@ -16,6 +18,6 @@ else
   GROUP=n_critic
 fi
 shift
-python "$REPO/sweep.py" "${BASE[@]}" "$@"
+"$PYTHON" "$REPO/sweep.py" "${BASE[@]}" "$@"
 # completed trials only (pruned ones are KILLED, failed ones FAILED)
-python -m empdg.compare experiment=$EXP group_by=$GROUP "filter=tags.sweep = '$STUDY'" statuses=[FINISHED]
+"$PYTHON" -m empdg.compare experiment=$EXP group_by=$GROUP "filter=\"tags.sweep = '$STUDY'\"" statuses=[FINISHED]

@@ -85,7 +85,10 @@ class TrialObjective:
             from empdg.cli.train import run_training  # heavy import, only where trials run
 
             metrics = run_training(cfg, extra_callbacks=[callback])
-            if callback.pruned_at is not None or (callback.reports and trial.should_prune()):
+            # DDP: ranks stopped together instead of raising; ddp_spawn ranks hold their own callback copies,
+            # so ask the storage. Single process: a completed budget is never pruned after the fact.
+            distributed = "ddp" in str(cfg.trainer.get("strategy", ""))
+            if callback.pruned_at is not None or (distributed and trial.should_prune()):
                 raise optuna.TrialPruned(f"pruned at step {callback.pruned_at or callback.last_step}")
             value = self.objective(metrics)
             if value is None or not math.isfinite(value):
@@ -96,7 +99,7 @@ class TrialObjective:
             state, reason = "PRUNED", str(pruned)
             raise
         except (KeyboardInterrupt, SystemExit) as stop:  # Lightning turns Ctrl-C into SystemExit(1)
-            reason = "interrupted (Ctrl-C)"
+            reason = "interrupted (Ctrl-C or SIGTERM)"
             raise KeyboardInterrupt(reason) from stop
         except Exception as error:
             reason = failure_reason(error)
