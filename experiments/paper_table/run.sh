@@ -14,17 +14,17 @@ if [[ "$1" == "--smoke" ]]; then
         trainer.enable_progress_bar=false)
 else
   # the official EmpatheticDialogues files in DATA_ROOT; everything else is the paper's setting (conf/)
-  BASE=(data=empathetic_dialogues "data.root=$1")
+  BASE=(data=empathetic_dialogues "data.root=$1" optim=noam)
 fi
 shift
 EXP=paper_table
 SEEDS=seed=1,2,3
 # one row each: run names are ${model.name}-${ablation.name}
-ROWS=("model=transformer" "model=emoprepend" "model=empdg ablation=no_critics" "model=empdg ablation=woG"
+ROWS=("model=transformer" "model=emoprepend" "model=empdg ablation=no_critics" "ablation=woG"
       "model=empdg ablation=none")
 for row in "${ROWS[@]}"; do
   # shellcheck disable=SC2086  # a row is several overrides
   "$PYTHON" "$REPO/train.py" -m $row "${BASE[@]}" experiment_name=$EXP $SEEDS "$@"
 done
 "$PYTHON" -m empdg.compare experiment=$EXP group_by=run_name metrics=[val/ppl,val/emotion_acc] \
-  "order=[transformer-none,emoprepend-none,empdg-no_critics,empdg-woG,empdg-none]"
+  "order=[transformer-none,emoprepend-none,empdg-no_critics,emoprepend-woG,empdg-none]"

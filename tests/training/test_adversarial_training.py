@@ -183,3 +183,11 @@ def test_resume_in_adversarial_phase_is_exact(compose_train, tmp_path):
     resumed = full.losses[len(first.losses) :]
     assert len(second.losses) == len(resumed) > 0
     assert second.losses == resumed  # bit-identical: weights, optimizer states, RNG, data position
+
+
+@pytest.mark.parametrize("model", ["empdg", "transformer", "emoprepend"])
+def test_woG_gives_the_emoprepend_generator_whatever_the_model_choice(compose_train, model):
+    cfg = compose_train(f"model={model}", "ablation=woG")
+    assert cfg.model.emotion_injection == "label_embedding"
+    assert not cfg.model.emotion_encoder and cfg.model.emotion_classifier
+    assert cfg.model.semantic_critic and not cfg.model.emotion_critic
