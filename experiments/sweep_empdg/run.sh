@@ -3,10 +3,8 @@
 # then a comparison of the trials grouped by a swept parameter.
 # usage: experiments/sweep_empdg/run.sh (DATA_ROOT | --smoke) [extra Hydra overrides: sweep.* or training]
 set -euo pipefail
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-# the project's virtualenv (make setup) unless PYTHON says otherwise
-if [[ -z "${PYTHON:-}" ]]; then PYTHON=python; [[ -x "$REPO/.venv/bin/python" ]] && PYTHON="$REPO/.venv/bin/python"; fi
-[[ $# -ge 1 ]] || { echo "usage: $0 (DATA_ROOT | --smoke) [hydra overrides...]" >&2; exit 2; }
+# shellcheck source=../common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 if [[ "$1" == "--smoke" ]]; then
   # the small quickstart study (generator pre-training only) on the built-in data
   STUDY=sweep_empdg_smoke; EXP=quickstart

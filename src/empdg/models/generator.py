@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from empdg.data.vocab import LAB_ID, PAD_ID, SOS_ID, UNK_ID
 from empdg.models.config import GeneratorConfig
-from empdg.models.layers import TransformerDecoder, TransformerEncoder, sinusoidal_positions
+from empdg.models.layers import StackSizes, TransformerDecoder, TransformerEncoder, sinusoidal_positions
 
 
 @dataclass
@@ -55,17 +55,11 @@ class EmpDGGenerator(nn.Module):
         )
         self.input_dropout = nn.Dropout(cfg.input_dropout)
         self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, h), persistent=False)
-        sizes = (
-            h,
-            cfg.attn_dim,
-            cfg.num_heads,
-            cfg.ff_dim,
-            cfg.num_layers,
-            cfg.dropout,
-            cfg.attention_dropout,
+        sizes = StackSizes(
+            h, cfg.attn_dim, cfg.num_heads, cfg.ff_dim, cfg.num_layers, cfg.dropout, cfg.attention_dropout
         )
-        self.semantic_encoder = TransformerEncoder(*sizes)
-        self.emotion_encoder = TransformerEncoder(*sizes) if cfg.emotion_encoder else None
+        self.semantic_encoder = TransformerEncoder(sizes)
+        self.emotion_encoder = TransformerEncoder(sizes) if cfg.emotion_encoder else None
         n_summary = 2 if cfg.emotion_encoder else 1
         self.emotion_classifier = (
             nn.Linear(n_summary * h, cfg.num_emotions) if cfg.emotion_classifier else None
@@ -76,7 +70,7 @@ class EmpDGGenerator(nn.Module):
         self.emotion_embedding = (
             nn.Embedding(cfg.num_emotions, h) if cfg.emotion_injection == "label_embedding" else None
         )
-        self.decoder = TransformerDecoder(*sizes)
+        self.decoder = TransformerDecoder(sizes)
         self.output = nn.Linear(h, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.output.weight = self.embedding.weight

@@ -8,6 +8,7 @@ keys and values are reused instead of being recomputed.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -95,19 +96,32 @@ class MultiHeadAttention(nn.Module):
         return allowed
 
 
+@dataclass(frozen=True)
+class StackSizes:
+    """Sizes shared by every block of one transformer stack."""
+
+    dim: int
+    attn_dim: int
+    heads: int
+    ff_dim: int
+    layers: int
+    dropout: float
+    attn_dropout: float
+
+
 class FeedForward(nn.Sequential):
     def __init__(self, dim: int, ff_dim: int, dropout: float) -> None:
         super().__init__(nn.Linear(dim, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim))
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, dim: int, attn_dim: int, heads: int, ff_dim: int, dropout: float, attn_dropout: float):
+    def __init__(self, sizes: StackSizes):
         super().__init__()
-        self.norm_attn = nn.LayerNorm(dim)
-        self.attn = MultiHeadAttention(dim, attn_dim, heads, attn_dropout)
-        self.norm_ff = nn.LayerNorm(dim)
-        self.ff = FeedForward(dim, ff_dim, dropout)
-        self.drop = nn.Dropout(dropout)
+        self.norm_attn = nn.LayerNorm(sizes.dim)
+        self.attn = MultiHeadAttention(sizes.dim, sizes.attn_dim, sizes.heads, sizes.attn_dropout)
+        self.norm_ff = nn.LayerNorm(sizes.dim)
+        self.ff = FeedForward(sizes.dim, sizes.ff_dim, sizes.dropout)
+        self.drop = nn.Dropout(sizes.dropout)
 
     def forward(self, x: Tensor, pad_mask: Tensor) -> Tensor:
         h = self.norm_attn(x)
@@ -116,21 +130,10 @@ class EncoderLayer(nn.Module):
 
 
 class TransformerEncoder(nn.Module):
-    def __init__(
-        self,
-        dim: int,
-        attn_dim: int,
-        heads: int,
-        ff_dim: int,
-        layers: int,
-        dropout: float,
-        attn_dropout: float,
-    ):
+    def __init__(self, sizes: StackSizes):
         super().__init__()
-        self.layers = nn.ModuleList(
-            EncoderLayer(dim, attn_dim, heads, ff_dim, dropout, attn_dropout) for _ in range(layers)
-        )
-        self.norm = nn.LayerNorm(dim)
+        self.layers = nn.ModuleList(EncoderLayer(sizes) for _ in range(sizes.layers))
+        self.norm = nn.LayerNorm(sizes.dim)
 
     def forward(self, x: Tensor, pad_mask: Tensor) -> Tensor:
         for layer in self.layers:
@@ -139,15 +142,15 @@ class TransformerEncoder(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, dim: int, attn_dim: int, heads: int, ff_dim: int, dropout: float, attn_dropout: float):
+    def __init__(self, sizes: StackSizes):
         super().__init__()
-        self.norm_self = nn.LayerNorm(dim)
-        self.self_attn = MultiHeadAttention(dim, attn_dim, heads, attn_dropout)
-        self.norm_cross = nn.LayerNorm(dim)
-        self.cross_attn = MultiHeadAttention(dim, attn_dim, heads, attn_dropout)
-        self.norm_ff = nn.LayerNorm(dim)
-        self.ff = FeedForward(dim, ff_dim, dropout)
-        self.drop = nn.Dropout(dropout)
+        self.norm_self = nn.LayerNorm(sizes.dim)
+        self.self_attn = MultiHeadAttention(sizes.dim, sizes.attn_dim, sizes.heads, sizes.attn_dropout)
+        self.norm_cross = nn.LayerNorm(sizes.dim)
+        self.cross_attn = MultiHeadAttention(sizes.dim, sizes.attn_dim, sizes.heads, sizes.attn_dropout)
+        self.norm_ff = nn.LayerNorm(sizes.dim)
+        self.ff = FeedForward(sizes.dim, sizes.ff_dim, sizes.dropout)
+        self.drop = nn.Dropout(sizes.dropout)
 
     def forward(
         self,
@@ -176,21 +179,10 @@ class DecoderLayer(nn.Module):
 
 
 class TransformerDecoder(nn.Module):
-    def __init__(
-        self,
-        dim: int,
-        attn_dim: int,
-        heads: int,
-        ff_dim: int,
-        layers: int,
-        dropout: float,
-        attn_dropout: float,
-    ):
+    def __init__(self, sizes: StackSizes):
         super().__init__()
-        self.layers = nn.ModuleList(
-            DecoderLayer(dim, attn_dim, heads, ff_dim, dropout, attn_dropout) for _ in range(layers)
-        )
-        self.norm = nn.LayerNorm(dim)
+        self.layers = nn.ModuleList(DecoderLayer(sizes) for _ in range(sizes.layers))
+        self.norm = nn.LayerNorm(sizes.dim)
 
     def forward(
         self,
