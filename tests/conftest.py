@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import tiny_overrides
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
@@ -39,23 +40,7 @@ def release_outputs_dir() -> Path:
 CONF_DIR = REPO_ROOT / "conf"
 
 #: Overrides that make any training config tiny: seconds per run on one CPU thread.
-TINY_OVERRIDES = [
-    "experiment=quickstart",
-    "logger=none",
-    "model.emb_dim=16",
-    "model.hidden_dim=16",
-    "model.attn_dim=16",
-    "model.ff_dim=16",
-    "adversarial.critic.hidden_dim=16",
-    "adversarial.critic.num_filters=8",
-    "data.builtin.train_per_emotion=2",
-    "data.builtin.valid_per_emotion=1",
-    "data.builtin.test_per_emotion=1",
-    "data.batch_size=8",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "training.sample_generations=0",
-]
+TINY_OVERRIDES = [*tiny_overrides(), "logger=none", "training.sample_generations=0"]
 
 
 @pytest.fixture

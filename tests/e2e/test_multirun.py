@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from tiny import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 ABLATIONS = ["none", "no_emotion_encoder", "no_feedback", "vanilla_gan"]
@@ -17,12 +18,9 @@ ABLATIONS = ["none", "no_emotion_encoder", "no_feedback", "vanilla_gan"]
 @pytest.mark.slow
 def test_ablation_grid_multirun_lands_in_mlflow(tmp_path: Path) -> None:
     command = [
-        sys.executable, str(REPO / "train.py"), "-m", "experiment=quickstart", f"ablation={','.join(ABLATIONS)}",
-        "model.emb_dim=16", "model.hidden_dim=16", "model.attn_dim=16", "model.ff_dim=16",
-        "adversarial.critic.hidden_dim=16", "adversarial.critic.num_filters=8",
-        "data.builtin.train_per_emotion=2", "data.builtin.valid_per_emotion=1", "data.builtin.test_per_emotion=1",
+        sys.executable, str(REPO / "train.py"), "-m", f"ablation={','.join(ABLATIONS)}", *tiny_overrides(),
         "training.phases.generator_pretrain=3", "training.phases.critic_pretrain=1", "training.phases.adversarial=1",
-        "trainer.enable_progress_bar=false", "training.sample_generations=1", f"paths.root_dir={tmp_path}",
+        "training.sample_generations=1", f"paths.root_dir={tmp_path}",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

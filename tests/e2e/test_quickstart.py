@@ -10,25 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 
 SMALL = [
-    "experiment=quickstart",
+    *tiny_overrides(32, mle_only=True),
     "training.phases.generator_pretrain=8",
-    "++training.phases.critic_pretrain=0",
-    "++training.phases.adversarial=0",
     "trainer.val_check_interval=4",
     "trainer.log_every_n_steps=1",
-    "trainer.enable_progress_bar=false",
-    "model.emb_dim=32",
-    "model.hidden_dim=32",
-    "model.attn_dim=32",
-    "model.ff_dim=32",
-    "data.builtin.train_per_emotion=2",
-    "data.builtin.valid_per_emotion=1",
-    "data.builtin.test_per_emotion=1",
-    "data.batch_size=8",
     "training.sample_generations=3",
     "training.sample_max_len=6",
 ]

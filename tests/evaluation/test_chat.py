@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import tiny_overrides
 
 from empdg.data.vocab import EOS_ID
 from empdg.evaluation import chat_session
@@ -19,11 +20,12 @@ from empdg.evaluation.decoding import DecodingConfig
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
 TINY = [
-    "experiment=quickstart", "logger=none", "model.emb_dim=16", "model.hidden_dim=16", "model.attn_dim=16",
-    "model.ff_dim=16", "training.phases.generator_pretrain=4", "training.phases.critic_pretrain=0",
-    "training.phases.adversarial=0", "trainer.val_check_interval=4", "training.sample_generations=0",
-    "trainer.enable_progress_bar=false", "data.builtin.train_per_emotion=4", "data.builtin.valid_per_emotion=1",
-    "data.builtin.test_per_emotion=2", "data.max_context_len=40",
+    *tiny_overrides(train=4, test=2, mle_only=True),
+    "logger=none",
+    "training.phases.generator_pretrain=4",
+    "trainer.val_check_interval=4",
+    "training.sample_generations=0",
+    "data.max_context_len=40",
 ]
 
 

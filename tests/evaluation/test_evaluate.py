@@ -10,27 +10,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny import tiny_overrides
 
 from empdg.evaluation.release_format import read_predictions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
 TINY = [
-    "experiment=quickstart",
+    *tiny_overrides(train=4, test=2, mle_only=True),
     "logger=none",
-    "model.emb_dim=16",
-    "model.hidden_dim=16",
-    "model.attn_dim=16",
-    "model.ff_dim=16",
     "training.phases.generator_pretrain=4",
-    "training.phases.critic_pretrain=0",
-    "training.phases.adversarial=0",
     "trainer.val_check_interval=4",
     "training.sample_generations=0",
-    "trainer.enable_progress_bar=false",
-    "data.builtin.train_per_emotion=4",
-    "data.builtin.valid_per_emotion=1",
-    "data.builtin.test_per_emotion=2",
 ]
 
 

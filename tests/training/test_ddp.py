@@ -9,27 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 
 TINY = [
-    "experiment=quickstart",
+    *tiny_overrides(32, batch_size=4),
     "trainer=ddp",
     "trainer.devices=2",
     "trainer.accelerator=cpu",
-    "trainer.enable_progress_bar=false",
     "trainer.val_check_interval=3",
     "trainer.log_every_n_steps=1",
-    "model.emb_dim=32",
-    "model.hidden_dim=32",
-    "model.attn_dim=32",
-    "model.ff_dim=32",
-    "data.builtin.train_per_emotion=2",
-    "data.builtin.valid_per_emotion=1",
-    "data.builtin.test_per_emotion=1",
-    "data.batch_size=4",
-    "adversarial.critic.hidden_dim=16",
-    "adversarial.critic.num_filters=8",
     "training.sample_generations=2",
     "training.sample_max_len=5",
 ]

@@ -12,6 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
+from tiny import tiny_overrides
 
 import empdg.cli.train as train_cli
 from empdg.cli.train import build_module, run_training
@@ -22,23 +23,11 @@ REPO = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO / "conf"
 
 TINY = [
-    "experiment=quickstart",
-    "model.emb_dim=32",
-    "model.hidden_dim=32",
-    "model.attn_dim=32",
-    "model.ff_dim=32",
-    "data.builtin.train_per_emotion=2",
-    "data.builtin.valid_per_emotion=1",
-    "data.builtin.test_per_emotion=1",
-    "data.batch_size=8",
+    *tiny_overrides(32, mle_only=True),
     "data.eval_batch_size=32",
-    "trainer.enable_progress_bar=false",
     "trainer.log_every_n_steps=1",
     "training.sample_generations=2",
     "training.sample_max_len=5",
-    # the foundation: generator pre-training only (the critic phases are specified elsewhere)
-    "++training.phases.critic_pretrain=0",
-    "++training.phases.adversarial=0",
 ]
 
 
