@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import tiny_overrides
 
 from empdg.data.vocab import EOS_ID
 from empdg.evaluation import chat_session
@@ -17,27 +16,7 @@ from empdg.evaluation.chat_session import FALLBACK, ChatSession, ChatSettings, E
 from empdg.evaluation.checkpoint import load_checkpoint
 from empdg.evaluation.decoding import DecodingConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
-TINY = [
-    *tiny_overrides(train=4, test=2, mle_only=True),
-    "logger=none",
-    "training.phases.generator_pretrain=4",
-    "trainer.val_check_interval=4",
-    "training.sample_generations=0",
-    "data.max_context_len=40",
-]
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny_chat_run")
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "train.py"), *TINY, f"paths.root_dir={root}"],
-        cwd=root, env=ENV, capture_output=True, text=True, timeout=240,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return next(root.glob("outputs/**/checkpoints/last.ckpt"))
 
 
 def chat(checkpoint: Path, lines: list[str], cwd: Path, *overrides: str) -> list[str]:

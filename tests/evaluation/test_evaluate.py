@@ -10,19 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny import tiny_overrides
 
 from empdg.evaluation.release_format import read_predictions
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
-TINY = [
-    *tiny_overrides(train=4, test=2, mle_only=True),
-    "logger=none",
-    "training.phases.generator_pretrain=4",
-    "trainer.val_check_interval=4",
-    "training.sample_generations=0",
-]
 
 
 def run(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
@@ -33,14 +24,6 @@ def run(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedP
 
 def last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A few updates of a 16-d model on a small built-in corpus (trained in a temporary folder)."""
-    root = tmp_path_factory.mktemp("tiny_run")
-    run([sys.executable, str(REPO_ROOT / "train.py"), *TINY, f"paths.root_dir={root}"], cwd=root)
-    return next(root.glob("outputs/**/checkpoints/last.ckpt"))
 
 
 def evaluate(args: list[str], cwd: Path) -> tuple[dict, Path]:
