@@ -8,6 +8,7 @@ import socket
 import tarfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from empdg.data.download import CACHE_DIRNAME, DatasetDownloadError, ensure_ed_data
+from empdg.data.download import (
+    CACHE_DIRNAME,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    DatasetDownloadError,
+    ExistingFileWarning,
+    ensure_ed_data,
+)
 
 ARCHIVE = "empatheticdialogues.tar.gz"
 HEADER = "conv_id,utterance_idx,context,prompt,speaker_idx,utterance,selfeval,tags\n"
@@ -237,3 +245,53 @@ def test_existing_root_makes_no_request(tmp_path: Path) -> None:
     with serve(make_archive()) as server:
         assert ensure_ed_data(root, server.url, retries=0, timeout=5) == root
     assert server.requests == []
+
+
+def test_present_user_files_are_never_overwritten(tmp_path: Path) -> None:
+    """train.csv and test.csv present, valid.csv missing: only valid.csv is added."""
+    root = tmp_path / "ed"
+    root.mkdir()
+    mine = HEADER + "hit:9_conv:9,1,proud,,1,my own edited row,,\n"
+    (root / "train.csv").write_text(mine, encoding="utf-8")
+    (root / "test.csv").write_text(CSV_TEXT["test"], encoding="utf-8")  # same as the archive's
+    with serve(make_archive()) as server, pytest.warns(ExistingFileWarning) as record:
+        ensure_ed_data(root, server.url, retries=0, timeout=5)
+    assert (root / "train.csv").read_text(encoding="utf-8") == mine
+    assert (root / "valid.csv").read_text(encoding="utf-8") == CSV_TEXT["valid"]
+    assert (root / "test.csv").read_text(encoding="utf-8") == CSV_TEXT["test"]
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "train.csv" in message and "test.csv" not in message.split("differ")[0]
+
+
+def test_identical_present_files_are_kept_silently(tmp_path: Path) -> None:
+    root = tmp_path / "ed"
+    root.mkdir()
+    (root / "train.csv").write_text(CSV_TEXT["train"], encoding="utf-8")
+    with serve(make_archive()) as server, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ensure_ed_data(root, server.url, retries=0, timeout=5)
+    assert_placed(root)
+
+
+def test_silent_server_fails_within_the_timeout_and_says_how(tmp_path: Path, silent_server) -> None:
+    root, url = tmp_path / "ed", silent_server.url()
+    started = time.monotonic()
+    with pytest.raises(DatasetDownloadError) as info:
+        ensure_ed_data(root, url, retries=1, timeout=0.5, backoff=0.01)
+    assert time.monotonic() - started < 10
+    assert len(silent_server.connections) == 2  # the first attempt and one retry
+    message = str(info.value)
+    assert url in message
+    assert "data.download_timeout=0.5 s" in message and "data.download_retries=1" in message
+    assert "by hand" in message and str(root) in message
+
+
+def test_defaults_bound_a_silent_server_to_under_a_minute() -> None:
+    backoff = sum(1.0 * 2**i for i in range(DEFAULT_RETRIES))
+    assert DEFAULT_TIMEOUT * (DEFAULT_RETRIES + 1) + backoff < 60
+
+
+def test_non_positive_timeout_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="data.download_timeout"):
+        ensure_ed_data(tmp_path / "ed", "http://127.0.0.1:9/x.tar.gz", timeout=0)

@@ -9,6 +9,7 @@ import pytest
 
 from empdg.data.conversation import EMOTIONS, SPLITS
 from empdg.data.ed_csv import EDFormatWarning, load_ed_splits, read_ed_csv
+from empdg.data.errors import DataError
 
 HEADER = "conv_id,utterance_idx,context,prompt,speaker_idx,utterance,selfeval,tags"
 GOOD_ROWS = [
@@ -78,10 +79,58 @@ def test_invalid_utf8_and_crlf_do_not_break_reading(tmp_path: Path) -> None:
     path = tmp_path / "train.csv"
     body = "\r\n".join([HEADER, *GOOD_ROWS]).encode("utf-8").replace(b"scared", b"sc\xffared")
     path.write_bytes(body)
-    convs, report = read_ed_csv(path)
+    with pytest.warns(EDFormatWarning, match="invalid UTF-8"):
+        convs, report = read_ed_csv(path)
     assert report.skipped_rows == 0
-    assert convs[0].utterances[0] == "I was sc\ufffdared, really!"
+    assert convs[0].utterances[0] == "I was scared, really!"
     assert convs[0].utterances[2] == "Just the cat."
+
+
+def test_undecodable_bytes_are_removed_counted_and_warned_with_skipped_rows(tmp_path: Path) -> None:
+    """No U+FFFD reaches the text (hence the vocabulary); the rows stay (their turn order matters)."""
+    path = tmp_path / "train.csv"
+    rows = [*GOOD_ROWS, BROKEN_ROWS[0]]
+    body = "\n".join([HEADER, *rows]).encode("utf-8")
+    body = body.replace(b"scared", b"sc\xff\xfeared").replace(b"What was", b"What\xc3 was")
+    path.write_bytes(body)
+    with pytest.warns(EDFormatWarning) as record:
+        convs, report = read_ed_csv(path)
+    assert len(record) == 1  # one warning for the whole file: skipped rows and repaired rows
+    message = str(record[0].message)
+    assert "skipped 1 of 4 rows" in message
+    assert "kept 2 of 4 rows with invalid UTF-8 bytes" in message and "line(s) 2, 3" in message
+    assert (report.repaired_rows, report.skipped_rows) == (2, 1)
+    assert report.repaired_lines == [2, 3]
+    assert convs[0].utterances == ["I was scared, really!", "Oh no. What was it?", "Just the cat."]
+    assert not any("\ufffd" in u for c in convs for u in [c.situation, *c.utterances])
+
+
+def test_unreadable_root_is_one_clear_error(tmp_path: Path, deny_listing) -> None:
+    for split in SPLITS:
+        write_csv(tmp_path / f"{split}.csv", GOOD_ROWS)
+    deny_listing(tmp_path)
+    with pytest.raises(DataError) as info:
+        load_ed_splits(tmp_path)
+    message = str(info.value)
+    assert f"data.root={tmp_path}" in message and "Permission denied" in message
+    assert "\n" not in message and info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_root_that_is_a_file_is_one_clear_error(tmp_path: Path) -> None:
+    not_a_folder = write_csv(tmp_path / "train.csv", GOOD_ROWS)
+    with pytest.raises(DataError, match=r"data\.root=.*train\.csv is a file, not a folder"):
+        load_ed_splits(not_a_folder)
+
+
+def test_unreadable_csv_file_is_one_clear_error(tmp_path: Path, deny_reading) -> None:
+    for split in SPLITS:
+        write_csv(tmp_path / f"{split}.csv", GOOD_ROWS)
+    deny_reading(tmp_path / "valid.csv")
+    with pytest.raises(DataError) as info:
+        load_ed_splits(tmp_path)
+    message = str(info.value)
+    assert str(tmp_path / "valid.csv") in message and "Permission denied" in message
+    assert "\n" not in message
 
 
 def test_missing_file_names_expected_files_and_config_key(tmp_path: Path) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import pickle
+import time
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from empdg.data.builtin import generate_builtin_corpus, write_builtin_csvs
+from empdg.data.download import DatasetDownloadError
+from empdg.data.errors import DataError
 from empdg.data.preprocess import cache_key, prepare_examples
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -109,6 +114,142 @@ def test_ed_without_files_and_download_disabled_fails_clearly(tmp_path: Path) ->
     cfg = data_config("empathetic_dialogues", tmp_path, root=str(tmp_path / "missing"), download=False)
     with pytest.raises(FileNotFoundError, match="data.download=false"):
         prepare_examples(cfg)
+
+
+class _Exploit:
+    """Unpickling this runs code: what a crafted cache file could do to a pickle-based cache."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('x')",))
+
+
+def test_crafted_pickle_at_the_cache_path_is_never_executed(tmp_path: Path) -> None:
+    cfg = data_config("builtin", tmp_path, builtin=TINY)
+    first = prepare_examples(cfg)
+    marker = tmp_path / "pwned"
+    first.cache_path.write_bytes(pickle.dumps(_Exploit(marker)))
+    # an old-style pickle cache beside it (as an earlier version wrote it) is not read either
+    first.cache_path.with_suffix(".pkl").write_bytes(pickle.dumps(_Exploit(marker)))
+
+    again = prepare_examples(cfg)
+    assert not marker.exists()
+    assert not again.cache_hit  # the file was not a valid cache: rebuilt ...
+    assert again.examples == first.examples
+    assert json.loads(again.cache_path.read_bytes())["key"] == cache_key(cfg)  # ... as plain JSON
+    assert prepare_examples(cfg).cache_hit
+    assert not marker.exists()
+
+
+def test_cache_of_another_key_or_format_is_rebuilt(tmp_path: Path) -> None:
+    cfg = data_config("builtin", tmp_path, builtin=TINY)
+    first = prepare_examples(cfg)
+    payload = json.loads(first.cache_path.read_bytes())
+    for broken in ({**payload, "key": "0" * 20}, {**payload, "format": "other"}, [1, 2], {"splits": 3}):
+        first.cache_path.write_text(json.dumps(broken), encoding="utf-8")
+        result = prepare_examples(cfg)
+        assert not result.cache_hit and result.examples == first.examples
+
+
+def ed_root_with(tmp_path: Path, **texts: str) -> Path:
+    """A data.root with the built-in corpus as ED CSVs, some of them replaced by ``texts``."""
+    root = tmp_path / "ed"
+    write_builtin_csvs(root, generate_builtin_corpus(**TINY))
+    for split, text in texts.items():
+        (root / f"{split}.csv").write_text(text, encoding="utf-8")
+    return root
+
+
+ED_HEADER = "conv_id,utterance_idx,context,prompt,speaker_idx,utterance,selfeval,tags\n"
+
+
+@pytest.mark.parametrize("text", ["", ED_HEADER], ids=["empty", "header-only"])
+def test_empty_valid_csv_stops_naming_split_and_file(tmp_path: Path, text: str) -> None:
+    root = ed_root_with(tmp_path, valid=text)
+    cfg = data_config("empathetic_dialogues", tmp_path, root=str(root), download=False)
+    with pytest.raises(DataError) as info:
+        prepare_examples(cfg)
+    message = str(info.value)
+    assert f"valid split of data.root={root}" in message
+    assert "no listener turns (valid.csv is empty or header-only)" in message
+    assert not list((tmp_path / "cache").glob("*.json"))  # nothing cached for a broken corpus
+
+
+def test_valid_csv_with_only_unreadable_rows_says_so(tmp_path: Path) -> None:
+    root = ed_root_with(tmp_path, valid=ED_HEADER + "hit:1_conv:1,1,nonsense,,1,hello,,\n")
+    cfg = data_config("empathetic_dialogues", tmp_path, root=str(root), download=False)
+    with pytest.warns(UserWarning), pytest.raises(DataError, match=r"none of the 1 rows of valid\.csv"):
+        prepare_examples(cfg)
+
+
+def test_empty_train_csv_says_the_train_split_is_empty(tmp_path: Path) -> None:
+    root = ed_root_with(tmp_path, train=ED_HEADER)
+    cfg = data_config("empathetic_dialogues", tmp_path, root=str(root), download=False)
+    with pytest.raises(DataError) as info:
+        prepare_examples(cfg)
+    message = str(info.value)
+    assert f"train split of data.root={root} is empty" in message and "train.csv" in message
+    assert "min_count" not in message
+
+
+def test_empty_builtin_split_names_the_setting(tmp_path: Path) -> None:
+    cfg = data_config("builtin", tmp_path, builtin={**TINY, "valid_per_emotion": 0})
+    with pytest.raises(DataError, match=r"valid split of the built-in corpus .*valid_per_emotion=0"):
+        prepare_examples(cfg)
+
+
+@pytest.mark.parametrize("download", [True, False])
+def test_unreadable_data_root_is_one_clear_error(tmp_path: Path, deny_listing, download: bool) -> None:
+    """Not "files missing" and no download attempt: the folder exists but cannot be read."""
+    root = ed_root_with(tmp_path)
+    deny_listing(root)
+    cfg = data_config("empathetic_dialogues", tmp_path, root=str(root), download=download,
+                      url="http://127.0.0.1:9/never-contacted.tar.gz")
+    with pytest.raises(DataError) as info:
+        prepare_examples(cfg)
+    message = str(info.value)
+    assert f"data.root={root} cannot be read: Permission denied" in message and "\n" not in message
+
+
+def test_unreadable_csv_is_one_clear_error(tmp_path: Path, deny_reading) -> None:
+    root = ed_root_with(tmp_path)
+    deny_reading(root / "train.csv")
+    cfg = data_config("empathetic_dialogues", tmp_path, root=str(root), download=False)
+    with pytest.raises(DataError, match=rf"cannot read data file {root / 'train.csv'}: Permission denied"):
+        prepare_examples(cfg)
+
+
+def test_data_root_that_is_a_file_is_one_clear_error(tmp_path: Path) -> None:
+    a_file = tmp_path / "ed.tar.gz"
+    a_file.write_bytes(b"not a folder")
+    cfg = data_config("empathetic_dialogues", tmp_path, root=str(a_file), download=True,
+                      url="http://127.0.0.1:9/never-contacted.tar.gz")
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        prepare_examples(cfg)
+
+
+def test_download_timeout_and_retries_reach_the_downloader(tmp_path: Path, silent_server) -> None:
+    """data.download_timeout / data.download_retries bound a server that accepts and never answers."""
+    url = silent_server.url()
+    cfg = data_config("empathetic_dialogues", tmp_path, root=str(tmp_path / "ed"), url=url,
+                      download_timeout=0.5, download_retries=1)
+    started = time.monotonic()
+    with pytest.raises(DatasetDownloadError) as info:
+        prepare_examples(cfg)
+    assert time.monotonic() - started < 10
+    message = str(info.value)
+    assert url in message and "data.download_timeout=0.5" in message and "2 attempt(s)" in message
+    assert "by hand" in message
+    assert len(silent_server.connections) == 2  # one attempt and one retry
+
+
+def test_download_defaults_fail_a_silent_server_within_a_minute(tmp_path: Path) -> None:
+    ed = data_config("empathetic_dialogues", tmp_path)
+    timeout, retries = ed["download_timeout"], ed["download_retries"]
+    backoff = sum(1.0 * 2**i for i in range(retries))  # ensure_ed_data's default backoff
+    assert timeout * (retries + 1) + backoff < 60
 
 
 @pytest.mark.real_data

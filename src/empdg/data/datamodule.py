@@ -11,12 +11,22 @@ import torch
 from torch.utils.data import DataLoader
 
 from empdg.data.dataset import EncodedDataset, SequenceLimits, collate
+from empdg.data.errors import DataError
 from empdg.data.examples import DialogueExample
 from empdg.data.preprocess import PreparedData, ensure_source_available, prepare_examples
 from empdg.data.sampler import BucketBatchSampler
 from empdg.data.vocab import Vocab
 
 log = logging.getLogger(__name__)
+
+#: Splits a Lightning stage reads; an empty one stops setup() before any model is built.
+_STAGE_SPLITS = {
+    None: ("train", "valid"),
+    "fit": ("train", "valid"),
+    "validate": ("valid",),
+    "test": ("test",),
+    "predict": ("test",),
+}
 
 
 def vocabulary_tokens(examples: list[DialogueExample]):
@@ -56,6 +66,7 @@ class DialogueDataModule(pl.LightningDataModule):
             return
         self.prepared = prepare_examples(self.cfg)
         examples = {split: self._limit(split, exs) for split, exs in self.prepared.examples.items()}
+        self._check_not_emptied(examples, stage)
         if self.vocab is None:
             vcfg = self.cfg["vocab"]
             self.vocab = Vocab.build(
@@ -67,6 +78,17 @@ class DialogueDataModule(pl.LightningDataModule):
             split: EncodedDataset(exs, self.vocab, self.limits) for split, exs in examples.items()
         }
         log.info("vocabulary: %d tokens; %s", len(self.vocab), self.prepared.description)
+
+    def _check_not_emptied(self, examples: dict[str, list[DialogueExample]], stage: str | None) -> None:
+        """prepare_examples() guarantees non-empty splits; data.limit_examples could still empty one
+        the stage needs, which would end in a run without validation metrics or a vocabulary error."""
+        for split in _STAGE_SPLITS.get(stage, ("train", "valid")):
+            if not examples.get(split):
+                limit = (self.cfg.get("limit_examples") or {}).get(split)
+                raise DataError(
+                    f"the {split} split is empty after data.limit_examples.{split}={limit}; "
+                    f"raise it to at least 1 (the {stage or 'fit'} stage needs {split} examples)"
+                )
 
     def _limit(self, split: str, examples: list[DialogueExample]) -> list[DialogueExample]:
         limit = (self.cfg.get("limit_examples") or {}).get(split)

@@ -1,8 +1,13 @@
 """Fetch the official EmpatheticDialogues archive when ``data.root`` does not hold it yet.
 
 Robust on flaky links (resumable ``.part`` file, retries with backoff), verifiable (size and
-sha256), and safe (atomic renames, no tar member may escape the target folder).  Every failure
-ends in a :class:`DatasetDownloadError` that tells the user how to place the files by hand.
+sha256), and safe (atomic renames, no tar member may escape the target folder, and a CSV the
+user already has is never overwritten).  Every failure ends in a :class:`DatasetDownloadError`
+that tells the user how to place the files by hand.
+
+A server that accepts the connection and then stays silent is bounded by ``timeout`` (seconds of
+silence per socket operation, not a limit on the whole transfer) and ``retries``: with the
+defaults (``data.download_timeout=15``, ``data.download_retries=2``) it fails in under a minute.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path, PurePosixPath
 
 from empdg.data.conversation import SPLITS
@@ -27,6 +33,9 @@ ED_URL = "https://dl.fbaipublicfiles.com/parlai/empatheticdialogues/empatheticdi
 CACHE_DIRNAME = ".download"
 _CHUNK = 1 << 16
 _RETRYABLE_HTTP = {408, 425, 429, 500, 502, 503, 504}
+#: Seconds of silence before one attempt gives up, and extra attempts after the first.
+DEFAULT_TIMEOUT = 15.0
+DEFAULT_RETRIES = 2
 
 
 class DatasetDownloadError(RuntimeError):
@@ -35,6 +44,26 @@ class DatasetDownloadError(RuntimeError):
 
 class _Retryable(Exception):
     """A transient problem: try again (resuming the partial file)."""
+
+
+class ExistingFileWarning(UserWarning):
+    """A CSV already in ``data.root`` differs from the archive's; the user's file was kept."""
+
+
+def _is_timeout(err: BaseException) -> bool:
+    """True when ``err`` (or what it wraps) is a socket timeout: the server stayed silent."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError):  # socket.timeout is TimeoutError since 3.10
+            return True
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            current = reason
+        else:
+            current = current.__cause__ or current.__context__
+    return False
 
 
 def _csv_names() -> list[str]:
@@ -120,6 +149,11 @@ def _download(url: str, part: Path, retries: int, timeout: float, backoff: float
             if isinstance(err, urllib.error.HTTPError):
                 raise
             if attempt == attempts:
+                if _is_timeout(err):
+                    raise _Retryable(
+                        f"{url} did not answer within data.download_timeout={timeout:g} s on any of "
+                        f"{attempts} attempt(s) (data.download_retries={max(0, retries)})"
+                    ) from err
                 raise _Retryable(f"{err} (after {attempts} attempts)") from err
             delay = backoff * 2 ** (attempt - 1)
             logger.warning("download attempt %d/%d failed (%s); retrying in %.1fs",
@@ -165,8 +199,35 @@ def _safe_members(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
     return found
 
 
+def _same_content(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and _sha256(a) == _sha256(b)
+
+
+def _place_if_absent(src: Path, dst: Path) -> bool:
+    """Move ``src`` to ``dst`` unless ``dst`` exists; never replaces a file (True if placed).
+
+    ``os.link`` fails when the target exists, so a file the user creates meanwhile is not
+    clobbered either; file systems without hard links fall back to check-then-rename.
+    """
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        return False
+    except OSError:
+        if dst.exists():
+            return False
+        os.replace(src, dst)
+        return True
+    src.unlink()
+    return True
+
+
 def _extract(archive: Path, root: Path, workdir: Path) -> None:
-    """Unpack the three CSVs into a temp folder, then move each one into ``root`` atomically."""
+    """Unpack the three CSVs into a temp folder, then add to ``root`` only the ones it lacks.
+
+    The user's own files are never overwritten (``data.root`` may hold a train.csv they made or
+    edited): a present CSV that differs from the archive's is kept, with a warning naming it.
+    """
     tmp = Path(tempfile.mkdtemp(prefix="extract-", dir=workdir))
     try:
         try:
@@ -179,8 +240,21 @@ def _extract(archive: Path, root: Path, workdir: Path) -> None:
         except (tarfile.TarError, EOFError, OSError, ValueError):
             archive.unlink(missing_ok=True)  # a bad archive must not be reused next time
             raise
+        differing: list[str] = []
         for name, member in members.items():
-            os.replace(tmp / member.name, root / name)
+            extracted, target = tmp / member.name, root / name
+            if _place_if_absent(extracted, target):
+                logger.info("placed %s from the archive", target)
+            elif not _same_content(extracted, target):
+                differing.append(name)
+        if differing:
+            warnings.warn(
+                f"{root}: kept your own {', '.join(differing)}, which differ(s) from the official archive "
+                f"({archive}); only the missing files were added. Move them away and rerun to use the "
+                "official files.",
+                ExistingFileWarning,
+                stacklevel=3,
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -190,15 +264,27 @@ def ensure_ed_data(
     url: str = ED_URL,
     sha256: str | None = None,
     expected_size: int | None = None,
-    retries: int = 3,
-    timeout: float = 60.0,
+    retries: int = DEFAULT_RETRIES,
+    timeout: float = DEFAULT_TIMEOUT,
     *,
     backoff: float = 1.0,
 ) -> Path:
-    """Return ``root`` holding train/valid/test.csv, downloading the archive if needed."""
+    """Return ``root`` holding train/valid/test.csv, downloading the archive if needed.
+
+    ``timeout``: seconds a silent server may take per socket operation (``data.download_timeout``);
+    ``retries``: attempts after the first (``data.download_retries``). CSVs already in ``root``
+    are kept as they are; only the missing ones are added.
+    """
     root = Path(root)
+    if not timeout or timeout <= 0:
+        raise ValueError(f"data.download_timeout must be a positive number of seconds, got {timeout!r}")
     if _has_splits(root):
         return root
+    present = [name for name in _csv_names() if (root / name).exists()]
+    if present:
+        missing = [name for name in _csv_names() if name not in present]
+        logger.info("%s already holds %s; fetching the archive only for %s (existing files are kept)",
+                    root, ", ".join(present), ", ".join(missing))
     workdir = root / CACHE_DIRNAME
     archive = workdir / (Path(url).name or "empatheticdialogues.tar.gz")
     part = archive.with_name(archive.name + ".part")

@@ -1,10 +1,14 @@
 """Deterministic preprocessing with an on-disk cache keyed by a hash of inputs and settings.
 
 Normalising and tagging the full corpus is the slow part of data preparation, so its result
-(the normalised examples of every split) is pickled under ``data.cache_dir``. The key covers the
+(the normalised examples of every split) is stored under ``data.cache_dir``. The key covers the
 raw input (file contents for ED, generator settings for the built-in corpus) and
 ``PREPROCESS_VERSION``, which must be bumped whenever normalisation or example construction
 changes, so a stale cache can never be read.
+
+The cache is plain JSON, never pickle: anyone who can drop a file into the cache folder could
+otherwise run code in every training job that loads it. JSON can only yield data; a file that
+does not parse as our format (an old ``.pkl``, a truncated or crafted file) is ignored and rebuilt.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import tempfile
 import time
 from collections.abc import Mapping
@@ -23,12 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from empdg.data.conversation import SPLITS, Conversation
+from empdg.data.download import DEFAULT_RETRIES, DEFAULT_TIMEOUT
+from empdg.data.errors import DataError, check_readable_dir
 from empdg.data.examples import DialogueExample, build_examples
 
 log = logging.getLogger(__name__)
 
-PREPROCESS_VERSION = 1
+#: 2: JSON cache (was pickle)
+PREPROCESS_VERSION = 2
 SOURCES = ("builtin", "ed")
+CACHE_FORMAT = "empdg-prepared-examples"
+CACHE_SUFFIX = ".json"
 
 
 @dataclass
@@ -41,12 +49,12 @@ class PreparedData:
 
 
 def _sha256_files(paths: list[Path]) -> str:
+    from empdg.data.ed_csv import read_csv_bytes  # unreadable files end in a DataError naming them
+
     digest = hashlib.sha256()
     for path in paths:
         digest.update(path.name.encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        digest.update(read_csv_bytes(path))
     return digest.hexdigest()
 
 
@@ -76,17 +84,64 @@ def cache_key(data_cfg: Mapping[str, Any]) -> str:
 
 def load_conversations(data_cfg: Mapping[str, Any]) -> dict[str, list[Conversation]]:
     """Read the raw conversations of every split from the configured source."""
+    return _load_with_reports(data_cfg)[0]
+
+
+def _load_with_reports(data_cfg: Mapping[str, Any]) -> tuple[dict[str, list[Conversation]], dict[str, Any]]:
+    """Conversations per split, and for ED the reader's reports (to explain an empty split)."""
     source = data_cfg["source"]
     if source == "builtin":
         from empdg.data.builtin import generate_builtin_corpus
 
-        return generate_builtin_corpus(**_builtin_settings(data_cfg))
+        return generate_builtin_corpus(**_builtin_settings(data_cfg)), {}
     if source == "ed":
         from empdg.data.ed_csv import load_ed_splits
 
-        conversations, _reports = load_ed_splits(Path(data_cfg["root"]))
-        return conversations
+        return load_ed_splits(Path(data_cfg["root"]))
     raise ValueError(f"data.source={source!r} is unknown; choose one of {SOURCES}")
+
+
+_SPLIT_NEEDED_FOR = {
+    "train": "training needs it",
+    "valid": "validation metrics and checkpoint selection need it",
+    "test": "evaluation needs it",
+}
+
+
+def empty_split_error(split: str, data_cfg: Mapping[str, Any], report: Any = None) -> DataError:
+    """Say which split is empty and why, naming the file (ED) or the setting (built-in corpus).
+
+    An empty valid split used to give a "successful" run without validation metrics, and an empty
+    train split surfaced as a puzzling vocabulary error; both are data problems and say so.
+    """
+    needed = _SPLIT_NEEDED_FOR.get(split, "")
+    if data_cfg["source"] == "builtin":
+        return DataError(
+            f"the {split} split of the built-in corpus is empty (data.builtin.{split}_per_emotion="
+            f"{data_cfg['builtin'][f'{split}_per_emotion']}); set it to at least 1: {needed}"
+        )
+    name = f"{split}.csv"
+    if report is None:
+        detail = f"no example was prepared from {name}"
+    elif report.rows == 0:
+        detail = f"{name} is empty or header-only"
+    elif report.conversations == 0:
+        detail = f"none of the {report.rows} rows of {name} could be read; see the EDFormatWarning about it"
+    else:
+        detail = (f"the {report.conversations} conversation(s) of {name} have a single utterance each, "
+                  "so no listener turn to predict")
+    return DataError(
+        f"the {split} split of data.root={data_cfg['root']} is empty: no listener turns ({detail}); "
+        f"put the official {name} there (it is in empatheticdialogues.tar.gz): {needed}"
+    )
+
+
+def _check_splits(examples: Mapping[str, list[DialogueExample]], data_cfg: Mapping[str, Any],
+                  reports: Mapping[str, Any] | None = None) -> None:
+    """Every split must yield examples: stop here, before a vocabulary or a model is built."""
+    for split in SPLITS:
+        if not examples.get(split):
+            raise empty_split_error(split, data_cfg, (reports or {}).get(split))
 
 
 def ensure_source_available(data_cfg: Mapping[str, Any]) -> None:
@@ -94,6 +149,7 @@ def ensure_source_available(data_cfg: Mapping[str, Any]) -> None:
     if data_cfg["source"] != "ed":
         return
     root = Path(data_cfg["root"])
+    check_readable_dir(root)  # else an unreadable folder looks empty and a download starts
     if all((root / f"{split}.csv").exists() for split in SPLITS):
         return
     if not data_cfg.get("download", True):
@@ -103,7 +159,15 @@ def ensure_source_available(data_cfg: Mapping[str, Any]) -> None:
         )
     from empdg.data.download import ensure_ed_data
 
-    ensure_ed_data(root, url=data_cfg["url"], sha256=data_cfg.get("archive_sha256"))
+    timeout = data_cfg.get("download_timeout")  # configs written before these keys get the defaults
+    retries = data_cfg.get("download_retries")
+    ensure_ed_data(
+        root,
+        url=data_cfg["url"],
+        sha256=data_cfg.get("archive_sha256"),
+        timeout=float(DEFAULT_TIMEOUT if timeout is None else timeout),
+        retries=int(DEFAULT_RETRIES if retries is None else retries),
+    )
 
 
 def _tag_functions(scheme: str):
@@ -119,20 +183,20 @@ def prepare_examples(data_cfg: Mapping[str, Any]) -> PreparedData:
     start = time.perf_counter()
     ensure_source_available(data_cfg)
     key = cache_key(data_cfg)
-    cache_path = Path(data_cfg["cache_dir"]) / f"{data_cfg['source']}-{key}.pkl"
-    if cache_path.exists():
-        with cache_path.open("rb") as handle:
-            examples = pickle.load(handle)
-        hit = True
-    else:
+    cache_path = Path(data_cfg["cache_dir"]) / f"{data_cfg['source']}-{key}{CACHE_SUFFIX}"
+    examples = _read_cache(cache_path, key)
+    hit = examples is not None
+    if examples is None:
         normalize, emotion_words, emotion_mask = _tag_functions(data_cfg.get("normalization", "moel"))
-        conversations = load_conversations(data_cfg)
+        conversations, reports = _load_with_reports(data_cfg)
         examples = {
             split: build_examples(conversations[split], normalize, emotion_words, emotion_mask)
             for split in SPLITS
         }
-        _atomic_pickle(examples, cache_path)
-        hit = False
+        _check_splits(examples, data_cfg, reports)  # before writing: a cache never holds an empty split
+        _atomic_write(_encode_cache(examples, key), cache_path)
+    else:
+        _check_splits(examples, data_cfg)
     seconds = time.perf_counter() - start
     sizes = ", ".join(f"{split}={len(examples[split])}" for split in SPLITS)
     description = f"{data_cfg['source']} ({sizes} examples; cache {'hit' if hit else 'miss'}: {cache_path})"
@@ -140,13 +204,92 @@ def prepare_examples(data_cfg: Mapping[str, Any]) -> PreparedData:
     return PreparedData(examples, cache_path, hit, seconds, description)
 
 
-def _atomic_pickle(obj: object, path: Path) -> None:
+# -- the cache file ------------------------------------------------------------------------------
+# {"format", "version", "key", "splits": {split: {"tokens": [token list, ...], "examples": [row, ...]}}}
+# Each row is [example_id, emotion, situation, [context...], context_roles, target, feedback,
+# context_emotion_words, target_emotion_mask, feedback_emotion_words] where situation, context
+# items, target and feedback are indices into "tokens": the examples of one conversation share
+# their utterances (as build_examples made them), which keeps the file small and the load fast.
+
+
+def _encode_cache(examples: Mapping[str, list[DialogueExample]], key: str) -> bytes:
+    splits: dict[str, Any] = {}
+    for split, split_examples in examples.items():
+        table: list[list[str]] = []
+        index: dict[int, int] = {}  # id(token list) -> position in table; the lists outlive this loop
+
+        def ref(tokens: list[str], table=table, index=index) -> int:
+            pos = index.get(id(tokens))
+            if pos is None:
+                pos = index[id(tokens)] = len(table)
+                table.append(tokens)
+            return pos
+
+        rows = [
+            [
+                ex.example_id, ex.emotion, ref(ex.situation), [ref(u) for u in ex.context], ex.context_roles,
+                ref(ex.target), None if ex.feedback is None else ref(ex.feedback),
+                ex.context_emotion_words, ex.target_emotion_mask, ex.feedback_emotion_words,
+            ]
+            for ex in split_examples
+        ]
+        splits[split] = {"tokens": table, "examples": rows}
+    payload = {"format": CACHE_FORMAT, "version": PREPROCESS_VERSION, "key": key, "splits": splits}
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _decode_cache(data: bytes, key: str) -> dict[str, list[DialogueExample]]:
+    """Parse a cache file; ValueError/TypeError/KeyError/IndexError when it is not ours."""
+    payload = json.loads(data)
+    if not isinstance(payload, dict) or payload.get("format") != CACHE_FORMAT:
+        raise ValueError("not an empdg examples cache")
+    if payload.get("version") != PREPROCESS_VERSION or payload.get("key") != key:
+        raise ValueError(f"version {payload.get('version')!r} / key {payload.get('key')!r} do not match")
+    examples: dict[str, list[DialogueExample]] = {}
+    for split in SPLITS:
+        part = payload["splits"][split]
+        table = part["tokens"]
+        if not isinstance(table, list):
+            raise TypeError("token table is not a list")
+        examples[split] = [
+            DialogueExample(
+                example_id=eid, emotion=int(emotion), situation=table[sit],
+                context=[table[i] for i in ctx], context_roles=roles, target=table[tgt],
+                feedback=None if fb is None else table[fb], context_emotion_words=cew,
+                target_emotion_mask=mask, feedback_emotion_words=few,
+            )
+            for eid, emotion, sit, ctx, roles, tgt, fb, cew, mask, few in part["examples"]
+        ]
+    return examples
+
+
+def _read_cache(path: Path, key: str) -> dict[str, list[DialogueExample]] | None:
+    """The cached examples, or None (rebuild) when the file is absent or not a valid cache."""
+    if not path.is_file():
+        _note_old_pickles(path.parent)
+        return None
+    try:
+        return _decode_cache(path.read_bytes(), key)
+    except (ValueError, TypeError, KeyError, IndexError) as err:
+        log.warning("ignoring the unreadable preprocessing cache %s (%s); rebuilding it", path, err)
+        return None
+
+
+def _note_old_pickles(cache_dir: Path) -> None:
+    """Pickle caches of older versions are never loaded; say they can be deleted."""
+    old = sorted(cache_dir.glob("*.pkl")) if cache_dir.is_dir() else []
+    if old:
+        log.info("%s holds %d old pickle cache file(s) (*.pkl) that are no longer read; they can be deleted",
+                 cache_dir, len(old))
+
+
+def _atomic_write(data: bytes, path: Path) -> None:
     """Write-then-rename so a crashed or concurrent run never leaves a half-written cache."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            handle.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

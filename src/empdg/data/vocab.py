@@ -48,6 +48,8 @@ class Vocab:
             counter.update(tokens)
         for special in SPECIAL_TOKENS:
             counter.pop(special, None)
+        if not counter:  # say so, rather than blame data.min_count for an empty training split
+            raise ValueError("no tokens to build the vocabulary from: the train split is empty")
         kept = [(tok, n) for tok, n in counter.items() if n >= min_count]
         kept.sort(key=lambda item: (-item[1], item[0]))
         if max_size is not None:

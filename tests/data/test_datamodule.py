@@ -1,0 +1,40 @@
+"""The datamodule stops before any model is built when a split the stage needs is empty."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from empdg.data.datamodule import DialogueDataModule
+from empdg.data.errors import DataError
+
+TINY = {"seed": 0, "train_per_emotion": 1, "valid_per_emotion": 1, "test_per_emotion": 1}
+
+
+def data_config(tmp_path: Path, **overrides) -> dict:
+    """conf/data/builtin.yaml's keys, tiny, with the cache in tmp_path."""
+    cfg = {
+        "name": "builtin", "source": "builtin", "builtin": TINY, "cache_dir": str(tmp_path / "cache"),
+        "normalization": "moel", "vocab": {"min_count": 1, "max_size": None}, "max_context_len": 64,
+        "max_target_len": 32, "max_emotion_words": 16, "batch_size": 4, "eval_batch_size": 4,
+        "num_workers": 0, "bucketing": True, "bucket_size_multiplier": 4, "limit_examples": {},
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def test_limit_examples_that_empties_valid_stops_fit_setup(tmp_path: Path) -> None:
+    cfg = data_config(tmp_path, limit_examples={"valid": 0})
+    datamodule = DialogueDataModule(cfg)
+    with pytest.raises(DataError, match=r"valid split is empty after data\.limit_examples\.valid=0"):
+        datamodule.setup("fit")
+
+
+def test_limit_examples_on_a_split_the_stage_does_not_read_is_allowed(tmp_path: Path) -> None:
+    cfg = data_config(tmp_path, limit_examples={"test": 0})
+    datamodule = DialogueDataModule(cfg)
+    datamodule.setup("fit")
+    assert len(datamodule.datasets["valid"]) > 0
+    with pytest.raises(DataError, match=r"test split is empty"):
+        DialogueDataModule(cfg, vocab=datamodule.vocab).setup("test")
