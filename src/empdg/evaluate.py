@@ -19,37 +19,113 @@ from omegaconf import DictConfig, OmegaConf
 from empdg.data.conversation import EMOTIONS
 from empdg.evaluation.checkpoint import LoadedCheckpoint, load_checkpoint
 from empdg.evaluation.decoding import DecodingConfig
-from empdg.evaluation.release_format import read_predictions, write_jsonl, write_release_file
+from empdg.evaluation.release_format import read_predictions, write_release_file
 from empdg.evaluation.reports import metrics_markdown, plot_confusion_matrix, plot_length_histogram
+from empdg.evaluation.run_link import find_training_run, linked_logger_config, log_test_metrics
 from empdg.evaluation.runner import (
     EvaluationResult,
     evaluate_model,
     load_split,
-    resolve_run_paths,
     score_records,
     select_examples,
 )
+from empdg.evaluation.scored_examples import write_scored_jsonl
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 log = logging.getLogger(__name__)
 
 
-def data_overridden_on_command_line() -> bool:
-    """True when the user chose data (``data=...``, ``data.x=...``) rather than taking the default."""
+#: data keys that say where (or how, on this machine) files are read or fetched. A run folder may
+#: come from anyone, and the data cache is loaded from ``cache_dir``: these never come from a stored
+#: run config, only from this command line or the defaults.
+MACHINE_KEYS = frozenset({"root", "cache_dir", "url", "download", "num_workers", "path", "dir", "file"})
+MACHINE_SUFFIXES = ("_dir", "_path", "_file", "_url", "_root")
+
+
+def is_machine_key(key: Any) -> bool:
+    return str(key) in MACHINE_KEYS or str(key).endswith(MACHINE_SUFFIXES)
+
+
+def without_machine_keys(value: Any) -> Any:
+    """A stored data config reduced to *what* data: every location (at any depth) removed."""
+    if isinstance(value, dict):
+        return {k: without_machine_keys(v) for k, v in value.items() if not is_machine_key(k)}
+    return value
+
+
+def overlay(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update``'s values, nested mappings merged key by key."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = overlay(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def data_overrides_on_command_line() -> tuple[str | None, set[str]]:
+    """The data group chosen with ``data=NAME`` (or None) and the keys set with ``data.KEY=...``."""
     try:
         overrides = HydraConfig.get().overrides.task
     except ValueError:  # not inside a Hydra run
-        return False
-    return any(item.lstrip("+~").split("=")[0].split(".")[0] == "data" for item in overrides)
+        return None, set()
+    group, keys = None, set()
+    for item in overrides:
+        key, _, value = item.lstrip("+~").partition("=")
+        parts = key.split(".")
+        if parts[0] == "data":
+            if len(parts) == 1:
+                group = value
+            else:
+                keys.add(parts[1])
+    return group, keys
+
+
+def data_group_defaults(name: str, cfg: DictConfig) -> dict[str, Any] | None:
+    """``conf/data/<name>.yaml`` resolved against this command's settings (None: no such group)."""
+    groups = {path.stem: path for path in (Path(CONF_DIR) / "data").glob("*.yaml")}
+    if name not in groups:  # a name, never a path: only the groups that exist here
+        return None
+    root = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    root.data = OmegaConf.load(groups[name])
+    return OmegaConf.to_container(root.data, resolve=True)
 
 
 def choose_data_config(cfg: DictConfig, loaded: LoadedCheckpoint) -> tuple[dict[str, Any], str]:
-    """Command-line data wins; else the checkpoint run's saved data config; else the default group."""
-    if cfg.evaluate.data_from_run and not data_overridden_on_command_line() and loaded.run_config:
-        data = loaded.run_config.get("data")
-        if data:
-            return resolve_run_paths(dict(data), loaded.path.parent.parent), "checkpoint run config"
-    return OmegaConf.to_container(cfg.data, resolve=True), "command line / default"
+    """The data to evaluate on: *what* from the checkpoint's run, *where* from this command line.
+
+    The run's saved ``config.yaml`` gives the dataset and its settings (normalisation, lengths,
+    vocabulary settings, built-in corpus size...) unless the command line picks another data group;
+    ``data.KEY=...`` on the command line wins over it. Locations (``data.root``, ``data.cache_dir``,
+    the download URL, any ``*_dir``/``*_path``) always come from this command line or the defaults:
+    the stored config is never trusted to say where to read, since the data cache is loaded from there.
+    """
+    current = OmegaConf.to_container(cfg.data, resolve=True)
+    stored = (loaded.run_config or {}).get("data") if cfg.evaluate.data_from_run else None
+    if not isinstance(stored, dict) or not stored:
+        return current, "command line / default"
+    group, user_keys = data_overrides_on_command_line()
+    name = str(stored.get("name"))
+    if group is not None and current.get("name") != name:
+        return current, "command line (another dataset than the checkpoint's run)"
+    base = current if current.get("name") == name else data_group_defaults(name, cfg)
+    if base is None:
+        raise ValueError(
+            f"the checkpoint's run used data {name!r}, which has no conf/data group here; "
+            "choose the data on the command line (data=NAME and its location)"
+        )
+    what = {k: v for k, v in without_machine_keys(stored).items() if k not in ("name", "source")}
+    chosen = overlay(base, what)
+    for key in user_keys & set(current):
+        chosen[key] = current[key]
+    if stored.get("root") not in (None, chosen.get("root")):
+        log.warning(
+            "the checkpoint's run read its data from data.root=%s; a stored run config is not trusted for "
+            "locations, so this evaluation uses data.root=%s (pass data=%s data.root=PATH to choose)",
+            stored.get("root"), chosen.get("root"), name,
+        )  # fmt: skip
+    return chosen, "checkpoint run config (locations from the command line / defaults)"
 
 
 def output_folder(cfg: DictConfig) -> Path:
@@ -62,7 +138,7 @@ def write_outputs(result: EvaluationResult, out: Path, name: str, title: str, su
     """Predictions, tables and figures of one evaluation; returns the files written."""
     files = []
     if result.records:
-        write_jsonl(out / "predictions.jsonl", result.records)
+        write_scored_jsonl(out / "predictions.jsonl", result.records, result.example_scores)
         write_release_file(out / f"pred_{name}.txt", result.records)
         files += [out / "predictions.jsonl", out / f"pred_{name}.txt"]
     (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")
@@ -76,11 +152,33 @@ def write_outputs(result: EvaluationResult, out: Path, name: str, title: str, su
     return files
 
 
-def log_to_mlflow(cfg: DictConfig, out: Path, tags: dict[str, str], metrics: dict, files: list[Path]) -> str | None:
-    """A new tracking run holding parameters, numeric metrics and every output file (never fatal)."""
+def log_to_mlflow(
+    cfg: DictConfig,
+    out: Path,
+    tags: dict[str, str],
+    metrics: dict,
+    files: list[Path],
+    run_folder: Path | None = None,
+    run_config: dict[str, Any] | None = None,
+) -> str | None:
+    """A new tracking run holding parameters, numeric metrics and every output file (never fatal).
+
+    With the checkpoint's ``run_folder`` (and ``evaluate.link_training_run``), the run is created as a child of
+    the MLflow run that trained it, and the metrics are logged back onto that run as ``test/<metric>``
+    (see :mod:`empdg.evaluation.run_link`).
+    """
     from empdg.tracking.mlflow_tracking import build_logger, describe_run, log_artifact
 
-    logger = build_logger(OmegaConf.to_container(cfg.logger, resolve=True), out, tags)
+    logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
+    tags = {**tags, "empdg.role": "evaluation"}
+    link = None
+    if run_folder is not None and logger_cfg.get("name") == "mlflow" and cfg.evaluate.get("link_training_run", True):
+        link = find_training_run(run_folder, str(logger_cfg.get("tracking_uri") or ""), run_config)
+        if link is None:
+            log.info("no MLflow training run found for %s: the evaluation run stands alone", run_folder)
+        else:
+            logger_cfg, tags = linked_logger_config(logger_cfg, tags, link)
+    logger = build_logger(logger_cfg, out, tags)
     if logger is None:
         return None
     params = {
@@ -94,7 +192,17 @@ def log_to_mlflow(cfg: DictConfig, out: Path, tags: dict[str, str], metrics: dic
     for path in files:
         log_artifact(logger, path, "evaluation")
     logger.finalize("success")
-    return describe_run(logger, out)
+    where = describe_run(logger, out)
+    if link is not None:
+        try:
+            logged = log_test_metrics(link, metrics, tags.get("subset", "all"), getattr(logger, "run_id", None))
+            where += (
+                f"\nlinked to training run {link.run_id} (experiment '{link.experiment_name}'): "
+                f"{len(logged)} test metrics logged onto it"
+            )
+        except Exception as error:  # tracking is never fatal
+            log.warning("could not log the test metrics onto training run %s: %s", link.run_id, error)
+    return where
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -128,7 +236,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         }
     title = f"{name} | subset={subset} | n={result.metrics['n_examples']}"
     files = write_outputs(result, out, name, title, subset, source)
-    where = log_to_mlflow(cfg, out, tags, result.metrics, files)
+    # a checkpoint's run folder (<run>/checkpoints/x.ckpt): the evaluation is linked to its training run
+    training = (loaded.path.parent.parent, loaded.run_config) if not cfg.predictions_file else (None, None)
+    where = log_to_mlflow(cfg, out, tags, result.metrics, files, *training)
     print(metrics_markdown(result.metrics, title, subset, source))
     print(f"outputs: {out}")
     if where:

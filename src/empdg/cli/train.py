@@ -14,9 +14,13 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.word_vectors import load_word_vectors
+from empdg.evaluation.checkpoint import load_checkpoint_file
 from empdg.tracking.mlflow_tracking import build_logger, describe_run, git_commit, log_artifact
 from empdg.training.callbacks import SampleGenerations, WassersteinPlot
+from empdg.training.critic_report import CriticReport
+from empdg.training.log_hygiene import install_log_filters
 from empdg.training.module import EmpDGModule
+from empdg.training.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,47 @@ def validate_config(cfg: DictConfig) -> None:
         problems.append(f"ckpt_path={cfg.ckpt_path} does not exist")
     if model.init_from and not Path(model.init_from).exists():
         problems.append(f"model.init_from={model.init_from} does not exist")
+    progress_every = (cfg.callbacks.get("progress") or {}).get("every_n_steps", 0)
+    if progress_every is not None and int(progress_every) < 0:
+        problems.append(f"callbacks.progress.every_n_steps={progress_every} must be >= 0 (0 disables)")
+    problems += adversarial_problems(cfg)
     if problems:
         raise ValueError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def adversarial_problems(cfg: DictConfig) -> list[str]:
+    """Phase budgets and adversarial-game settings that would hang, do nothing, or reverse the game."""
+    problems = []
+    phases = cfg.training.phases
+    for name, budget in phases.items():
+        if budget is not None and int(budget) < 0:
+            problems.append(f"training.phases.{name}={budget} must be >= 0")
+    adv = cfg.adversarial
+    n_critic, g_steps = int(adv.n_critic), int(adv.g_steps)
+    if n_critic < 0:
+        problems.append(f"adversarial.n_critic={n_critic} must be >= 0")
+    if g_steps < 0:
+        problems.append(f"adversarial.g_steps={g_steps} must be >= 0")
+    if n_critic + g_steps == 0:
+        problems.append(
+            "adversarial.n_critic + adversarial.g_steps = 0: an adversarial cycle would have no update, "
+            "so the adversarial phase would never end; set adversarial.g_steps >= 1"
+        )
+    if float(adv.gp_lambda) < 0:
+        problems.append(f"adversarial.gp_lambda={adv.gp_lambda} must be >= 0 (a negative penalty rewards steepness)")
+    if float(adv.w_adv) < 0:
+        problems.append(
+            f"adversarial.w_adv={adv.w_adv} must be >= 0 (a negative weight rewards replies the critics see as fake)"
+        )
+    has_critics = bool(cfg.model.get("semantic_critic", False) or cfg.model.get("emotion_critic", False))
+    adversarial_budget = int(phases.get("adversarial", 0) or 0)
+    if has_critics and adversarial_budget > 0 and n_critic == 0 and g_steps > 0:
+        problems.append(
+            f"adversarial.n_critic=0 with critics and training.phases.adversarial={adversarial_budget}: the critics "
+            "would never be trained during the adversarial phase (the generator would play against frozen "
+            "critics); set adversarial.n_critic >= 1, or training.phases.adversarial=0"
+        )
+    return problems
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -91,7 +134,7 @@ def build_module(cfg: DictConfig, datamodule: DialogueDataModule) -> EmpDGModule
 
 def load_generator_weights(module: EmpDGModule, path: Path) -> None:
     """Initialise the generator from a checkpoint with the same vocabulary (weights only)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint_file(path, "model.init_from")
     tokens = checkpoint["hyper_parameters"]["vocab_tokens"]
     if tokens != module.vocab.tokens:
         raise ValueError(
@@ -102,7 +145,89 @@ def load_generator_weights(module: EmpDGModule, path: Path) -> None:
     module.generator.load_state_dict(state)
 
 
+def read_resume_checkpoint(path: Path) -> dict[str, Any]:
+    """What a resume needs to know of ``ckpt_path`` before any data is read: loaded weights-only.
+
+    A file holding anything but tensors and plain values is refused here, before Lightning opens it
+    (and Lightning itself is told ``weights_only=True``, so nothing else can slip through).
+    """
+    checkpoint = load_checkpoint_file(path, "ckpt_path")
+    return {
+        "hyper_parameters": dict(checkpoint["hyper_parameters"]),
+        "shapes": {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items() if isinstance(v, torch.Tensor)},
+    }
+
+
+def _differences(stored: Any, current: Any, prefix: str) -> list[str]:
+    if isinstance(stored, dict) and isinstance(current, dict):
+        found = []
+        for key in sorted(set(stored) | set(current), key=str):
+            found += _differences(stored.get(key), current.get(key), f"{prefix}.{key}")
+        return found
+    return [] if stored == current else [f"{prefix}: checkpoint {stored!r}, this run {current!r}"]
+
+
+def _vocabulary_difference(stored: list[str], current: list[str]) -> str | None:
+    if stored == current:
+        return None
+    first = next((i for i, (a, b) in enumerate(zip(stored, current)) if a != b), min(len(stored), len(current)))
+    at = f"first difference at index {first}: {stored[first] if first < len(stored) else '<end>'!r} vs "
+    at += repr(current[first] if first < len(current) else "<end>")
+    return f"vocabulary: checkpoint {len(stored)} tokens, this run {len(current)} ({at})"
+
+
+def check_resume_compatible(module: EmpDGModule, resume: dict[str, Any], path: Path) -> None:
+    """Refuse, naming what differs, a checkpoint of another model type, size or vocabulary.
+
+    Without this the resume would end in Lightning's raw ``state_dict`` size mismatch.
+    """
+    stored = resume["hyper_parameters"]
+    current = dict(module.hparams)
+    problems = []
+    vocabulary = _vocabulary_difference(list(stored.get("vocab_tokens") or []), list(current["vocab_tokens"]))
+    if vocabulary:
+        problems.append(vocabulary + " -- use the same data and data.vocab settings as the checkpoint's run")
+    model_diffs = [
+        line
+        for line in _differences(dict(stored.get("model") or {}), dict(current["model"]), "model")
+        if not line.startswith(("model.init_from:", "model.embeddings."))  # where weights came from, not shapes
+    ]
+    critic_diffs = _differences(
+        dict((stored.get("adversarial") or {}).get("critic") or {}),
+        dict((current.get("adversarial") or {}).get("critic") or {}),
+        "adversarial.critic",
+    )
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    shapes = resume["shapes"]
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    resized = sorted(k for k in set(expected) & set(shapes) if expected[k] != shapes[k])
+    weights_differ = bool(missing or unexpected or resized)
+    name_differs = (stored.get("model") or {}).get("name") != current["model"].get("name")
+    if weights_differ or name_differs:
+        problems += model_diffs + critic_diffs
+    if weights_differ:
+        summary = [f"{len(missing)} missing", f"{len(unexpected)} unexpected", f"{len(resized)} of another shape"]
+        example = ""
+        if resized:
+            first = resized[0]
+            example = f"; e.g. {first}: checkpoint {list(shapes[first])}, this run {list(expected[first])}"
+        elif missing or unexpected:
+            example = f"; e.g. {(missing or unexpected)[0]}"
+        problems.append("weights: " + ", ".join(summary) + example)
+    if not problems:
+        return
+    raise ValueError(
+        f"ckpt_path={path} cannot be resumed by this run: it was trained with another model or vocabulary.\n  - "
+        + "\n  - ".join(problems)
+        + "\nResume with the configuration of the checkpoint's run (its config.yaml, beside checkpoints/), "
+        "or, to start a new run from its generator weights, use model.init_from=PATH instead of ckpt_path "
+        "(same vocabulary needed)."
+    )
+
+
 def build_trainer(cfg: DictConfig, logger, callbacks: list[pl.Callback], output_dir: Path) -> pl.Trainer:
+    install_log_filters()  # also here, for trainers built without run_training (tests, tools); idempotent
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     return pl.Trainer(
         **trainer_cfg,
@@ -117,7 +242,9 @@ def build_trainer(cfg: DictConfig, logger, callbacks: list[pl.Callback], output_
 
 def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> dict[str, float]:
     """Train one run; return the final validation metrics (what sweeps optimise)."""
+    install_log_filters()
     validate_config(cfg)
+    resume = read_resume_checkpoint(Path(cfg.ckpt_path)) if cfg.ckpt_path else None
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     output_dir = resolve_output_dir(cfg)
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
@@ -127,6 +254,8 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     datamodule.setup("fit")
     datamodule.vocab.save(output_dir / "vocab.json")
     module = build_module(cfg, datamodule)
+    if resume is not None:
+        check_resume_compatible(module, resume, Path(cfg.ckpt_path))
 
     tags = {
         "git_commit": git_commit(Path(__file__).parent),
@@ -145,16 +274,26 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
         save_last=checkpoint_cfg.save_last,
         save_top_k=checkpoint_cfg.save_top_k,
         every_n_train_steps=checkpoint_cfg.every_n_train_steps,
-        filename="best-{step}",
+        # "best" only means something when a metric is monitored; otherwise it is the latest one
+        filename="best-{step}" if checkpoint_cfg.monitor else "step-{step}",
         auto_insert_metric_name=False,
     )
-    callbacks = [checkpoint, samples, WassersteinPlot(output_dir), *(extra_callbacks or [])]
+    callbacks = [
+        checkpoint,
+        samples,
+        WassersteinPlot(output_dir),
+        CriticReport(output_dir),
+        *progress_callbacks(cfg),
+        *(extra_callbacks or []),
+    ]
     trainer = build_trainer(cfg, logger, callbacks, output_dir)
     if logger is not None and trainer.is_global_zero:
         logger.log_hyperparams(flatten(OmegaConf.to_container(cfg, resolve=True)))
         log_artifact(logger, output_dir / "config.yaml")
         log_artifact(logger, output_dir / "vocab.json")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    # weights_only=True: Lightning's default defers to torch's, which an environment variable
+    # (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD) or an older torch turns into full unpickling
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     if trainer.interrupted:
         log.warning("training was interrupted")
     trainer.validate(module, datamodule=datamodule, verbose=False)  # every rank: it is collective
@@ -162,6 +301,16 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     if trainer.is_global_zero:
         print_summary(metrics, logger, output_dir, checkpoint, samples)
     return metrics
+
+
+def progress_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    """The one-line progress log (``callbacks.progress``); by default only without a progress bar."""
+    progress = cfg.callbacks.get("progress") or {}
+    every = int(progress.get("every_n_steps", 0) or 0)
+    with_bar = bool(progress.get("with_progress_bar", False))
+    if every <= 0 or (cfg.trainer.get("enable_progress_bar", True) and not with_bar):
+        return []
+    return [ProgressLog(every)]
 
 
 def print_summary(
@@ -173,6 +322,7 @@ def print_summary(
     print(describe_run(logger, output_dir))
     print(f"run folder: {output_dir}")
     if checkpoint.best_model_path:
-        print(f"best checkpoint: {checkpoint.best_model_path}")
+        kind = "best" if checkpoint.monitor else "latest"
+        print(f"{kind} checkpoint: {checkpoint.best_model_path}")
     if samples.last_text:
         print("\n" + samples.last_text)

@@ -8,9 +8,9 @@ the EmpDG paper (and its released outputs) report on.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,7 +22,14 @@ from empdg.data.dataset import EncodedExample, collate
 from empdg.data.examples import DialogueExample
 from empdg.data.vocab import Vocab
 from empdg.evaluation.decoding import DecodingConfig, decode, ids_to_text
-from empdg.evaluation.metrics import Perplexity, ResponseMetrics, emotion_accuracy, emotion_macro_f1
+from empdg.evaluation.metrics import (
+    Perplexity,
+    ReplyMetrics,
+    ResponseMetrics,
+    emotion_accuracy,
+    emotion_macro_f1,
+    per_example_nll,
+)
 from empdg.evaluation.release_format import PredictionRecord
 from empdg.training.losses import sequence_nll
 from empdg.training.module import EmpDGModule
@@ -36,6 +43,8 @@ class EvaluationResult:
     records: list[PredictionRecord]
     confusion: list[list[int]] | None = None
     ref_lengths: list[int] = field(default_factory=list)
+    # per record, what a bootstrap needs beyond the record: has_feedback, nll_sum, n_tokens (when known)
+    example_scores: list[dict[str, Any]] = field(default_factory=list)
 
 
 def select_examples(
@@ -100,12 +109,18 @@ def evaluate_model(
     if decoding.strategy == "sample" and decoding.seed is not None:
         sampler = torch.Generator().manual_seed(int(decoding.seed))
     records: list[PredictionRecord] = []
+    scores: list[dict[str, Any]] = []
     for chunk in _batches(pairs, batch_size):
         batch = collate([enc for _, enc in chunk])
         out = generator(batch)
         target = batch["target_ext_ids"] if generator.cfg.copy else batch["target_ids"]
         seq = sequence_nll(out.log_probs, target, 0.0, vocab_size)
         ppl.update(seq.nll_sum, seq.n_tokens)
+        nll_rows, token_rows = per_example_nll(out.log_probs, target)
+        scores.extend(
+            {"has_feedback": bool(enc.has_feedback), "nll_sum": float(nll), "n_tokens": int(tokens)}
+            for (_, enc), nll, tokens in zip(chunk, nll_rows.tolist(), token_rows.tolist())
+        )
         predicted = [None] * len(chunk)
         if has_classifier:
             logits, labels = out.encoded.emotion_logits, batch["emotion_label"]
@@ -124,31 +139,30 @@ def evaluate_model(
         metrics["emotion_macro_f1"] = float(macro_f1.compute())
         matrix = confusion.compute().tolist()
     metrics.update(text.compute() if records else {})
+    metrics.update(reply_metrics(records))
     metrics["n_examples"] = len(records)
-    return EvaluationResult(metrics, records, matrix, [len(r.ref.split()) for r in records])
+    return EvaluationResult(metrics, records, matrix, [len(r.ref.split()) for r in records], scores)
+
+
+def reply_metrics(records: Sequence[PredictionRecord]) -> dict[str, float]:
+    """unique_replies, unique_reply_share, valence_agreement, valence_neutral_share ({} without records)."""
+    if not records:
+        return {}
+    replies = ReplyMetrics()
+    try:
+        replies.update([r.pred for r in records], [r.emotion for r in records])
+    except ValueError as error:  # an emotion outside the 32 ED labels: no polarity group, no valence
+        warnings.warn(f"valence agreement not computed: {error}", stacklevel=2)
+        return replies.unique.compute()
+    return replies.compute()
 
 
 def score_records(records: Sequence[PredictionRecord]) -> EvaluationResult:
-    """Model-free metrics of a prediction file: dist_1/2, bleu_1..4, avg_len, rep_3 and the count."""
+    """Model-free metrics of a prediction file: dist_1/2, bleu_1..4, avg_len, rep_3, unique replies, valence
+    agreement and the count."""
     text = ResponseMetrics()
     text.update([r.pred for r in records], [r.ref for r in records])
-    metrics: dict[str, Any] = {**text.compute(), "n_examples": len(records)}
-    return EvaluationResult(metrics, list(records), None, [len(r.ref.split()) for r in records])
+    metrics: dict[str, Any] = {**text.compute(), **reply_metrics(records), "n_examples": len(records)}
+    scores = [{"has_feedback": None if r.feedback is None else bool(r.feedback)} for r in records]
+    return EvaluationResult(metrics, list(records), None, [len(r.ref.split()) for r in records], scores)
 
-
-def resolve_run_paths(data_cfg: dict[str, Any], run_folder: Path) -> dict[str, Any]:
-    """Relative data paths of a stored run config: as given when they exist here, else from the run's root.
-
-    Training writes paths relative to where it ran (``paths.root_dir=.``); its run folder is
-    ``<root>/outputs/<experiment>/<time>``, so ``<root>`` is three levels up.
-    """
-    resolved = dict(data_cfg)
-    run_root = run_folder.parents[2] if len(run_folder.parents) > 2 else run_folder
-    for key in ("root", "cache_dir"):
-        value = resolved.get(key)
-        if not isinstance(value, str) or Path(value).is_absolute() or Path(value).exists():
-            continue
-        candidate = run_root / value
-        if candidate.exists():
-            resolved[key] = str(candidate.resolve())
-    return resolved
