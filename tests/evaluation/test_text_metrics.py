@@ -14,6 +14,8 @@ from empdg.evaluation.text_metrics import (
     distinct_n,
     has_repeated_ngram,
     ngrams,
+    normalize_reply,
+    unique_replies,
 )
 
 
@@ -142,3 +144,20 @@ def test_repeated_trigram_detection() -> None:
     assert not has_repeated_ngram(abab, n=3)
     assert has_repeated_ngram(abab, n=2)
     assert not has_repeated_ngram([], n=3)
+
+
+def test_unique_replies_after_whitespace_normalisation() -> None:
+    replies = [
+        "i am so sorry to hear that .",
+        "i am so  sorry to hear that . ",  # same reply, extra spaces
+        "\ti am so sorry to hear that .\n",  # same reply, tab and newline
+        "I am so sorry to hear that .",  # case is kept: a different reply
+        "that is great !",
+        "",
+        "   ",  # blank: the same (empty) reply as ""
+    ]
+    assert normalize_reply(replies[1]) == replies[0]
+    assert normalize_reply(replies[6]) == ""
+    # distinct: "i am so sorry ...", "I am so sorry ...", "that is great !", "" -> 4
+    assert unique_replies(replies) == 4
+    assert unique_replies([]) == 0

@@ -1,8 +1,15 @@
 """Compare finished runs of one MLflow experiment: a markdown table, a CSV and a bar chart.
 
 Rows are runs, or groups of runs (``group_by``: ablation, model, a swept parameter) with mean ± std
-over what differs inside a group (seeds). Sweep parents and earlier comparison runs are skipped,
-so the same experiment can hold trainings, sweeps and comparisons.
+over what differs inside a group (seeds). Sweep parents, earlier comparison runs and evaluation runs
+linked to a training run are skipped, so the same experiment can hold trainings, sweeps, evaluations
+and comparisons.
+
+Columns are the validation ``metrics`` and the test metrics that ``empdg.evaluate`` logged back onto
+each training run (``test/<metric>``, ``test_feedback/<metric>`` for ``compare.subset=feedback``).
+When evaluation runs with a ``predictions.jsonl`` artifact exist, a second table gives each run's test
+metrics with bootstrap confidence intervals over the test examples and, with ``compare.baseline``, the
+paired difference to that run with its p-value (:mod:`empdg.evaluation.bootstrap`).
 """
 
 from __future__ import annotations
@@ -10,16 +17,26 @@ from __future__ import annotations
 import csv
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from empdg.evaluation.bootstrap import DEFAULT_METRICS, BootstrapComparison, compare_prediction_files
+from empdg.evaluation.run_link import EVAL_RUN_TAG, TRAIN_RUN_TAG, subset_metric_prefix
 from empdg.tracking.mlflow_tracking import absolute_sqlite_uri
 
 SKIPPED_ROLES = {"parent", "comparison"}
+PREDICTIONS_ARTIFACT = "evaluation/predictions.jsonl"
+#: ``compare.*`` settings when the config has none (e.g. a config built by hand)
+STATS_DEFAULTS: dict[str, Any] = {
+    "subset": "all",
+    "test_metrics": ["ppl", "emotion_acc", "dist_1", "dist_2", "bleu_4", "valence_agreement", "unique_replies"],
+    "baseline": None,
+    "bootstrap": {"n": 1000, "seed": 0, "confidence": 0.95, "metrics": list(DEFAULT_METRICS)},
+}
 
 
 @dataclass
@@ -60,6 +77,7 @@ def search_runs(tracking_uri: str, experiment: str, filter_string: str, statuses
             break
     kept = [r for r in runs if r.data.tags.get("sweep.role") not in SKIPPED_ROLES]
     kept = [r for r in kept if r.data.tags.get("empdg.role") != "comparison"]
+    kept = [r for r in kept if TRAIN_RUN_TAG not in r.data.tags]  # evaluations: reported on their training run
     return [r for r in kept if not statuses or r.info.status in statuses]
 
 
@@ -151,24 +169,171 @@ def log_comparison(tracking_uri: str, experiment: str, group_by: str | None, fil
     return run.info.run_id
 
 
+def stats_settings(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg.compare`` over :data:`STATS_DEFAULTS` (plain data)."""
+    given = cfg.get("compare")
+    given = OmegaConf.to_container(given, resolve=True) if given is not None else {}
+    settings = {**STATS_DEFAULTS, **given}
+    settings["bootstrap"] = {**STATS_DEFAULTS["bootstrap"], **(given.get("bootstrap") or {})}
+    return settings
+
+
+def run_label(run: Any, group_by: str | None) -> str:
+    """A run's name in the bootstrap table: ``name (id8)``, after its group's label when grouped."""
+    own = f"{run.info.run_name} ({run.info.run_id[:8]})"
+    return f"{group_value(run, group_by)} / {own}" if group_by else own
+
+
+def evaluation_run(client: Any, run: Any, subset: str) -> Any | None:
+    """The evaluation run holding ``run``'s test predictions for ``subset`` (newest first), or None.
+
+    An evaluation run is its own source; a training run points at its latest evaluation with the tag
+    ``empdg.eval_run.<subset>``, else its child evaluation runs are searched. For ``subset=feedback`` an
+    evaluation of ``all`` also serves (its predictions carry the per-example feedback flag).
+    """
+    if run.data.tags.get("empdg.role") == "evaluation":
+        return run
+    subsets = [subset] if subset == "all" else [subset, "all"]
+    for name in subsets:
+        run_id = run.data.tags.get(f"{EVAL_RUN_TAG}.{name}")
+        if run_id:
+            try:
+                return client.get_run(run_id)
+            except Exception:  # deleted, or in another store: search below
+                pass
+    children = client.search_runs(
+        [run.info.experiment_id],
+        f"tags.`{TRAIN_RUN_TAG}` = '{run.info.run_id}'",
+        max_results=100,
+        order_by=["attributes.start_time DESC"],
+    )
+    children = [c for c in children if c.info.status == "FINISHED"]
+    for name in subsets:
+        for child in children:
+            if child.data.tags.get("subset") == name:
+                return child
+    return None
+
+
+def fetch_predictions(
+    tracking_uri: str, runs: Sequence[Any], subset: str, group_by: str | None, folder: Path
+) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Download each run's ``predictions.jsonl``: (label -> local file, label -> run) for the runs that have one."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    paths: dict[str, Path] = {}
+    by_label: dict[str, Any] = {}
+    for run in runs:
+        source = evaluation_run(client, run, subset)
+        if source is None:
+            continue
+        destination = folder / run.info.run_id
+        destination.mkdir(parents=True, exist_ok=True)
+        try:
+            local = client.download_artifacts(source.info.run_id, PREDICTIONS_ARTIFACT, str(destination))
+        except Exception as error:  # no such artifact (an evaluation without examples), unreachable store
+            print(f"warning: no {PREDICTIONS_ARTIFACT} for run {run.info.run_id}: {type(error).__name__}: {error}")
+            continue
+        label = run_label(run, group_by)
+        paths[label], by_label[label] = Path(local), run
+    return paths, by_label
+
+
+def resolve_baseline(baseline: str, by_label: Mapping[str, Any]) -> str:
+    """The label of the run named by ``baseline``: a run id (or its start), a run name, or a table label."""
+    if baseline in by_label:
+        return baseline
+    matches = [
+        label
+        for label, run in by_label.items()
+        if run.info.run_id == baseline
+        or (len(baseline) >= 6 and run.info.run_id.startswith(baseline))
+        or run.info.run_name == baseline
+        or label.split(" / ")[0] == baseline
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise ValueError(
+            f"compare.baseline={baseline!r} matches no run with test predictions; candidates: {sorted(by_label)}"
+        )
+    raise ValueError(f"compare.baseline={baseline!r} is ambiguous: {sorted(matches)}; give a run id")
+
+
+def bootstrap_table(
+    uri: str, runs: Sequence[Any], settings: Mapping[str, Any], group_by: str | None, output_dir: Path
+) -> BootstrapComparison | None:
+    """Bootstrap intervals (and paired tests vs the baseline) over the runs' test predictions, or None.
+
+    Systems appear in the order of ``runs``.
+    """
+    boot = settings["bootstrap"]
+    baseline = settings.get("baseline")
+    if int(boot["n"]) <= 0:
+        if baseline:
+            raise ValueError("compare.baseline needs compare.bootstrap.n > 0")
+        return None
+    subset = str(settings["subset"])
+    paths, by_label = fetch_predictions(uri, runs, subset, group_by, output_dir / "predictions")
+    if not paths:
+        if baseline:
+            raise ValueError(f"compare.baseline={baseline!r}: no run has test predictions (run empdg.evaluate first)")
+        return None
+    try:
+        return compare_prediction_files(
+            paths,
+            baseline=resolve_baseline(str(baseline), by_label) if baseline else None,
+            subset=subset,
+            metrics=[str(m) for m in boot["metrics"]] if boot.get("metrics") else None,
+            n_resamples=int(boot["n"]),
+            seed=int(boot["seed"]),
+            confidence=float(boot["confidence"]),
+        )
+    except ValueError as error:  # e.g. runs evaluated on different test sets: not comparable example by example
+        if baseline:
+            raise
+        print(f"warning: no bootstrap table: {error} (narrow the runs with filter=...)")
+        return None
+
+
 def run_compare(cfg: DictConfig, output_dir: Path) -> list[Row]:
-    """Search, tabulate, write ``comparison.{md,csv,png}`` to ``output_dir`` (and an MLflow run)."""
+    """Search, tabulate, write ``comparison.{md,csv,png}`` to ``output_dir`` (and an MLflow run).
+
+    With test predictions available, also ``comparison_test.{md,csv,json}``: the bootstrap table.
+    """
     uri = absolute_sqlite_uri(str(cfg.tracking_uri))
+    settings = stats_settings(cfg)
     metrics = [str(m) for m in cfg.metrics]
+    test_columns = [f"{subset_metric_prefix(str(settings['subset']))}/{m}" for m in settings["test_metrics"]]
     group_by = str(cfg.group_by) if cfg.group_by else None
     runs = search_runs(uri, str(cfg.experiment_name), str(cfg.filter or ""), [str(s) for s in cfg.statuses])
     if not runs:
         raise ValueError(
             f"no runs in experiment {cfg.experiment_name!r} match filter={cfg.filter!r} statuses={cfg.statuses}"
         )
-    rows = build_rows(runs, metrics, group_by, [str(o) for o in cfg.order])
-    table = markdown(rows, metrics, group_by)
+    rows = build_rows(runs, list(dict.fromkeys(metrics + test_columns)), group_by, [str(o) for o in cfg.order])
+    # test columns only when some run has been evaluated (logged test metrics)
+    columns = metrics + [c for c in test_columns if c not in metrics and any(c in r.values for r in rows)]
+    table = markdown(rows, columns, group_by)
     output_dir.mkdir(parents=True, exist_ok=True)
     files = [output_dir / "comparison.md", output_dir / "comparison.csv", output_dir / "comparison.png"]
-    files[0].write_text(f"# {cfg.experiment_name}: {len(runs)} runs\n\n{table}\n", encoding="utf-8")
-    write_csv(rows, metrics, files[1])
-    bar_chart(rows, metrics, files[2], f"{cfg.experiment_name} ({len(runs)} runs)")
-    print(f"\n{cfg.experiment_name}: {len(runs)} runs\n\n{table}\n\nwritten: {', '.join(str(f) for f in files)}")
+    by_id = {run.info.run_id: run for run in runs}
+    in_table_order = [by_id[run_id] for row in rows for run_id in row.run_ids]
+    comparison = bootstrap_table(uri, in_table_order, settings, group_by, output_dir)
+    text = f"# {cfg.experiment_name}: {len(runs)} runs\n\n{table}\n"
+    if comparison is not None:
+        text += f"\n## Test set, {100 * comparison.confidence:g}% bootstrap intervals\n\n{comparison.markdown()}"
+        extra = [output_dir / f"comparison_test.{ext}" for ext in ("md", "csv", "json")]
+        extra[0].write_text(comparison.markdown(), encoding="utf-8")
+        comparison.write_csv(extra[1])
+        extra[2].write_text(comparison.to_json() + "\n", encoding="utf-8")
+        files += extra
+    files[0].write_text(text, encoding="utf-8")
+    write_csv(rows, columns, files[1])
+    bar_chart(rows, columns, files[2], f"{cfg.experiment_name} ({len(runs)} runs)")
+    shown = table if comparison is None else f"{table}\n\n{comparison.markdown()}"
+    print(f"\n{cfg.experiment_name}: {len(runs)} runs\n\n{shown}\n\nwritten: {', '.join(str(f) for f in files)}")
     if cfg.log_run:
         run_id = log_comparison(uri, str(cfg.experiment_name), group_by, files)
         print(f"MLflow comparison run {run_id} (tag empdg.role=comparison) at {uri}")

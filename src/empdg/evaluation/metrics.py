@@ -16,7 +16,15 @@ from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from torchmetrics.utilities import dim_zero_cat
 
-from empdg.evaluation.text_metrics import bleu_from_statistics, bleu_statistics, has_repeated_ngram, ngrams
+from empdg.data.vocab import PAD_ID
+from empdg.evaluation.text_metrics import (
+    bleu_from_statistics,
+    bleu_statistics,
+    has_repeated_ngram,
+    ngrams,
+    normalize_reply,
+)
+from empdg.evaluation.valence import VADER_THRESHOLD, compound_scores, valence_outcome
 
 __all__ = [
     "AverageLength",
@@ -24,10 +32,14 @@ __all__ = [
     "DistinctN",
     "Perplexity",
     "RepetitionRate",
+    "ReplyMetrics",
     "ResponseMetrics",
+    "UniqueReplies",
+    "ValenceAgreement",
     "emotion_accuracy",
     "emotion_macro_f1",
     "ngram_hash",
+    "per_example_nll",
 ]
 
 NUM_EMOTIONS = 32
@@ -157,6 +169,92 @@ class Perplexity(Metric):
         if float(self.n_tokens) == 0.0:
             return torch.tensor(float("nan"), dtype=torch.float64)
         return torch.exp(self.nll_sum / self.n_tokens)
+
+
+class UniqueReplies(Metric):
+    """Number of distinct replies (after whitespace normalisation), exact across DDP shards (hashes)."""
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("hashes", default=[], dist_reduce_fx="cat")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, hyps: Sequence[str]) -> None:
+        unique = sorted({ngram_hash((normalize_reply(hyp),)) for hyp in hyps})
+        self.hashes.append(torch.tensor(unique, dtype=torch.long, device=self.count.device))
+        self.count += len(hyps)
+
+    def compute(self) -> dict[str, float]:
+        """``unique_replies`` (an int count) and ``unique_reply_share`` (count / replies; 0.0 without replies)."""
+        if int(self.count) == 0:
+            return {"unique_replies": 0, "unique_reply_share": 0.0}
+        hashes = dim_zero_cat(self.hashes) if isinstance(self.hashes, list) else self.hashes
+        unique = int(torch.unique(hashes).numel())
+        return {"unique_replies": unique, "unique_reply_share": unique / int(self.count)}
+
+
+class ValenceAgreement(Metric):
+    """Share of replies whose VADER sentiment has the polarity of the gold emotion (see ``valence.py``)."""
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, threshold: float = VADER_THRESHOLD, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.threshold = threshold
+        for name in ("agree", "neutral", "count"):
+            self.add_state(name, default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, hyps: Sequence[str], emotions: Sequence[str]) -> None:
+        if len(hyps) != len(emotions):
+            raise ValueError(f"got {len(hyps)} replies but {len(emotions)} emotions")
+        outcomes = [valence_outcome(c, e, self.threshold) for c, e in zip(compound_scores(hyps), emotions)]
+        self.agree += sum(agree for agree, _ in outcomes)
+        self.neutral += sum(neutral for _, neutral in outcomes)
+        self.count += len(outcomes)
+
+    def compute(self) -> dict[str, float]:
+        """``valence_agreement`` and ``valence_neutral_share``, shares in 0..1 of all replies."""
+        count = max(int(self.count), 1)
+        return {"valence_agreement": int(self.agree) / count, "valence_neutral_share": int(self.neutral) / count}
+
+
+class ReplyMetrics(nn.Module):
+    """What the critics should move and the paper's table does not show: reply collapse and sentiment fit.
+
+    Keys: ``unique_replies``, ``unique_reply_share``, ``valence_agreement``, ``valence_neutral_share``.
+    """
+
+    def __init__(self, threshold: float = VADER_THRESHOLD) -> None:
+        super().__init__()
+        self.unique = UniqueReplies()
+        self.valence = ValenceAgreement(threshold)
+
+    def update(self, hyps: Sequence[str], emotions: Sequence[str]) -> None:
+        """Add generated replies and the gold emotion names of their dialogues."""
+        self.unique.update(hyps)
+        self.valence.update(hyps, emotions)
+
+    def compute(self) -> dict[str, float]:
+        return {**self.unique.compute(), **self.valence.compute()}
+
+    def reset(self) -> None:
+        self.unique.reset()
+        self.valence.reset()
+
+
+def per_example_nll(log_probs: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Unsmoothed NLL summed over each example's real target tokens, and their count: shapes (batch,).
+
+    Summed over the batch these are ``sequence_nll``'s ``nll_sum`` and ``n_tokens``; kept per example so
+    that perplexity can be recomputed on any resample of the test set (bootstrap).
+    """
+    mask = target.ne(PAD_ID)
+    nll = -log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    return torch.where(mask, nll, torch.zeros_like(nll)).sum(dim=-1).detach(), mask.sum(dim=-1).detach()
 
 
 class ResponseMetrics(nn.Module):

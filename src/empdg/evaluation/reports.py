@@ -17,8 +17,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 # The order of the paper's tables, then anything else.
 METRIC_ORDER = (
     "ppl", "emotion_acc", "emotion_macro_f1", "dist_1", "dist_2",
-    "bleu_1", "bleu_2", "bleu_3", "bleu_4", "avg_len", "rep_3", "n_examples",
+    "bleu_1", "bleu_2", "bleu_3", "bleu_4", "avg_len", "rep_3",
+    "unique_replies", "unique_reply_share", "valence_agreement", "valence_neutral_share", "n_examples",
 )
+# What the rows mean, for the metrics the paper's table does not have (shown under the table).
+METRIC_NOTES = {
+    "unique_replies": "distinct replies after whitespace normalisation (unique_reply_share: / n_examples)",
+    "valence_agreement": (
+        "share of replies whose VADER compound is >= +0.05 for a positive-group gold emotion or <= -0.05 for a "
+        "negative-group one (MIME's grouping); valence_neutral_share: -0.05 < compound < +0.05"
+    ),
+}
 
 
 def _format(value: object) -> str:
@@ -33,6 +42,9 @@ def metrics_markdown(metrics: Mapping[str, object], title: str, subset: str, sou
     lines = [f"### {title}", "", f"- source: `{source}`", f"- subset: **{subset}**", "", "| metric | value |"]
     lines.append("|---|---|")
     lines.extend(f"| {key} | {_format(metrics[key])} |" for key in keys if key != "subset")
+    notes = [f"- {key}: {text}" for key, text in METRIC_NOTES.items() if key in metrics]
+    if notes:
+        lines += ["", *notes]
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,8 @@ __all__ = [
     "distinct_n",
     "has_repeated_ngram",
     "ngrams",
+    "normalize_reply",
+    "unique_replies",
 ]
 
 
@@ -103,3 +105,17 @@ def has_repeated_ngram(tokens: Sequence[str], n: int = 3) -> bool:
     """True when some n-gram occurs twice, the "i am so sorry . i am so sorry ." degeneration."""
     grams = ngrams(tokens, n)
     return len(set(grams)) < len(grams)
+
+
+def normalize_reply(text: str) -> str:
+    """A reply with runs of whitespace collapsed to one space and no leading/trailing space.
+
+    Only whitespace is normalised: case and punctuation are kept, so "Sorry ." and "sorry ." differ.
+    """
+    return " ".join(text.split())
+
+
+def unique_replies(replies: Sequence[str]) -> int:
+    """Number of distinct replies after :func:`normalize_reply` (a collapse detector: a generator that says
+    "i am so sorry to hear that ." to everyone has a Distinct-n that barely moves but one unique reply)."""
+    return len({normalize_reply(reply) for reply in replies})
