@@ -158,7 +158,7 @@ def test_every_ablation_composes_and_runs(compose_train, ablation):
     if ablation == "no_emotion_encoder":
         assert module.generator.emotion_encoder is None
     if ablation == "vanilla_gan":
-        assert module.adversarial_loss.name == "gan"
+        assert module.game.rule.name == "gan"
 
 
 def test_resume_in_adversarial_phase_is_exact(compose_train, tmp_path):

@@ -1,4 +1,4 @@
-"""Training-step cost: MLE step vs one adversarial cycle (soft and gumbel), throughput, memory.
+"""Training-step cost: MLE step vs one adversarial cycle per estimator (reinforce, soft, gumbel), throughput, memory.
 
     python -m empdg.benchmarks.train_step [hydra overrides ...]
 
@@ -64,17 +64,17 @@ def main(overrides: list[str]) -> None:
     print(f"threads={torch.get_num_threads()} batch={size} vocab={len(datamodule.vocab)} model={cfg.model.name}")
 
     results = {}
-    for relaxation in ("soft", "gumbel"):
-        module = build_module(compose_train([*base, f"adversarial.relaxation={relaxation}"]), datamodule)
-        results[relaxation] = time_updates(module, batches)
-    mle = results["soft"][0]
+    for estimator in ("reinforce", "soft", "gumbel"):
+        module = build_module(compose_train([*base, f"adversarial.estimator={estimator}"]), datamodule)
+        results[estimator] = time_updates(module, batches)
+    mle = results["reinforce"][0]
     print(f"MLE step: {mle * 1000:.1f} ms   throughput: {size / mle:.1f} examples/s")
     n_critic, g_steps = int(cfg.adversarial.n_critic), int(cfg.adversarial.g_steps)
-    for relaxation, (_, critic, generator) in results.items():
+    for estimator, (_, critic, generator) in results.items():
         cycle = n_critic * critic + g_steps * generator
         mle_same_updates = (n_critic + g_steps) * mle
         print(
-            f"{relaxation:6s}: critic update {critic * 1000:.1f} ms, adversarial generator update "
+            f"{estimator:9s}: critic update {critic * 1000:.1f} ms, adversarial generator update "
             f"{generator * 1000:.1f} ms; cycle ({cfg.adversarial.n_critic} D + {cfg.adversarial.g_steps} G) "
             f"{cycle * 1000:.1f} ms = {cycle / mle:.2f} MLE steps "
             f"(x{cycle / mle_same_updates:.2f} the same number of MLE updates)"

@@ -229,7 +229,14 @@ def decode(
     model: EmpDGGenerator, batch: dict, cfg: DecodingConfig, generator: torch.Generator | None = None
 ) -> Tensor:
     """Decode a batch with ``cfg``; sampling draws from ``generator`` (or one seeded by ``cfg.seed``)."""
-    encoded = model.encode(batch)
+    return decode_encoded(model, model.encode(batch), cfg, generator)
+
+
+@torch.no_grad()
+def decode_encoded(
+    model: EmpDGGenerator, encoded: EncodedDialogue, cfg: DecodingConfig, generator: torch.Generator | None = None
+) -> Tensor:
+    """:func:`decode` from an already encoded batch (training reuses its encoder pass)."""
     if cfg.strategy == "beam":
         return _beam_search(model, encoded, cfg)
     if cfg.strategy == "sample" and generator is None and cfg.seed is not None:

@@ -20,6 +20,12 @@ class CriticConfig:
     num_filters: int = 64
     use_feedback: bool = True
     dropout: float = 0.0
+    # sum: ReLU(f + d_F + W_c x̃0) as in the paper (response and condition interact only through the
+    # ReLU); sum_product: also f ⊙ (d_F + W_c x̃0), so the score can depend on how well they fit
+    fusion: str = "sum"
+
+
+FUSIONS = ("sum", "sum_product")
 
 
 def _run_lstm(lstm: nn.LSTM, inputs: Tensor) -> Tensor:
@@ -75,6 +81,8 @@ class ResponseCritic(nn.Module):
         super().__init__()
         if not config.kernel_sizes:
             raise ValueError("CriticConfig.kernel_sizes must name at least one convolution width")
+        if config.fusion not in FUSIONS:
+            raise ValueError(f"adversarial.critic.fusion={config.fusion!r}: choose one of {FUSIONS}")
         self.config = config
         hidden = config.hidden_dim
         self.response_lstm = nn.LSTM(config.input_dim, hidden, batch_first=True)
@@ -85,7 +93,7 @@ class ResponseCritic(nn.Module):
         )
         self.context_proj = nn.Linear(config.context_dim, hidden)
         self.dropout = nn.Dropout(config.dropout)
-        self.out = nn.Linear(hidden, 1)
+        self.out = nn.Linear(hidden * (2 if config.fusion == "sum_product" else 1), 1)
 
     def encode_response(self, response: Tensor, response_mask: Tensor) -> Tensor:
         """Response features f [B, hidden]: LSTM, convolutions, ReLU, masked max-pool over time."""
@@ -116,7 +124,8 @@ class ResponseCritic(nn.Module):
         ``feedback`` [B,Tf,D] with ``feedback_mask`` [B,Tf] is required when ``use_feedback`` is on and
         ignored otherwise. Examples with empty feedback get d_F = 0 (finite; the caller should drop them).
         """
-        hidden = self.encode_response(response, response_mask) + self.context_proj(context)
+        response_features = self.encode_response(response, response_mask)
+        condition = self.context_proj(context)
         if self.feedback_lstm is not None:
             if feedback is None:
                 raise ValueError(
@@ -127,5 +136,8 @@ class ResponseCritic(nn.Module):
                 feedback_mask = torch.ones(feedback.shape[:2], dtype=torch.bool, device=feedback.device)
             fmask = feedback_mask.to(torch.bool)
             fstates = _run_lstm(self.feedback_lstm, feedback * fmask.unsqueeze(-1).to(feedback.dtype))
-            hidden = hidden + _last_state(fstates, fmask)
+            condition = condition + _last_state(fstates, fmask)
+        hidden = response_features + condition
+        if self.config.fusion == "sum_product":
+            hidden = torch.cat([hidden, response_features * condition], dim=-1)
         return self.out(self.dropout(F.relu(hidden))).squeeze(-1)

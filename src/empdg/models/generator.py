@@ -171,5 +171,9 @@ class EmpDGGenerator(nn.Module):
         log_probs, states = self.decode_step(encoded, inputs)
         return GeneratorOutput(log_probs=log_probs, encoded=encoded, states=states)
 
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """The decoder side (decoder stack and output layer): where gradients are compared."""
+        return list(self.decoder.parameters()) + list(self.output.parameters())
+
     def new_cache(self) -> list[dict]:
         return [{} for _ in self.decoder.layers]

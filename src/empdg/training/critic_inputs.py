@@ -1,15 +1,24 @@
-"""What each interactive critic reads, for gold (real) and generated (fake) responses.
+"""What each interactive critic reads, for gold (real) and generated (fake) responses, in one form.
 
-- Semantic critic D_sem: the response's word vectors, the user's next utterance (feedback) as
-  word vectors, and the dialogue summary x̃0.
+A critic must not be able to tell real from fake by *how* a response is presented, only by *what*
+it says. So every response -- gold, sampled, greedy, mismatched or relaxed -- becomes a
+:class:`ResponseView` through the same transformation, and :func:`critic_response` turns a view
+into one critic's input the same way for all of them:
+
+- Semantic critic D_sem: the response's word vectors; conditioned on the dialogue summary x̃0 and
+  the user's next utterance (feedback) as word vectors.
 - Emotional critic D_emo: the response's emotion words -- word vectors scaled by each position's
-  emotion weight (0/1 mask for gold text, emotion-lexicon probability mass for generated text) --
-  the feedback's emotion words, and the emotion summary w̃0 (x̃0 when the model has no emotion
-  encoder, i.e. the no_emotion_encoder ablation).
+  emotion weight (the lexicon indicator for tokens, the lexicon probability mass for relaxed
+  responses); conditioned on w̃0 (x̃0 without an emotion encoder) and the feedback's emotion words.
+
+Hard token sequences (gold and generated alike) are embedded with the generator's table and
+weighted by the same lexicon lookup, so real and fake share one form exactly. Relaxed (soft)
+responses are mixtures of word vectors with smaller norms; ``input_norm="unit"`` rescales every
+position of every response to unit length so that norm is no cue.
 
 Critics skip examples without feedback when they read feedback (``rows``); the no_feedback
-ablation reads every example. Data-side vectors (gold text, feedback) are always detached: only
-the generated response may carry gradient to the generator.
+ablation reads every example. Data-side vectors are always detached: only a relaxed generated
+response may carry gradient to the generator.
 """
 
 from __future__ import annotations
@@ -17,68 +26,123 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from empdg.data.vocab import EOS_ID
 from empdg.models.generator import EmpDGGenerator, EncodedDialogue
-from empdg.training.relaxation import RelaxedResponse, pad_time
+
+INPUT_NORMS = ("none", "unit")
+CRITIC_NAMES = ("semantic", "emotion")
 
 
 @dataclass
-class CriticInputs:
-    real: Tensor
-    real_mask: Tensor
-    fake: Tensor
-    fake_mask: Tensor
-    context: Tensor
-    feedback: Tensor | None
-    feedback_mask: Tensor | None
+class ResponseView:
+    """A response as word vectors: the one form every critic input is made from."""
 
-    @property
-    def mixed_mask(self) -> Tensor:
-        """Positions of the gradient-penalty interpolates: real in either response."""
-        return self.real_mask | self.fake_mask
+    vectors: Tensor  # [B, T, emb]
+    mask: Tensor  # [B, T] True at real positions
+    emotion_weight: Tensor  # [B, T] in [0, 1]: how much each position is an emotion word
+
+    def rows(self, index: Tensor) -> ResponseView:
+        return ResponseView(self.vectors[index], self.mask[index], self.emotion_weight[index])
+
+
+@dataclass
+class CriticCondition:
+    """What a critic reads besides the response: the dialogue summary and the user's feedback."""
+
+    context: Tensor  # [B, H]
+    feedback: Tensor | None  # [B, Tf, emb]
+    feedback_mask: Tensor | None  # [B, Tf]
+
+    def rows(self, index: Tensor) -> CriticCondition:
+        if self.feedback is None:
+            return CriticCondition(self.context[index], None, None)
+        return CriticCondition(self.context[index], self.feedback[index], self.feedback_mask[index])
 
 
 def feedback_rows(batch: dict, use_feedback: bool) -> Tensor:
-    """Indices of the examples the critics train on."""
+    """Indices of the examples the critics read."""
     if use_feedback:
         return batch["has_feedback"].nonzero(as_tuple=True)[0]
     return torch.arange(batch["has_feedback"].shape[0], device=batch["has_feedback"].device)
 
 
-def _aligned(real: Tensor, real_mask: Tensor, fake: Tensor, fake_mask: Tensor):
-    length = max(real.shape[1], fake.shape[1])
-    return pad_time(real, length), pad_time(real_mask, length), pad_time(fake, length), pad_time(fake_mask, length)
+def mismatch_permutation(n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+    """A cyclic shift by 1..n-1: row i is paired with row perm[i] != i (never with itself).
+
+    Needs n >= 2. A cyclic shift is a derangement for every shift in 1..n-1.
+    """
+    if n < 2:
+        raise ValueError(f"mismatched negatives need at least 2 examples, got {n}")
+    shift = int(torch.randint(1, n, (1,), generator=generator, device=generator.device if generator else None))
+    return (torch.arange(n, device=device) + shift) % n
 
 
-def critic_inputs(
+def generated_mask(ids: Tensor) -> Tensor:
+    """Positions up to and including the first EOS (gold responses also end with their EOS)."""
+    is_eos = ids.eq(EOS_ID).long()
+    return (is_eos.cumsum(dim=1) - is_eos).eq(0)
+
+
+def token_view(generator: EmpDGGenerator, ids: Tensor, mask: Tensor, emotion_vocab: Tensor) -> ResponseView:
+    """Hard tokens (gold or generated) as a view: embedding rows and the lexicon indicator."""
+    with torch.no_grad():
+        vectors = generator.embed_tokens(ids)
+        in_vocab = ids < emotion_vocab.shape[0]
+        weight = emotion_vocab[ids.clamp(max=emotion_vocab.shape[0] - 1)] * in_vocab
+    return ResponseView(vectors, mask.bool(), weight.to(vectors.dtype))
+
+
+def gold_view(generator: EmpDGGenerator, batch: dict, emotion_vocab: Tensor) -> ResponseView:
+    return token_view(generator, batch["target_ids"], ~batch["target_pad_mask"], emotion_vocab)
+
+
+def critic_response(view: ResponseView, critic: str, input_norm: str) -> tuple[Tensor, Tensor]:
+    """(vectors, mask) that critic ``critic`` reads for ``view``: the same rule for real and fake."""
+    vectors = F.normalize(view.vectors, dim=-1) if input_norm == "unit" else view.vectors
+    if critic == "emotion":
+        vectors = vectors * view.emotion_weight.unsqueeze(-1)
+    return vectors, view.mask
+
+
+def critic_conditions(
     generator: EmpDGGenerator,
     batch: dict,
     encoded: EncodedDialogue,
-    fake: RelaxedResponse,
     rows: Tensor,
     *,
     use_feedback: bool,
     grad_to_encoders: bool,
-) -> dict[str, CriticInputs]:
-    """Inputs of both critics ('semantic', 'emotion'), restricted to ``rows``."""
-    embed = generator.embedding
-    with torch.no_grad():
-        gold = embed(batch["target_ids"][rows])
-        gold_mask = ~batch["target_pad_mask"][rows]
-        gold_emotion = gold * batch["target_emotion_mask"][rows].unsqueeze(-1)
-        fb = embed(batch["feedback_ids"][rows]) if use_feedback else None
-        fb_emotion = embed(batch["feedback_emotion_ids"][rows]) if use_feedback else None
-    fb_mask = ~batch["feedback_pad_mask"][rows] if use_feedback else None
-    fb_emotion_mask = ~batch["feedback_emotion_pad_mask"][rows] if use_feedback else None
-
+) -> dict[str, CriticCondition]:
+    """Both critics' conditions ('semantic', 'emotion'), restricted to ``rows``."""
     x0 = encoded.x0[rows]
     w0 = encoded.w0[rows] if encoded.w0 is not None else x0
     if not grad_to_encoders:
         x0, w0 = x0.detach(), w0.detach()
+    if not use_feedback:
+        return {"semantic": CriticCondition(x0, None, None), "emotion": CriticCondition(w0, None, None)}
+    with torch.no_grad():
+        feedback = generator.embed_tokens(batch["feedback_ids"][rows])
+        feedback_emotion = generator.embed_tokens(batch["feedback_emotion_ids"][rows])
+    return {
+        "semantic": CriticCondition(x0, feedback, ~batch["feedback_pad_mask"][rows]),
+        "emotion": CriticCondition(w0, feedback_emotion, ~batch["feedback_emotion_pad_mask"][rows]),
+    }
 
-    fake_vectors, fake_mask = fake.vectors[rows], fake.mask[rows]
-    fake_emotion = fake_vectors * fake.emotion_weight[rows].unsqueeze(-1)
-    semantic = CriticInputs(*_aligned(gold, gold_mask, fake_vectors, fake_mask), x0, fb, fb_mask)
-    emotion = CriticInputs(*_aligned(gold_emotion, gold_mask, fake_emotion, fake_mask), w0, fb_emotion, fb_emotion_mask)
-    return {"semantic": semantic, "emotion": emotion}
+
+def pad_time(x: Tensor, length: int) -> Tensor:
+    """Zero-pad (False-pad for masks) a [B, T, ...] tensor in time to ``length``."""
+    extra = length - x.shape[1]
+    if extra <= 0:
+        return x
+    if x.dtype == torch.bool:
+        return F.pad(x.long(), [0, 0] * (x.dim() - 2) + [0, extra]).bool()
+    return F.pad(x, [0, 0] * (x.dim() - 2) + [0, extra])
+
+
+def aligned(real: Tensor, real_mask: Tensor, fake: Tensor, fake_mask: Tensor):
+    """Pad two responses to one length (the gradient penalty interpolates them position by position)."""
+    length = max(real.shape[1], fake.shape[1])
+    return pad_time(real, length), pad_time(real_mask, length), pad_time(fake, length), pad_time(fake_mask, length)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -24,19 +24,18 @@ from empdg.data.emotion_words import get_lexicon
 from empdg.data.vocab import Vocab
 from empdg.evaluation.decoding import greedy_decode, ids_to_text
 from empdg.models.config import GeneratorConfig
-from empdg.models.critics import CriticConfig, ResponseCritic
 from empdg.models.generator import EmpDGGenerator, GeneratorOutput
-from empdg.training.adversarial_losses import (
-    clip_critic_weights,
-    critic_accuracy,
-    get_adversarial_loss,
-    gradient_penalty,
-    wasserstein_estimate,
+from empdg.training.adversarial import AdversarialGame, AdversarialSettings, build_critics
+from empdg.training.adversarial_losses import clip_critic_weights
+from empdg.training.instruments import (
+    critic_report_counts,
+    gradient_probe,
+    output_sharpness,
+    reply_diversity,
+    shares_from_counts,
 )
-from empdg.training.critic_inputs import CriticInputs, critic_inputs, feedback_rows
 from empdg.training.losses import emotion_cross_entropy, sequence_nll
 from empdg.training.phases import PHASES, PhaseSchedule
-from empdg.training.relaxation import RELAXATIONS, RelaxedResponse, gumbel_response, soft_response
 from empdg.training.schedules import build_scheduler
 
 CRITIC_PHASES = ("critic_pretrain", "adversarial")
@@ -63,20 +62,26 @@ class EmpDGModule(pl.LightningModule):
         self.generator = EmpDGGenerator(self.generator_config)
         self.optim_cfg = dict(optim)
         self.train_cfg = dict(training)
-        self.adv_cfg = dict(adversarial or {})
-        self.critics = self._build_critics(dict(model))
+        self.adv = AdversarialSettings.from_mapping(dict(adversarial or {}))
+        critic_names = [n for n in ("semantic", "emotion") if model.get(f"{n}_critic", False)]
+        self.critics = build_critics(
+            self.adv, critic_names, self.generator_config.emb_dim, self.generator_config.hidden_dim
+        )
         budgets = dict(self.train_cfg["phases"])
         if not self.critics:  # generator-only models skip the critic phases
             budgets = {k: v for k, v in budgets.items() if k not in CRITIC_PHASES}
         self.phases = PhaseSchedule(budgets)
-        if self.critics:
-            self.adversarial_loss = get_adversarial_loss(self.adv_cfg["loss"])
-            if self.adv_cfg["relaxation"] not in RELAXATIONS:
-                raise ValueError(f"adversarial.relaxation={self.adv_cfg['relaxation']!r}; choose one of {RELAXATIONS}")
-            emotion_ids = self.vocab.emotion_token_ids(get_lexicon().is_emotion_word)
-            emotion_vocab = torch.zeros(len(self.vocab))
-            emotion_vocab[emotion_ids] = 1.0
-            self.register_buffer("emotion_vocab", emotion_vocab, persistent=False)
+        emotion_vocab = torch.zeros(len(self.vocab))
+        emotion_vocab[self.vocab.emotion_token_ids(get_lexicon().is_emotion_word)] = 1.0
+        self.register_buffer("emotion_vocab", emotion_vocab, persistent=False)
+        self.game = AdversarialGame(self.generator, self.critics, self.adv, lambda: self.emotion_vocab)
+        self.generator_adv_updates = 0
+        self.critic_reports: list[dict[str, float]] = []
+        self._report_counts: dict[str, float] = {}
+        self._report_replies: list[str] = []
+        self.val_entropy = SumMetric()
+        self.val_max_prob = SumMetric()
+        self.val_positions = SumMetric()
         self.micro_step = 0
         self.cycle_position = 0
         self.batches_in_epoch = 0
@@ -87,22 +92,6 @@ class EmpDGModule(pl.LightningModule):
         self.val_nll = SumMetric()
         self.val_tokens = SumMetric()
         self.val_emotion_acc = MulticlassAccuracy(num_classes=self.generator_config.num_emotions, average="micro")
-
-    def _build_critics(self, model: dict[str, Any]) -> nn.ModuleDict:
-        names = [n for n in ("semantic", "emotion") if model.get(f"{n}_critic", False)]
-        if not names:
-            return nn.ModuleDict()
-        critic = self.adv_cfg["critic"]
-        config = CriticConfig(
-            input_dim=self.generator_config.emb_dim,
-            hidden_dim=int(critic["hidden_dim"]),
-            context_dim=self.generator_config.hidden_dim,
-            kernel_sizes=tuple(critic["kernel_sizes"]),
-            num_filters=int(critic["num_filters"]),
-            use_feedback=bool(self.adv_cfg["feedback"]),
-            dropout=float(critic["dropout"]),
-        )
-        return nn.ModuleDict({name: ResponseCritic(config) for name in names})
 
     # -- optimizers ------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -119,8 +108,8 @@ class EmpDGModule(pl.LightningModule):
             optimizers.append(
                 torch.optim.Adam(
                     self.critics.parameters(),
-                    lr=float(self.adv_cfg["critic_lr"]),
-                    betas=tuple(self.adv_cfg["critic_betas"]),
+                    lr=float(self.adv.critic_lr),
+                    betas=tuple(self.adv.critic_betas),
                 )
             )
         scheduler = build_scheduler(
@@ -214,7 +203,7 @@ class EmpDGModule(pl.LightningModule):
             self.phases.advance("critic_pretrain")
 
     def _train_adversarial(self, batch: dict) -> None:
-        n_critic, g_steps = int(self.adv_cfg["n_critic"]), int(self.adv_cfg["g_steps"])
+        n_critic, g_steps = self.adv.n_critic, self.adv.g_steps
         if self.cycle_position < n_critic:
             done = self.critic_update(batch)
         else:
@@ -249,71 +238,13 @@ class EmpDGModule(pl.LightningModule):
             scheduler.step()
             self.log("train/lr", scheduler.get_last_lr()[0])
 
-    # -- the adversarial game --------------------------------------------------------------
-    def relaxed_response(self, out: GeneratorOutput, batch: dict) -> RelaxedResponse:
-        tau = float(self.adv_cfg["tau"])
-        if self.adv_cfg["relaxation"] == "soft":
-            return soft_response(self.generator, out.log_probs, batch["target_pad_mask"], self.emotion_vocab, tau)
-        return gumbel_response(self.generator, out.encoded, self.emotion_vocab, tau, int(self.adv_cfg["max_gen_len"]))
-
-    def _critic_inputs(
-        self, batch: dict, out: GeneratorOutput, fake: RelaxedResponse
-    ) -> dict[str, CriticInputs] | None:
-        use_feedback = bool(self.adv_cfg["feedback"])
-        rows = feedback_rows(batch, use_feedback)
-        if rows.numel() == 0:
-            self.log("train/critic_batches_without_feedback", 1.0, reduce_fx="sum")
-            return None
-        return critic_inputs(
-            self.generator,
-            batch,
-            out.encoded,
-            fake,
-            rows,
-            use_feedback=use_feedback,
-            grad_to_encoders=bool(self.adv_cfg["critic_grad_to_encoders"]),
-        )
-
-    def _score(self, name: str, inputs: CriticInputs, which: str) -> Tensor:
-        critic = self.critics[name]
-        response, mask = (inputs.real, inputs.real_mask) if which == "real" else (inputs.fake, inputs.fake_mask)
-        return critic(response, mask, inputs.context, inputs.feedback, inputs.feedback_mask)
-
+    # -- the adversarial game (objectives in training/adversarial.py) ------------------------
     def critic_losses(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]] | None:
-        """Both critics' losses against the current generator, which is frozen here (no_grad).
-
-        None when the batch has no example the critics can read (no feedback anywhere).
-        """
-        with torch.no_grad():
-            out = self.generator(batch)
-            fake = self.relaxed_response(out, batch)
-        inputs = self._critic_inputs(batch, out, fake)
-        if inputs is None:
-            return None
-        rule = self.adversarial_loss
-        total = torch.zeros((), device=self.device)
-        logs: dict[str, Tensor] = {}
-        for name, critic_in in inputs.items():
-            if name not in self.critics:
-                continue
-            d_real, d_fake = self._score(name, critic_in, "real"), self._score(name, critic_in, "fake")
-            loss = rule.critic_loss(d_real, d_fake)
-            short = name[:3]
-            if rule.uses_gradient_penalty:
-                critic = self.critics[name]
-
-                def score_mixed(x: Tensor, critic=critic, ci=critic_in) -> Tensor:
-                    return critic(x, ci.mixed_mask, ci.context, ci.feedback, ci.feedback_mask)
-
-                penalty, _ = gradient_penalty(score_mixed, critic_in.real, critic_in.fake)
-                loss = loss + float(self.adv_cfg["gp_lambda"]) * penalty
-                logs[f"train/gp_{short}"] = penalty.detach()
-            else:
-                logs[f"train/d_{short}_acc"] = critic_accuracy(d_real.detach(), d_fake.detach())
-            logs[f"train/d_{short}_wdist"] = wasserstein_estimate(d_real, d_fake)
-            total = total + loss
-        logs["train/d_loss"] = total.detach()
-        return total, logs
+        """Both critics' losses against the frozen generator; None when no example has feedback."""
+        result = self.game.critic_loss(batch)
+        if result is None:
+            self.log("train/critic_batches_without_feedback", 1.0, reduce_fx="sum")
+        return result
 
     def critic_update(self, batch: dict) -> bool:
         """One update of both critics; False when the batch gave nothing to learn from (or was skipped)."""
@@ -329,31 +260,49 @@ class EmpDGModule(pl.LightningModule):
         logs["train/d_grad_norm"] = torch.nn.utils.clip_grad_norm_(self.critics.parameters(), float("inf"))
         optimizer.step()
         optimizer.zero_grad()
-        if self.adversarial_loss.clips_weights:
-            clip_critic_weights(self.critics, float(self.adv_cfg["clip_value"]))
-        self._log_train(logs)
+        if self.game.rule.clips_weights:
+            clip_critic_weights(self.critics, self.adv.clip_value)
+        self._log_every_update(logs)
         self.wasserstein_history.append(
             {"step": float(self.global_step), **{k: float(v) for k, v in logs.items() if k.endswith("wdist")}}
         )
         return True
 
-    def adversarial_generator_loss(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
-        """mle_weight * (MLE + emotion CE) + w_adv * critics' generator loss on the relaxed response.
+    def _log_every_update(self, values: dict[str, Tensor]) -> None:
+        """Straight to the loggers, so no critic update falls between ``log_every_n_steps``."""
+        self.step_metrics.update({k: float(v) for k, v in values.items()})
+        if self._trainer is None or self.trainer.sanity_checking:
+            return
+        for logger in self.loggers:
+            logger.log_metrics({k: float(v) for k, v in values.items()}, step=self.global_step)
 
-        The relaxed response is a differentiable function of the generator's output
-        distribution, so the critics' gradient reaches the decoder (and, through it, the encoders).
+    def adversarial_generator_loss(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        """mle_weight * (MLE + emotion CE) + w * the critics' term, with w absolute or relative.
+
+        ``w_adv_mode=relative`` sets w so that the adversarial gradient at the decoder is
+        ``w_adv_share`` times the MLE gradient there, whatever the critics' score scale. The
+        same-batch control (``same_batch_control``) trains on the same batches with the critics
+        still learning, but without their term.
         """
         out = self.generator(batch)
         losses = self.generator_losses(batch, out)
-        fake = self.relaxed_response(out, batch)
-        inputs = self._critic_inputs(batch, out, fake)
-        adv = torch.zeros((), device=self.device)
-        if inputs is not None:
-            for name, critic_in in inputs.items():
-                if name in self.critics:
-                    adv = adv + self.adversarial_loss.generator_loss(self._score(name, critic_in, "fake"))
-        loss = float(self.adv_cfg["mle_weight"]) * losses["loss"] + float(self.adv_cfg["w_adv"]) * adv
-        return loss, {**losses, "g_adv": adv}
+        mle = self.adv.mle_weight * losses["loss"]
+        if self.adv.same_batch_control:
+            return mle, {**losses, "g_adv": torch.zeros((), device=mle.device)}
+        term = self.game.generator_term(batch, out)
+        weight = torch.tensor(self.adv.w_adv, device=mle.device)
+        logs = dict(term.logs)
+        self.generator_adv_updates += 1
+        relative = self.adv.w_adv_mode == "relative"
+        probe = self.adv.probe_every > 0 and self.generator_adv_updates % self.adv.probe_every == 0
+        if (relative or probe) and term.loss.requires_grad and torch.is_grad_enabled():
+            norm_mle, norm_adv, cosine = gradient_probe(mle, term.loss, self.generator.decoder_parameters())
+            if relative:
+                weight = self.adv.w_adv_share * norm_mle / norm_adv.clamp_min(1e-12)
+            logs["train/adv_mle_grad_ratio"] = weight * norm_adv / norm_mle.clamp_min(1e-12)
+            logs["train/adv_mle_grad_cos"] = cosine
+        logs["train/w_adv_effective"] = weight
+        return mle + weight * term.loss, {**losses, "g_adv": term.loss, **logs}
 
     def generator_adversarial_update(self, batch: dict) -> bool:
         optimizer = self._optimizers()[0]
@@ -365,28 +314,72 @@ class EmpDGModule(pl.LightningModule):
         self._optimizers()[1].zero_grad()  # critics are judges here, not students
         self.generator_update(optimizer)
         self._log_mle(parts, batch)
-        self._log_train({"train/g_adv": parts["g_adv"].detach(), "train/g_loss": loss.detach()})
+        extra = {k: v.detach() for k, v in parts.items() if k.startswith("train/")}
+        self._log_every_update({"train/g_adv": parts["g_adv"].detach(), "train/g_loss": loss.detach(), **extra})
         return True
 
     # -- validation ------------------------------------------------------------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        losses = self.generator_losses(batch)
+        out = self.generator(batch)
+        losses = self.generator_losses(batch, out)
         size = batch["target_ids"].shape[0]
         self.val_loss.update(losses["nll"] + losses["emotion_ce"], weight=size)
         self.val_nll.update(losses["nll_sum"])
         self.val_tokens.update(losses["n_tokens"].float())
         if losses["emotion_logits"] is not None:
             self.val_emotion_acc.update(losses["emotion_logits"], batch["emotion_label"])
+        entropy, max_prob, positions = output_sharpness(
+            out.log_probs[..., : len(self.vocab)], ~batch["target_pad_mask"]
+        )
+        self.val_entropy.update(entropy)
+        self.val_max_prob.update(max_prob)
+        self.val_positions.update(positions)
+        if batch_idx < self.adv.report_batches and not self.trainer.sanity_checking:
+            self._report_on(batch, out)
+
+    def _report_on(self, batch: dict, out: GeneratorOutput) -> None:
+        """Critic report and greedy replies on the first validation batches (the same ones every time)."""
+        counts, greedy = critic_report_counts(self.game, batch, out)
+        for key, value in counts.items():
+            self._report_counts[key] = self._report_counts.get(key, 0.0) + value
+        self._report_replies += [ids_to_text(r, self.vocab, o) for r, o in zip(greedy.tolist(), batch["oovs"])]
 
     def on_validation_epoch_end(self) -> None:
         nll = self.val_nll.compute() / self.val_tokens.compute().clamp_min(1)
-        metrics = {"val/loss": self.val_loss.compute(), "val/ppl": torch.exp(nll), "val/nll": nll}
+        positions = self.val_positions.compute().clamp_min(1)
+        metrics = {
+            "val/loss": self.val_loss.compute(),
+            "val/ppl": torch.exp(nll),
+            "val/nll": nll,
+            "val/entropy": self.val_entropy.compute() / positions,
+            "val/max_prob": self.val_max_prob.compute() / positions,
+        }
         if self.generator_config.emotion_classifier:
             metrics["val/emotion_acc"] = self.val_emotion_acc.compute()
         # the torchmetrics states are already reduced across ranks; sync_dist only silences the check
         self.log_dict(metrics, prog_bar=True, sync_dist=True)
         for metric in (self.val_loss, self.val_nll, self.val_tokens, self.val_emotion_acc):
             metric.reset()
+        for metric in (self.val_entropy, self.val_max_prob, self.val_positions):
+            metric.reset()
+        self._finish_report()
+
+    def _finish_report(self) -> None:
+        """Log this validation's critic report (summed over ranks) and keep it for critic_report.md."""
+        counts, replies = self._report_counts, self._report_replies
+        self._report_counts, self._report_replies = {}, []
+        if not replies:
+            return
+        keys = sorted(counts)
+        if keys and self.trainer.world_size > 1:
+            summed = self.trainer.strategy.reduce(
+                torch.tensor([counts[k] for k in keys], device=self.device, dtype=torch.float64), reduce_op="sum"
+            )
+            counts = dict(zip(keys, summed.tolist()))
+        report = {f"critic/{k}": v for k, v in shares_from_counts(counts).items()}
+        report |= {f"val/greedy_{k}": v for k, v in reply_diversity(replies).items()}
+        self.log_dict({k: float(v) for k, v in report.items()}, sync_dist=False, rank_zero_only=True)
+        self.critic_reports.append({"step": float(self.global_step), **report})
 
     # -- generation ------------------------------------------------------------------------
     def generate_replies(self, batch: dict, max_len: int = 30) -> list[str]:
@@ -399,6 +392,7 @@ class EmpDGModule(pl.LightningModule):
             "phases": self.phases.state_dict(),
             "micro_step": self.micro_step,
             "cycle_position": self.cycle_position,
+            "generator_adv_updates": self.generator_adv_updates,
             "batches_in_epoch": self.batches_in_epoch,
             "skipped_nonfinite": self.skipped_nonfinite,
             "rng": {
@@ -415,6 +409,7 @@ class EmpDGModule(pl.LightningModule):
         self.phases.load_state_dict(state["phases"])
         self.micro_step = state["micro_step"]
         self.cycle_position = state.get("cycle_position", 0)
+        self.generator_adv_updates = state.get("generator_adv_updates", 0)
         self.batches_in_epoch = state["batches_in_epoch"]
         self.skipped_nonfinite = state["skipped_nonfinite"]
         self._rng_to_restore = state["rng"]

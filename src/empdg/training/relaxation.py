@@ -18,23 +18,16 @@ emotion words v); gold text uses its 0/1 emotion-word mask, of which this is the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from empdg.data.vocab import EOS_ID
 from empdg.models.generator import EmpDGGenerator, EncodedDialogue
+from empdg.training.critic_inputs import ResponseView
 
 RELAXATIONS = ("soft", "gumbel")
-
-
-@dataclass
-class RelaxedResponse:
-    vectors: Tensor  # [B, T, emb] word vectors of the generated response
-    mask: Tensor  # [B, T] True at real positions
-    emotion_weight: Tensor  # [B, T] in [0, 1]: how much each position is an emotion word
+RelaxedResponse = ResponseView  # a relaxed response is a view whose vectors carry gradient
 
 
 def soft_response(
@@ -69,13 +62,3 @@ def gumbel_response(
             break
         step_input = generator.embedding_projection(vector).unsqueeze(1)
     return RelaxedResponse(torch.stack(vectors, 1), torch.stack(masks, 1), torch.stack(weights, 1))
-
-
-def pad_time(x: Tensor, length: int) -> Tensor:
-    """Zero-pad (False-pad for masks) a [B, T, ...] tensor in time to ``length``."""
-    extra = length - x.shape[1]
-    if extra <= 0:
-        return x
-    if x.dtype == torch.bool:
-        return F.pad(x.long(), [0, 0] * (x.dim() - 2) + [0, extra]).bool()
-    return F.pad(x, [0, 0] * (x.dim() - 2) + [0, extra])

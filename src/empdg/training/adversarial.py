@@ -1,0 +1,331 @@
+"""The adversarial game of EmpDG: what the critics learn from and how their judgement reaches the generator.
+
+Three estimators of the generator's adversarial gradient (``adversarial.estimator``):
+
+- ``reinforce``: free-running replies are *sampled*; the critics score hard token sequences for both
+  real and fake (one input form, no content-free cue), and the generator follows the
+  score-function gradient (r - b) · ∇ log p(reply) with a self-critical baseline b, the critics'
+  score of the greedy reply (Rennie et al. 2017; as dialogue GANs do: SeqGAN, Li et al. 2017).
+- ``gumbel``: free-running straight-through Gumbel-softmax; the forward pass is one-hot (hard
+  tokens), the backward the soft sample's gradient.
+- ``soft``: expected embeddings softmax(logits/τ)·E under teacher forcing. Their norms are smaller
+  than any word vector's, which a critic learns to read instead of content; use it with
+  ``input_norm=unit`` (every position of every response rescaled to unit length).
+
+Mismatched negatives (``mismatched_negatives``): a real reply paired with another dialogue's context
+and feedback is one more fake, so a critic scores *fit*, not fluency alone (matching-aware
+discriminators, Reed et al. 2016).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from empdg.evaluation.decoding import DecodingConfig, decode_encoded
+from empdg.models.generator import EmpDGGenerator, EncodedDialogue, GeneratorOutput
+from empdg.training.adversarial_losses import (
+    critic_accuracy,
+    get_adversarial_loss,
+    gradient_penalty,
+    wasserstein_estimate,
+)
+from empdg.training.critic_inputs import (
+    CRITIC_NAMES,
+    INPUT_NORMS,
+    CriticCondition,
+    ResponseView,
+    aligned,
+    critic_conditions,
+    critic_response,
+    feedback_rows,
+    generated_mask,
+    gold_view,
+    mismatch_permutation,
+    pad_time,
+    token_view,
+)
+from empdg.training.relaxation import gumbel_response, soft_response
+
+ESTIMATORS = ("reinforce", "gumbel", "soft")
+W_ADV_MODES = ("absolute", "relative")
+SHORT = {"semantic": "sem", "emotion": "emo"}
+
+
+@dataclass
+class AdversarialSettings:
+    """The ``adversarial`` config group, typed. Unknown keys are errors (a typo must not be ignored)."""
+
+    loss: str = "wgan_gp"
+    estimator: str = "reinforce"
+    relaxation: str | None = None  # old name of estimator (soft | gumbel); wins when set
+    tau: float = 1.0
+    max_gen_len: int = 30
+    n_critic: int = 1
+    g_steps: int = 5
+    gp_lambda: float = 10.0
+    w_adv: float = 0.01
+    w_adv_mode: str = "absolute"
+    w_adv_share: float = 0.1
+    mle_weight: float = 1.0
+    clip_value: float = 0.01
+    feedback: bool = True
+    critic_grad_to_encoders: bool = False
+    input_norm: str = "none"
+    mismatched_negatives: bool = True
+    mismatch_weight: float = 0.5
+    greedy_negatives: bool = True
+    sample_temperature: float = 1.0
+    same_batch_control: bool = False
+    probe_every: int = 10
+    report_batches: int = 4
+    critic_lr: float = 1.0e-4
+    critic_betas: tuple[float, float] = (0.5, 0.9)
+    critic: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.relaxation is not None:
+            self.estimator = self.relaxation
+        problems = []
+        if self.estimator not in ESTIMATORS:
+            problems.append(f"adversarial.estimator={self.estimator!r}: choose one of {ESTIMATORS}")
+        if self.w_adv_mode not in W_ADV_MODES:
+            problems.append(f"adversarial.w_adv_mode={self.w_adv_mode!r}: choose one of {W_ADV_MODES}")
+        if self.input_norm not in INPUT_NORMS:
+            problems.append(f"adversarial.input_norm={self.input_norm!r}: choose one of {INPUT_NORMS}")
+        if not 0.0 <= self.mismatch_weight < 1.0:
+            problems.append(f"adversarial.mismatch_weight={self.mismatch_weight} must be in [0, 1)")
+        if self.w_adv_share < 0:
+            problems.append(f"adversarial.w_adv_share={self.w_adv_share} must be >= 0")
+        if self.sample_temperature <= 0:
+            problems.append(f"adversarial.sample_temperature={self.sample_temperature} must be > 0")
+        if problems:
+            raise ValueError("invalid adversarial configuration:\n  - " + "\n  - ".join(problems))
+        get_adversarial_loss(self.loss)  # unknown names fail here, with the choices
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> AdversarialSettings:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown adversarial keys {unknown}; known: {sorted(known)}")
+        values = dict(values)
+        if "critic_betas" in values:
+            values["critic_betas"] = tuple(values["critic_betas"])
+        return cls(**values)
+
+
+@dataclass
+class GeneratorAdversarialTerm:
+    loss: Tensor  # differentiable w.r.t. the generator
+    logs: dict[str, Tensor]
+
+
+class AdversarialGame:
+    """The critics' and the generator's adversarial objectives; owns no parameters.
+
+    ``emotion_vocab`` is a callable returning the [V] lexicon indicator (a buffer of the module, so
+    it follows the module's device).
+    """
+
+    def __init__(self, generator: EmpDGGenerator, critics: nn.ModuleDict, settings: AdversarialSettings, emotion_vocab):
+        self.generator = generator
+        self.critics = critics
+        self.settings = settings
+        self.rule = get_adversarial_loss(settings.loss)
+        self._emotion_vocab = emotion_vocab
+
+    @property
+    def emotion_vocab(self) -> Tensor:
+        return self._emotion_vocab()
+
+    # -- responses ---------------------------------------------------------------------------
+    def decode(self, encoded: EncodedDialogue, strategy: str, rng: torch.Generator | None = None) -> Tensor:
+        """Free-running replies; sampling draws from ``rng`` (default: the global RNG, saved in checkpoints)."""
+        cfg = DecodingConfig(
+            strategy=strategy, max_len=self.settings.max_gen_len, temperature=self.settings.sample_temperature
+        )
+        return decode_encoded(self.generator, encoded, cfg, rng)
+
+    def ids_view(self, ids: Tensor) -> ResponseView:
+        return token_view(self.generator, ids, generated_mask(ids), self.emotion_vocab)
+
+    def fake_view(self, batch: dict, out: GeneratorOutput) -> ResponseView:
+        """The generated response the critics learn to reject, in the estimator's form."""
+        s = self.settings
+        if s.estimator == "soft":
+            return soft_response(self.generator, out.log_probs, batch["target_pad_mask"], self.emotion_vocab, s.tau)
+        if s.estimator == "gumbel":
+            return gumbel_response(self.generator, out.encoded, self.emotion_vocab, s.tau, s.max_gen_len)
+        return self.ids_view(self.decode(out.encoded, "sample"))
+
+    def conditions(self, batch: dict, encoded: EncodedDialogue, rows: Tensor) -> dict[str, CriticCondition]:
+        s = self.settings
+        return critic_conditions(
+            self.generator,
+            batch,
+            encoded,
+            rows,
+            use_feedback=s.feedback,
+            grad_to_encoders=s.critic_grad_to_encoders,
+        )
+
+    def score(self, name: str, view: ResponseView, condition: CriticCondition) -> Tensor:
+        vectors, mask = critic_response(view, name, self.settings.input_norm)
+        return self.critics[name](vectors, mask, condition.context, condition.feedback, condition.feedback_mask)
+
+    def rows(self, batch: dict) -> Tensor:
+        return feedback_rows(batch, self.settings.feedback)
+
+    # -- the critics' side --------------------------------------------------------------------
+    def critic_loss(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]] | None:
+        """Both critics' losses against the frozen generator; None when no example can be read."""
+        rows = self.rows(batch)
+        if rows.numel() == 0:
+            return None
+        s = self.settings
+        with torch.no_grad():
+            out = self.generator(batch) if s.estimator == "soft" else None
+            encoded = out.encoded if out is not None else self.generator.encode(batch)
+            if out is None:
+                out = GeneratorOutput(log_probs=None, encoded=encoded, states=None)
+            fake = self.fake_view(batch, out).rows(rows)
+            if s.greedy_negatives and s.estimator != "soft":
+                greedy = self.ids_view(self.decode(encoded, "greedy")).rows(rows)
+        real = gold_view(self.generator, batch, self.emotion_vocab).rows(rows)
+        conditions = self.conditions(batch, encoded, rows)
+        if s.greedy_negatives and s.estimator != "soft":
+            # the greedy reply is what the generator says; a critic that never saw it as fake
+            # rates generic fluent replies above human ones (measured: 6.7% gold > greedy)
+            twice = torch.cat([torch.arange(rows.numel(), device=rows.device)] * 2)
+            fake = concat_views(fake, greedy)
+            real_twice, conditions_twice = real.rows(twice), {k: c.rows(twice) for k, c in conditions.items()}
+        else:
+            real_twice, conditions_twice = real, conditions
+        mismatch = None
+        if s.mismatched_negatives and s.mismatch_weight > 0 and rows.numel() >= 2:
+            mismatch = mismatch_permutation(rows.numel(), device=rows.device)
+        total = torch.zeros((), device=rows.device)
+        logs: dict[str, Tensor] = {}
+        for name in self.critics:
+            condition = conditions[name]
+            d_real, d_fake = self.score(name, real, condition), self.score(name, fake, conditions_twice[name])
+            loss = self.rule.critic_loss(d_real, d_fake)
+            short = SHORT[name]
+            if mismatch is not None:
+                d_mismatch = self.score(name, real, condition.rows(mismatch))
+                w = s.mismatch_weight
+                loss = (1 - w) * loss + w * self.rule.critic_loss(d_real, d_mismatch)
+                logs[f"train/d_{short}_mismatch"] = d_mismatch.detach().mean()
+            if self.rule.uses_gradient_penalty:
+                loss = loss + s.gp_lambda * self._penalty(name, real_twice, fake, conditions_twice[name], logs)
+            else:
+                logs[f"train/d_{short}_acc"] = critic_accuracy(d_real.detach(), d_fake.detach())
+            logs[f"train/d_{short}_real"] = d_real.detach().mean()
+            logs[f"train/d_{short}_fake"] = d_fake.detach().mean()
+            logs[f"train/d_{short}_wdist"] = wasserstein_estimate(d_real, d_fake)
+            total = total + loss
+        logs["train/d_loss"] = total.detach()
+        return total, logs
+
+    def _penalty(
+        self, name: str, real: ResponseView, fake: ResponseView, condition: CriticCondition, logs: dict
+    ) -> Tensor:
+        real_x, real_mask = critic_response(real, name, self.settings.input_norm)
+        fake_x, fake_mask = critic_response(fake, name, self.settings.input_norm)
+        real_x, real_mask, fake_x, fake_mask = aligned(real_x, real_mask, fake_x, fake_mask)
+        mixed_mask = real_mask | fake_mask
+        critic = self.critics[name]
+
+        def score_mixed(x: Tensor) -> Tensor:
+            return critic(x, mixed_mask, condition.context, condition.feedback, condition.feedback_mask)
+
+        penalty, _ = gradient_penalty(score_mixed, real_x, fake_x)
+        logs[f"train/gp_{SHORT[name]}"] = penalty.detach()
+        return penalty
+
+    # -- the generator's side -----------------------------------------------------------------
+    def generator_term(self, batch: dict, out: GeneratorOutput) -> GeneratorAdversarialTerm:
+        """The adversarial part of the generator loss (differentiable), for the estimator in use."""
+        rows = self.rows(batch)
+        zero = torch.zeros((), device=out.encoded.x0.device)
+        if rows.numel() == 0:
+            return GeneratorAdversarialTerm(zero, {})
+        conditions = self.conditions(batch, out.encoded, rows)
+        if self.settings.estimator == "reinforce":
+            return self._reinforce_term(batch, out, rows, conditions)
+        fake = self.fake_view(batch, out).rows(rows)
+        loss = zero
+        for name in self.critics:
+            loss = loss + self.rule.generator_loss(self.score(name, fake, conditions[name]))
+        return GeneratorAdversarialTerm(loss, {})
+
+    def reward(self, view: ResponseView, conditions: dict[str, CriticCondition]) -> Tensor:
+        """Per-example reward: the critics' scores summed (log-sigmoid of the logits for the vanilla GAN)."""
+        total = 0
+        for name in self.critics:
+            score = self.score(name, view, conditions[name])
+            total = total + (F.logsigmoid(score) if self.rule.name == "gan" else score)
+        return total
+
+    def _reinforce_term(
+        self, batch: dict, out: GeneratorOutput, rows: Tensor, conditions: dict[str, CriticCondition]
+    ) -> GeneratorAdversarialTerm:
+        encoded = out.encoded
+        with torch.no_grad():
+            sampled = self.decode(encoded, "sample")
+            greedy = self.decode(encoded, "greedy")
+            reward = self.reward(self.ids_view(sampled).rows(rows), conditions)
+            baseline = self.reward(self.ids_view(greedy).rows(rows), conditions)
+            advantage = reward - baseline
+        log_prob = sequence_log_prob(self.generator, encoded, sampled)[rows]
+        loss = -(advantage * log_prob).mean()
+        logs = {
+            "train/reinforce_reward": reward.mean(),
+            "train/reinforce_advantage": advantage.mean(),
+            "train/reinforce_advantage_abs": advantage.abs().mean(),
+        }
+        return GeneratorAdversarialTerm(loss, logs)
+
+
+def concat_views(first: ResponseView, second: ResponseView) -> ResponseView:
+    """Stack two views' rows (padded to one length)."""
+    length = max(first.vectors.shape[1], second.vectors.shape[1])
+    return ResponseView(
+        torch.cat([pad_time(first.vectors, length), pad_time(second.vectors, length)]),
+        torch.cat([pad_time(first.mask, length), pad_time(second.mask, length)]),
+        torch.cat([pad_time(first.emotion_weight, length), pad_time(second.emotion_weight, length)]),
+    )
+
+
+def sequence_log_prob(generator: EmpDGGenerator, encoded: EncodedDialogue, ids: Tensor) -> Tensor:
+    """Sum of log p(ids_t | ids_<t, dialogue) up to and including the first EOS, with gradient."""
+    inputs = generator.decoder_inputs(encoded, generator.embed_tokens(ids[:, :-1]))
+    log_probs, _ = generator.decode_step(encoded, inputs)
+    token_log_probs = log_probs.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+    return (token_log_probs * generated_mask(ids)).sum(dim=1)
+
+
+def build_critics(settings: AdversarialSettings, names: list[str], input_dim: int, context_dim: int) -> nn.ModuleDict:
+    from empdg.models.critics import CriticConfig, ResponseCritic
+
+    if not names:
+        return nn.ModuleDict()
+    critic = settings.critic
+    config = CriticConfig(
+        input_dim=input_dim,
+        hidden_dim=int(critic["hidden_dim"]),
+        context_dim=context_dim,
+        kernel_sizes=tuple(critic["kernel_sizes"]),
+        num_filters=int(critic["num_filters"]),
+        use_feedback=settings.feedback,
+        dropout=float(critic["dropout"]),
+        fusion=str(critic.get("fusion", "sum")),
+    )
+    return nn.ModuleDict({name: ResponseCritic(config) for name in names if name in CRITIC_NAMES})

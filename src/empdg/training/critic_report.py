@@ -1,0 +1,74 @@
+"""``critic_report.md``: what the critics judged at each validation, as one readable artifact.
+
+``critic_report.json`` beside it holds the same numbers for scripts (the studies read it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from empdg.tracking.mlflow_tracking import log_artifact
+
+SANITY = {"gold_beats_greedy": 0.8, "gold_beats_mismatch": 0.7}  # the bars a critic that judges fit must clear
+
+
+def render_critic_report(reports: list[dict[str, float]]) -> str:
+    """Markdown: the last report per critic with the sanity bars, then the history of every report."""
+    if not reports:
+        return "# Critic report\n\nNo validation ran with a critic report.\n"
+    last = reports[-1]
+    lines = [
+        "# Critic report",
+        "",
+        f"Validation examples with feedback in the report: {int(last.get('critic/n', 0))} "
+        f"(step {int(last['step'])}). A share is how often the critic scores the gold reply above the other.",
+        "",
+    ]
+    critics = sorted({k.split("/")[1].split("_")[0] for k in last if k.startswith("critic/") and k != "critic/n"})
+    others = ("greedy", "sample", "mismatch", "soft")
+    if critics:
+        lines += ["| critic | " + " | ".join(f"gold > {o}" for o in others) + " | D(gold) | D(greedy) | verdict |"]
+        lines += ["|---" * (len(others) + 4) + "|"]
+        for critic in critics:
+            shares = [last.get(f"critic/{critic}_gold_beats_{o}") for o in others]
+            cells = ["—" if v is None else f"{v:.1%}" for v in shares]
+            verdict = all(
+                last.get(f"critic/{critic}_{key}", 0.0) >= bar for key, bar in SANITY.items()
+            )
+            lines.append(
+                f"| {critic} | " + " | ".join(cells)
+                + f" | {last.get(f'critic/{critic}_score_gold', float('nan')):.3f}"
+                + f" | {last.get(f'critic/{critic}_score_greedy', float('nan')):.3f}"
+                + f" | {'passes' if verdict else 'FAILS'} (gold > greedy ≥ 80%, gold > mismatch ≥ 70%) |"
+            )
+        lines.append("")
+    keys = [k for k in last if k != "step" and not k.startswith("critic/n")]
+    lines += ["## Every validation", "", "| step | " + " | ".join(k for k in keys) + " |"]
+    lines += ["|---" * (len(keys) + 1) + "|"]
+    for report in reports:
+        lines.append(
+            f"| {int(report['step'])} | " + " | ".join(f"{report.get(k, float('nan')):.4g}" for k in keys) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+class CriticReport(pl.Callback):
+    """At the end of training write ``critic_report.md`` in the run folder and log it as an artifact."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self.output_dir = Path(output_dir)
+        self.path: Path | None = None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        reports = getattr(pl_module, "critic_reports", [])
+        if not reports or not trainer.is_global_zero:
+            return
+        self.path = self.output_dir / "critic_report.md"
+        self.path.write_text(render_critic_report(reports), encoding="utf-8")
+        numbers = self.output_dir / "critic_report.json"
+        numbers.write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")
+        log_artifact(trainer.logger, self.path)
+        log_artifact(trainer.logger, numbers)

@@ -1,0 +1,107 @@
+"""Instruments that show what the critics judge and what they do to the generator.
+
+- :func:`critic_report_counts`: on validation examples, how often each critic scores the gold reply
+  above the generator's greedy reply, a sampled reply, another dialogue's gold reply (same words,
+  wrong context and feedback) and, on the soft path, the relaxed reply. A critic that judges fit
+  must prefer gold in most of each; one that prefers greedy text, or is at chance against
+  mismatched gold, judges form or nothing.
+- :func:`output_sharpness`: the generator's mean output entropy and max-probability (peakiness).
+- :func:`gradient_probe`: norm ratio and cosine between the adversarial and the MLE gradient at the
+  decoder -- is the adversarial term a nudge, a takeover, or a tug against MLE?
+- :func:`reply_diversity`: Distinct-1/2 and the unique-reply count of greedy replies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from empdg.evaluation.text_metrics import distinct_n
+
+COMPARISONS = ("greedy", "sample", "mismatch", "soft")
+REPORT_SEED = 20201208
+
+
+@torch.no_grad()
+def critic_report_counts(game, batch: dict, out) -> tuple[dict[str, float], Tensor | None]:
+    """Sums over one batch: ``{critic}_gold_beats_{other}`` counts, score sums and ``n``; plus greedy ids.
+
+    ``game`` is an :class:`~empdg.training.adversarial.AdversarialGame`; ``out`` the teacher-forced
+    generator output on ``batch`` (for the soft comparison). Samples and the mismatch pairing draw
+    from a fixed-seed generator: every report sees the same draws, and validation never moves the
+    global RNG (a resumed run must continue exactly).
+    """
+    from empdg.training.critic_inputs import gold_view, mismatch_permutation
+    from empdg.training.relaxation import soft_response
+
+    encoded = out.encoded
+    rng = torch.Generator(device=encoded.x0.device).manual_seed(REPORT_SEED)
+    greedy = game.decode(encoded, "greedy")
+    rows = game.rows(batch)
+    counts: dict[str, float] = {}
+    if rows.numel() < 2 or not len(game.critics):
+        return counts, greedy
+    conditions = game.conditions(batch, encoded, rows)
+    views = {
+        "gold": gold_view(game.generator, batch, game.emotion_vocab).rows(rows),
+        "greedy": game.ids_view(greedy).rows(rows),
+        "sample": game.ids_view(game.decode(encoded, "sample", rng)).rows(rows),
+    }
+    if game.settings.estimator == "soft":
+        tau = game.settings.tau
+        soft = soft_response(game.generator, out.log_probs, batch["target_pad_mask"], game.emotion_vocab, tau)
+        views["soft"] = soft.rows(rows)
+    perm = mismatch_permutation(rows.numel(), generator=rng, device=rows.device)
+    counts["n"] = float(rows.numel())
+    for name in game.critics:
+        short = {"semantic": "sem", "emotion": "emo"}[name]
+        gold = game.score(name, views["gold"], conditions[name])
+        scores = {other: game.score(name, view, conditions[name]) for other, view in views.items() if other != "gold"}
+        scores["mismatch"] = game.score(name, views["gold"], conditions[name].rows(perm))
+        counts[f"{short}_score_gold"] = float(gold.sum())
+        for other, score in scores.items():
+            counts[f"{short}_gold_beats_{other}"] = float((gold > score).sum())
+            counts[f"{short}_score_{other}"] = float(score.sum())
+    return counts, greedy
+
+
+def shares_from_counts(counts: dict[str, float]) -> dict[str, float]:
+    """Turn summed counts into shares and mean scores (divide by ``n``)."""
+    n = counts.get("n", 0.0)
+    if n <= 0:
+        return {}
+    return {key: value / n for key, value in counts.items() if key != "n"} | {"n": n}
+
+
+def output_sharpness(log_probs: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(sum of entropies, sum of max-probabilities, number of positions) over ``mask``-ed positions."""
+    probs = log_probs.exp()
+    entropy = -(probs * log_probs).sum(dim=-1)
+    max_prob = probs.max(dim=-1).values
+    mask = mask.to(entropy.dtype)
+    return (entropy * mask).sum(), (max_prob * mask).sum(), mask.sum()
+
+
+def reply_diversity(replies: Sequence[str]) -> dict[str, float]:
+    """Distinct-1/2 (in %, as the evaluation reports them) and the number of distinct replies."""
+    tokens = [reply.split() for reply in replies]
+    return {
+        "dist_1": distinct_n(tokens, 1),
+        "dist_2": distinct_n(tokens, 2),
+        "unique_replies": float(len({" ".join(t) for t in tokens})),
+        "n_replies": float(len(tokens)),
+    }
+
+
+def gradient_probe(mle: Tensor, adv: Tensor, params: Sequence[nn.Parameter]) -> tuple[Tensor, Tensor, Tensor]:
+    """(‖∇mle‖, ‖∇adv‖, cosine) over ``params``; the graphs are kept for the real backward pass."""
+    params = [p for p in params if p.requires_grad]
+    g_mle = torch.autograd.grad(mle, params, retain_graph=True, allow_unused=True)
+    g_adv = torch.autograd.grad(adv, params, retain_graph=True, allow_unused=True)
+    flat_mle = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(g_mle, params)])
+    flat_adv = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(g_adv, params)])
+    norm_mle, norm_adv = flat_mle.norm(), flat_adv.norm()
+    cosine = (flat_mle @ flat_adv) / (norm_mle * norm_adv).clamp_min(1e-12)
+    return norm_mle.detach(), norm_adv.detach(), cosine.detach()

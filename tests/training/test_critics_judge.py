@@ -1,0 +1,239 @@
+"""Critics that judge replies, not relaxations: estimators, input forms, mismatched negatives,
+the relative adversarial weight, the same-batch control and the critic report."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf
+
+from empdg.cli.train import build_module, run_training
+from empdg.data.datamodule import DialogueDataModule
+from empdg.data.dataset import collate
+from empdg.data.vocab import EOS_ID
+from empdg.training.adversarial import AdversarialSettings
+from empdg.training.critic_inputs import (
+    CriticCondition,
+    ResponseView,
+    critic_response,
+    gold_view,
+    mismatch_permutation,
+)
+from empdg.training.critic_report import render_critic_report
+from empdg.training.instruments import critic_report_counts, reply_diversity, shares_from_counts
+from empdg.training.module import EmpDGModule
+
+ESTIMATORS = ["reinforce", "gumbel", "soft"]
+
+
+def build(cfg) -> tuple[DialogueDataModule, EmpDGModule]:
+    datamodule = DialogueDataModule(OmegaConf.to_container(cfg.data, resolve=True), seed=int(cfg.seed))
+    datamodule.setup("fit")
+    return datamodule, build_module(cfg, datamodule)
+
+
+def feedback_batch(datamodule: DialogueDataModule, n: int = 8) -> dict:
+    items = [it for it in datamodule.datasets["train"].items if it.has_feedback][:n]
+    return collate(items)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_each_estimator_reaches_the_generator_and_is_zero_without_weight(compose_train, estimator):
+    torch.manual_seed(0)
+    only_adv = ["adversarial.mle_weight=0", "training.emotion_loss_weight=0", f"adversarial.estimator={estimator}"]
+    datamodule, module = build(compose_train(*only_adv))
+    batch = feedback_batch(datamodule)
+    loss, parts = module.adversarial_generator_loss(batch)
+    assert parts["g_adv"].requires_grad
+    loss.backward()
+    assert sum(float(p.grad.norm()) for p in module.generator.decoder.parameters() if p.grad is not None) > 0
+
+    _, module = build(compose_train(*only_adv, "adversarial.w_adv=0"))
+    loss, _ = module.adversarial_generator_loss(batch)
+    loss.backward()
+    assert all(torch.count_nonzero(p.grad) == 0 for p in module.generator.decoder.parameters() if p.grad is not None)
+
+
+def critic_views(module: EmpDGModule, batch: dict) -> tuple[ResponseView, ResponseView]:
+    """The gold and the generated response exactly as the critic update builds them."""
+    game = module.game
+    with torch.no_grad():
+        out = module.generator(batch)
+        fake = game.fake_view(batch, out)
+    return gold_view(module.generator, batch, module.emotion_vocab), fake
+
+
+def mean_position_norm(view: ResponseView, critic: str, input_norm: str) -> float:
+    vectors, mask = critic_response(view, critic, input_norm)
+    return float(vectors.norm(dim=-1)[mask].mean())
+
+
+@pytest.mark.parametrize(
+    ("estimator", "input_norm"), [("reinforce", "none"), ("gumbel", "none"), ("soft", "unit")]
+)
+def test_critics_see_real_and_fake_in_one_form(compose_train, estimator, input_norm):
+    """Real and fake positions look alike to a critic: same kind of vector, same size."""
+    torch.manual_seed(0)
+    cfg = compose_train(f"adversarial.estimator={estimator}", f"adversarial.input_norm={input_norm}")
+    datamodule, module = build(cfg)
+    real, fake = critic_views(module, feedback_batch(datamodule))
+    real_norm = mean_position_norm(real, "semantic", input_norm)
+    fake_norm = mean_position_norm(fake, "semantic", input_norm)
+    assert fake_norm == pytest.approx(real_norm, rel=0.15)
+    if estimator != "soft":  # hard tokens: every generated position is a row of the embedding table
+        table = module.generator.embedding.weight.detach()
+        vectors = fake.vectors[fake.mask].detach()
+        distance = (vectors[:, None, :] - table[None]).abs().amax(dim=-1).amin(dim=1)
+        assert float(distance.max()) < 1e-4
+
+
+def test_the_plain_soft_path_has_a_content_free_cue(compose_train):
+    """Expected embeddings are much shorter than word vectors: the check above fails on them."""
+    torch.manual_seed(0)
+    datamodule, module = build(compose_train("adversarial.estimator=soft", "adversarial.input_norm=none"))
+    real, fake = critic_views(module, feedback_batch(datamodule))
+    ratio = mean_position_norm(fake, "semantic", "none") / mean_position_norm(real, "semantic", "none")
+    assert ratio < 0.85
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 32])
+def test_mismatched_negatives_never_pair_an_example_with_itself(n):
+    for seed in range(50):
+        perm = mismatch_permutation(n, generator=torch.Generator().manual_seed(seed))
+        assert sorted(perm.tolist()) == list(range(n))
+        assert all(perm[i] != i for i in range(n))
+    with pytest.raises(ValueError, match="at least 2"):
+        mismatch_permutation(1)
+
+
+def test_critic_loss_includes_mismatched_negatives_when_on(compose_train):
+    torch.manual_seed(0)
+    datamodule, module = build(compose_train())
+    _, logs = module.critic_losses(feedback_batch(datamodule))
+    assert {"train/d_sem_mismatch", "train/d_emo_mismatch", "train/d_sem_real", "train/d_sem_fake"} <= set(logs)
+    _, module = build(compose_train("adversarial.mismatched_negatives=false"))
+    _, logs = module.critic_losses(feedback_batch(datamodule))
+    assert "train/d_sem_mismatch" not in logs
+
+
+def test_relative_weight_sets_the_adversarial_share_of_the_decoder_gradient(compose_train):
+    torch.manual_seed(0)
+    cfg = compose_train("adversarial.w_adv_mode=relative", "adversarial.w_adv_share=0.3", "adversarial.estimator=soft")
+    datamodule, module = build(cfg)
+    batch = feedback_batch(datamodule)
+    params = module.generator.decoder_parameters()
+    loss, parts = module.adversarial_generator_loss(batch)
+    total = torch.autograd.grad(loss, params, allow_unused=True)
+    mle = torch.autograd.grad(module.generator_losses(batch)["loss"], params, allow_unused=True)
+    flat = lambda grads: torch.cat([g.flatten() for g in grads if g is not None])  # noqa: E731
+    adversarial_part = flat(total) - flat(mle)
+    assert float(adversarial_part.norm() / flat(mle).norm()) == pytest.approx(0.3, rel=1e-3)
+    assert float(parts["train/adv_mle_grad_ratio"]) == pytest.approx(0.3, rel=1e-3)
+
+
+def test_unknown_or_impossible_adversarial_settings_are_named():
+    with pytest.raises(ValueError, match="unknown adversarial keys.*w_adversarial"):
+        AdversarialSettings.from_mapping({"w_adversarial": 1.0})
+    with pytest.raises(ValueError, match="adversarial.estimator='policy'"):
+        AdversarialSettings.from_mapping({"estimator": "policy"})
+    assert AdversarialSettings.from_mapping({"relaxation": "gumbel"}).estimator == "gumbel"  # the old name
+
+
+class BatchRecorder(pl.Callback):
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, list]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batches.append((pl_module.phases.current, list(batch["example_ids"])))
+
+
+def test_same_batch_control_replays_the_adversarial_runs_batches(compose_train):
+    common = [
+        "training.phases.generator_pretrain=3",
+        "training.phases.critic_pretrain=2",
+        "training.phases.adversarial=3",
+        "adversarial.n_critic=1",
+        "adversarial.g_steps=2",
+        "trainer.val_check_interval=1000",
+    ]
+    adversarial, control = BatchRecorder(), BatchRecorder()
+    run_training(compose_train(*common, run="adversarial"), [adversarial])
+    run_training(compose_train(*common, "adversarial.same_batch_control=true", run="control"), [control])
+    assert len(adversarial.batches) >= 3 + 2 + 3 * 3
+    assert control.batches == adversarial.batches
+
+
+class _StubGenerator:
+    def embed_tokens(self, ids):
+        return ids.float().unsqueeze(-1)
+
+
+class _StubGame:
+    """Scores a response by the sum of its token ids plus the context value: hand-computable."""
+
+    def __init__(self) -> None:
+        self.generator = _StubGenerator()
+        self.critics = {"semantic": None}
+        self.settings = AdversarialSettings()
+        self.emotion_vocab = torch.zeros(10)
+
+    def decode(self, encoded, strategy, rng=None):
+        # greedy replies [4, EOS, 0] score 4 + 3 = 7, sampled [6, EOS, 0] score 9: counted up to EOS (id 3)
+        first = 4 if strategy == "greedy" else 6
+        return torch.tensor([[first, EOS_ID, 0]] * 4)
+
+    def rows(self, batch):
+        return torch.arange(4)
+
+    def conditions(self, batch, encoded, rows):
+        return {"semantic": CriticCondition(torch.tensor([0.0, 0.0, 10.0, 0.0])[rows].unsqueeze(1), None, None)}
+
+    def ids_view(self, ids):
+        from empdg.training.critic_inputs import generated_mask, token_view
+
+        return token_view(self.generator, ids, generated_mask(ids), self.emotion_vocab)
+
+    def score(self, name, view, condition):
+        return (view.vectors.squeeze(-1) * view.mask).sum(dim=1) + condition.context.squeeze(1)
+
+
+def test_critic_report_counts_against_a_hand_built_case():
+    # gold replies [k, EOS] score k + 3: 5, 7, 9, 11; the context adds 10 to example 2
+    target = torch.tensor([[2, EOS_ID], [4, EOS_ID], [6, EOS_ID], [8, EOS_ID]])
+    batch = {"target_ids": target, "target_pad_mask": torch.zeros_like(target, dtype=torch.bool)}
+    out = type("Out", (), {"encoded": type("Enc", (), {"x0": torch.zeros(4, 1)})()})()
+    counts, _ = critic_report_counts(_StubGame(), batch, out)
+    # gold: 5, 7, 19, 11; greedy: 7, 7, 17, 7 -> gold wins for examples 2 and 3
+    assert counts["n"] == 4
+    assert counts["sem_gold_beats_greedy"] == 2
+    # sampled: 9, 9, 19, 9 -> gold wins for example 3 only (19 vs 19 is no win)
+    assert counts["sem_gold_beats_sample"] == 1
+    assert counts["sem_score_gold"] == 5 + 7 + 19 + 11
+    shares = shares_from_counts(counts)
+    assert shares["sem_gold_beats_greedy"] == 0.5
+    report = render_critic_report([{"step": 7.0, **{f"critic/{k}": v for k, v in shares.items()}}])
+    assert "| sem | 50.0% | 25.0% |" in report and "FAILS" in report
+
+
+def test_reply_diversity_is_hand_computed():
+    values = reply_diversity(["a b", "a b", "a c"])
+    assert values["unique_replies"] == 2
+    assert values["dist_1"] == pytest.approx(100 * 3 / 6)
+    assert values["dist_2"] == pytest.approx(100 * 2 / 3)
+
+
+def test_a_run_logs_the_instruments_and_writes_the_critic_report(compose_train, tmp_path):
+    cfg = compose_train(
+        "training.phases.generator_pretrain=3",
+        "training.phases.critic_pretrain=2",
+        "training.phases.adversarial=2",
+        "adversarial.probe_every=1",
+        "trainer.val_check_interval=4",
+    )
+    metrics = run_training(cfg)
+    for key in ("val/entropy", "val/max_prob", "val/greedy_dist_2", "val/greedy_unique_replies",
+                "critic/sem_gold_beats_greedy", "critic/emo_gold_beats_mismatch"):
+        assert key in metrics, key
+    report = (tmp_path / "run" / "critic_report.md").read_text()
+    assert "gold > greedy" in report and "| sem |" in report
