@@ -237,3 +237,13 @@ def test_a_run_logs_the_instruments_and_writes_the_critic_report(compose_train, 
         assert key in metrics, key
     report = (tmp_path / "run" / "critic_report.md").read_text()
     assert "gold > greedy" in report and "| sem |" in report
+
+
+def test_invalid_adversarial_settings_stop_before_any_data_is_read(compose_train, tmp_path):
+    from empdg.cli.train import validate_config
+
+    with pytest.raises(ValueError, match="adversarial.estimator='policy'"):
+        validate_config(compose_train("adversarial.estimator=policy"))
+    with pytest.raises(ValueError, match="mismatch_weight"):
+        validate_config(compose_train("adversarial.mismatch_weight=1.5"))
+    assert not (tmp_path / ".cache").exists()

@@ -16,6 +16,7 @@ from empdg.data.datamodule import DialogueDataModule
 from empdg.data.word_vectors import load_word_vectors
 from empdg.evaluation.checkpoint import load_checkpoint_file
 from empdg.tracking.mlflow_tracking import build_logger, describe_run, git_commit, log_artifact
+from empdg.training.adversarial import AdversarialSettings
 from empdg.training.callbacks import SampleGenerations, WassersteinPlot
 from empdg.training.critic_report import CriticReport
 from empdg.training.log_hygiene import install_log_filters
@@ -96,6 +97,10 @@ def adversarial_problems(cfg: DictConfig) -> list[str]:
             "would never be trained during the adversarial phase (the generator would play against frozen "
             "critics); set adversarial.n_critic >= 1, or training.phases.adversarial=0"
         )
+    try:  # the typed settings: unknown keys, unknown estimator / mode / norm, out-of-range shares
+        AdversarialSettings.from_mapping(OmegaConf.to_container(adv, resolve=True))
+    except ValueError as error:
+        problems.append(str(error))
     return problems
 
 
