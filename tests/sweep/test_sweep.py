@@ -51,7 +51,8 @@ def mlflow_runs(root: Path, study: str) -> list:
 
 @pytest.mark.slow
 def test_sweep_completes_tracks_and_resumes(root: Path) -> None:
-    done = sweep(root, "sweep.study_name=main", "sweep.n_trials=3")
+    no_pruning = "sweep.pruner.n_warmup_steps=1000"  # this test is about tracking and resuming, not pruning
+    done = sweep(root, "sweep.study_name=main", "sweep.n_trials=3", no_pruning)
     assert "complete=3, pruned=0, fail=0" in done.stdout
     study = load(root, "main")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
@@ -74,7 +75,7 @@ def test_sweep_completes_tracks_and_resumes(root: Path) -> None:
     assert f"optim.lr={best.params['lr']!r}" in overrides and not any("output_dir" in o for o in overrides)
     assert (out / "optimization_history.png").exists() and (out / "param_importances.png").exists()
 
-    sweep(root, "sweep.study_name=main", "sweep.n_trials=1")  # same study name: resumed, not restarted
+    sweep(root, "sweep.study_name=main", "sweep.n_trials=1", no_pruning)  # same study name: resumed, not restarted
     study = load(root, "main")
     assert len(study.trials) == 4 and all(t.state == TrialState.COMPLETE for t in study.trials)
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4  # no repeated random start-up points

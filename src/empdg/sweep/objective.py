@@ -79,9 +79,13 @@ class TrialObjective:
         try:
             cfg = compose_training(self.config_dir, overrides)
             if self.tracker is not None:
-                run_id = self.tracker.start_trial(trial.number, values, standard_tags(cfg))
-                trial.set_user_attr("mlflow_run_id", run_id)
-                cfg.logger.run_id = run_id
+                try:
+                    run_id = self.tracker.start_trial(trial.number, values, standard_tags(cfg))
+                except Exception as error:  # tracking is never fatal: the trial's logger falls back on its own
+                    log.warning("trial %d: no MLflow run (%s); it logs on its own", trial.number, error)
+                else:
+                    trial.set_user_attr("mlflow_run_id", run_id)
+                    cfg.logger.run_id = run_id
             from empdg.cli.train import run_training  # heavy import, only where trials run
 
             metrics = run_training(cfg, extra_callbacks=[callback])

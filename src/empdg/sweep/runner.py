@@ -40,7 +40,6 @@ class SweepPlan:
     base_overrides: list[str]
     output_dir: str
     tracker: SweepTracker | None
-    earlier_trials: int = 0
 
     def objective(self) -> TrialObjective:
         return TrialObjective(
@@ -54,12 +53,17 @@ class SweepPlan:
 
 
 def optimize(plan: SweepPlan, worker: int, n_trials: int) -> None:
-    """One worker: load the study from storage with its own sampler seed and run its share of trials."""
+    """One worker: load the study from storage and run its share of trials.
+
+    Every trial draws with its own seed, mixed from ``sweep.sampler.seed`` and the trial's number
+    (unique in the study), so workers -- here, in another command, on another machine -- never
+    repeat each other's parameter sets.
+    """
     settings = plan.settings
     study = optuna.load_study(
         study_name=str(settings["study_name"]),
         storage=build_storage(settings),
-        sampler=build_sampler(settings["sampler"], plan.specs, worker, plan.earlier_trials),
+        sampler=build_sampler(settings["sampler"], plan.specs),
         pruner=build_pruner(settings["pruner"]),
     )
     timeout = settings.get("timeout")
@@ -146,11 +150,58 @@ def run_workers(plan: SweepPlan, n_jobs: int, n_trials: int) -> None:
         log.warning("%d worker(s) exited with errors (codes %s); see their logs above", len(failed), failed)
 
 
+class SweepConfigError(ValueError):
+    """The study's configuration is unusable; found before any trial runs (sweep.py exits with 2)."""
+
+
+REQUIRED = ("study_name", "direction", "metric", "n_trials", "storage", "sampler", "pruner", "space")
+MAPPINGS = ("sampler", "pruner", "space")
+
+
+def check_settings(cfg: DictConfig, task_overrides: Sequence[str]) -> dict[str, Any]:
+    """``sweep.*`` as a plain dict, with the errors a command line can make named by their key."""
+    if "sweep" not in cfg or cfg.sweep is None:
+        raise SweepConfigError("sweep is missing (removed with '~sweep'?): pick one, e.g. sweep=quickstart")
+    for override in task_overrides:
+        key, sep, value = override.lstrip("+").partition("=")
+        if not sep or not key.startswith("sweep.") or "".join(value.split()) != "{}":
+            continue
+        current = OmegaConf.select(cfg, key, default=None)
+        if isinstance(current, DictConfig) and len(current) > 0:
+            names = ", ".join(str(k) for k in current)
+            hint = "A study needs at least one parameter to search. " if key == "sweep.space" else ""
+            raise SweepConfigError(
+                f"{key}={{}} does not empty {key}: Hydra merges a mapping given on the command line into the "
+                f"existing one, so {key} would keep {names}. {hint}Remove single entries with "
+                f"'~{key}.NAME' (add new ones with '+{key}.NAME=...')"
+            )
+    settings = OmegaConf.to_container(cfg.sweep, resolve=True)
+    for key in REQUIRED:
+        if key not in settings:
+            how = f"edit single entries ('~sweep.{key}.NAME' drops one)" if key in MAPPINGS else f"set sweep.{key}=..."
+            raise SweepConfigError(
+                f"sweep.{key} is missing (removed with '~sweep.{key}'?); every study needs it "
+                f"(see conf/sweep/empdg.yaml): {how}"
+            )
+    return settings
+
+
 def prepare(
     cfg: DictConfig, config_dir: str, task_overrides: Sequence[str], output_dir: Path
 ) -> tuple[SweepPlan, DictConfig]:
     """Check everything before the study is touched: the space, and the base training config."""
-    settings = OmegaConf.to_container(cfg.sweep, resolve=True)
+    try:
+        return _prepare(cfg, config_dir, task_overrides, output_dir)
+    except SweepConfigError:
+        raise
+    except ValueError as error:
+        raise SweepConfigError(str(error)) from error
+
+
+def _prepare(
+    cfg: DictConfig, config_dir: str, task_overrides: Sequence[str], output_dir: Path
+) -> tuple[SweepPlan, DictConfig]:
+    settings = check_settings(cfg, task_overrides)
     specs = parse_space(settings["space"])
     build_pruner(settings["pruner"])
     build_sampler(settings["sampler"], specs)
@@ -173,7 +224,7 @@ def run_sweep(cfg: DictConfig, config_dir: str, task_overrides: Sequence[str], o
         build_pruner(settings["pruner"]),
         build_storage(settings),
     )
-    first_new = plan.earlier_trials = len(study.get_trials(deepcopy=False))
+    first_new = len(study.get_trials(deepcopy=False))
     objective = Objective(settings["metric"], settings.get("weights"))
     study.set_user_attr("objective", objective.name)
     plan.tracker = SweepTracker.from_config(base_cfg, study.study_name)
@@ -181,8 +232,12 @@ def run_sweep(cfg: DictConfig, config_dir: str, task_overrides: Sequence[str], o
         shown = {k: v for k, v in settings.items() if k != "space"}
         shown["space"] = {s.name: s.key for s in plan.specs}
         shown["train_overrides"] = plan.base_overrides
-        parent = plan.tracker.start_parent(study.user_attrs.get("mlflow_parent_run_id"), shown)
-        study.set_user_attr("mlflow_parent_run_id", parent)
+        try:
+            parent = plan.tracker.start_parent(study.user_attrs.get("mlflow_parent_run_id"), shown)
+            study.set_user_attr("mlflow_parent_run_id", parent)
+        except Exception as error:  # tracking is never fatal: trials log to their own folders
+            log.warning("could not open the study's MLflow parent run (%s); the sweep runs untracked", error)
+            plan.tracker = None
     n_jobs, n_trials = int(settings.get("n_jobs", 1)), int(settings["n_trials"])
     print(
         f"study {study.study_name!r} at {settings['storage']}: {first_new} earlier trials; "
@@ -202,7 +257,18 @@ def run_sweep(cfg: DictConfig, config_dir: str, task_overrides: Sequence[str], o
     summary = finish(
         study, plan.specs, objective.name, output_dir, first_new, int(settings.get("top_k", 10)), plan.tracker
     )
+    ended = sum(summary["new"][state] for state in ("COMPLETE", "PRUNED", "FAIL"))
+    if status == "FINISHED" and ended > 0 and summary["new"]["FAIL"] == ended:
+        status = "FAILED"
+        print(
+            f"\nsweep FAILED: every trial of this run failed ({ended} of {ended}; reasons above) -- "
+            "sweep.py exits with status 1",
+            file=sys.stderr,
+        )
     if plan.tracker is not None:
-        plan.tracker.end_parent(status)
+        try:
+            plan.tracker.end_parent(status)
+        except Exception as error:  # tracking is never fatal
+            log.warning("could not close the study's MLflow parent run: %s", error)
     summary["status"] = status
     return summary

@@ -11,36 +11,102 @@ JournalStorage with a file lock when no database is wanted.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from empdg.sweep.space import ParamSpec, grid_search_space
 
 
-def build_sampler(
-    config: Mapping[str, Any], specs: Sequence[ParamSpec], worker: int = 0, earlier_trials: int = 0
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """A 32-bit seed for one trial, mixed from the study's seed and the trial's number."""
+    digest = hashlib.sha256(f"empdg-sampler:{study_seed}:{trial_number}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+class PerTrialSeedSampler(optuna.samplers.BaseSampler):
+    """Runs a fresh inner sampler for every trial, seeded from the study seed and the trial's NUMBER.
+
+    Optuna's storage hands out trial numbers atomically, so no two trials of a study share a seed,
+    whichever process or machine runs them: workers spawned by ``sweep.n_jobs``, the same command
+    started twice on one machine, or on several machines. (One seed per process made identical
+    commands draw identical parameter sets: trial 0 = trial 1, 2 = 3.) A study run by one process is
+    still reproducible from ``sweep.sampler.seed``, and a resumed study continues with new numbers,
+    hence new seeds. TPE, random and grid samplers keep no state between trials besides their random
+    generator (TPE refits on the study's trials each time), so a sampler per trial loses nothing.
+    """
+
+    def __init__(self, factory: Callable[[int | None], optuna.samplers.BaseSampler], seed: int | None) -> None:
+        self._factory = factory
+        self._seed = seed
+        self._current = factory(seed)
+        self.last_seed: int | None = seed
+
+    @property
+    def inner(self) -> optuna.samplers.BaseSampler:
+        return self._current
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.last_seed = None if self._seed is None else trial_seed(self._seed, trial.number)
+        self._current = self._factory(self.last_seed)
+        self._current.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self._current.infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._current.sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        return self._current.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        self._current.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._current.reseed_rng()
+
+
+def _make_sampler(
+    name: str, config: Mapping[str, Any], grid: dict[str, list[Any]] | None, seed: int | None
 ) -> optuna.samplers.BaseSampler:
-    """Seeds differ per worker and per resume: the same seed would make parallel workers, or a resumed
-    study's random start-up trials, repeat points already tried."""
+    with warnings.catch_warnings():  # multivariate TPE is "experimental" in Optuna but long-standing
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "tpe":
+            return optuna.samplers.TPESampler(
+                seed=seed,
+                n_startup_trials=int(config.get("n_startup_trials", 10)),
+                multivariate=bool(config.get("multivariate", False)),
+                constant_liar=True,  # parallel workers: running trials count as bad, so workers spread out
+            )
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        return optuna.samplers.GridSampler(grid, seed=seed)
+
+
+def build_sampler(config: Mapping[str, Any], specs: Sequence[ParamSpec]) -> optuna.samplers.BaseSampler:
+    """The study's sampler; each trial draws with its own seed (see :class:`PerTrialSeedSampler`)."""
     name = str(config.get("name", "tpe"))
+    if name not in ("tpe", "random", "grid"):
+        raise ValueError(f"sweep.sampler.name={name!r}; use tpe, random or grid")
+    grid = grid_search_space(specs) if name == "grid" else None
     seed = config.get("seed")
-    seed = None if seed is None else int(seed) + worker + 10007 * earlier_trials
-    if name == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed,
-            n_startup_trials=int(config.get("n_startup_trials", 10)),
-            multivariate=bool(config.get("multivariate", False)),
-            constant_liar=True,  # parallel workers: running trials count as bad, so workers spread out
-        )
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        return optuna.samplers.GridSampler(grid_search_space(specs), seed=seed)
-    raise ValueError(f"sweep.sampler.name={name!r}; use tpe, random or grid")
+    return PerTrialSeedSampler(
+        functools.partial(_make_sampler, name, dict(config), grid), None if seed is None else int(seed)
+    )
 
 
 def storage_url(url: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from empdg.tracking.mlflow_tracking import absolute_sqlite_uri, git_commit, probe_tracking_store
+from empdg.tracking.mlflow_tracking import absolute_sqlite_uri, configure_http, git_commit, probe_tracking_store
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +51,29 @@ class SweepTracker:
 
     @classmethod
     def from_config(cls, cfg: DictConfig, study_name: str) -> SweepTracker | None:
-        """None when the training logger is not MLflow or its store does not answer."""
+        """None when the training logger is not MLflow or its store does not take a write."""
+        from mlflow.tracking import MlflowClient
+
         if str(cfg.logger.name) != "mlflow":
             log.info("logger.name=%s: the sweep is not tracked in MLflow", cfg.logger.name)
             return None
+        configure_http(cfg.logger)
         uri = absolute_sqlite_uri(str(cfg.logger.tracking_uri))
-        problem = probe_tracking_store(uri)
-        if problem is not None:
-            warnings.warn(f"MLflow store {uri} is unreachable ({problem}); the sweep runs untracked", stacklevel=2)
-            return None
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=uri)
         name = str(cfg.logger.experiment_name)
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            artifacts = Path(str(cfg.logger.artifact_location)).expanduser().resolve()
-            experiment_id = client.create_experiment(name, artifact_location=artifacts.as_uri())
-        else:
-            experiment_id = experiment.experiment_id
+        artifacts = Path(str(cfg.logger.artifact_location)).expanduser().resolve().as_uri()
+        problem = probe_tracking_store(uri, name, artifacts)  # a write: creates/tags the experiment
+        if problem is None:
+            try:
+                experiment_id = MlflowClient(tracking_uri=uri).get_experiment_by_name(name).experiment_id
+            except Exception as error:
+                problem = f"{type(error).__name__}: {error}"
+        if problem is not None:
+            warnings.warn(
+                f"MLflow store {uri} is unreachable or not writable ({problem}); the study has no parent run "
+                "and each trial logs to the local store in its own folder (trials/trial_NNNN/mlruns)",
+                stacklevel=2,
+            )
+            return None
         return cls(uri, experiment_id, study_name, standard_tags(cfg))
 
     def start_parent(self, previous_run_id: str | None, settings: Mapping[str, Any]) -> str:

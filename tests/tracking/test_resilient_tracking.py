@@ -1,0 +1,276 @@
+"""A tracking store that fails must never stop training: real stores, tiny real runs.
+
+(a) a SQLite store that answers reads but refuses writes (opened read-only through a SQLite URI
+filename, which holds even for root, unlike chmod) and a store under a regular file: the start-up
+check writes, so the run warns once and logs to the fallback store in its folder from the start;
+(b) a real ``mlflow server`` killed in the middle of a run: one warning, training finishes, the steps
+before the kill are on the server, the steps after it in the fallback store, and the summary says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import warnings
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+from tiny import tiny_overrides
+
+from empdg.cli.train import run_training
+from empdg.tracking.mlflow_tracking import (
+    HTTP_SETTINGS,
+    ResilientMLFlowLogger,
+    TrackingFallbackWarning,
+    build_logger,
+    probe_tracking_store,
+)
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+STEPS = 24  # generator updates of the tiny run; validation every 8
+
+
+def compose_run(root: Path, *overrides: str):
+    base = [
+        *tiny_overrides(mle_only=True),
+        "logger=mlflow",
+        "training.sample_generations=0",
+        f"training.phases.generator_pretrain={STEPS}",
+        "trainer.val_check_interval=8",
+        "trainer.log_every_n_steps=1",
+        "trainer.limit_val_batches=1",
+        f"paths.root_dir={root}",
+        f"paths.output_dir={root / 'run'}",
+    ]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=[*base, *overrides])
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_logger sets MLflow's HTTP variables process-wide: put the old values back afterwards."""
+    monkeypatch.chdir(tmp_path)
+    for env in HTTP_SETTINGS.values():
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def train_recording_warnings(cfg, callbacks=()) -> tuple[dict, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = run_training(cfg, extra_callbacks=list(callbacks))
+    messages = [str(w.message) for w in caught if issubclass(w.category, TrackingFallbackWarning)]
+    return metrics, messages
+
+
+def only_run(uri: str):
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1, [r.info.run_id for r in runs]
+    return client, runs[0]
+
+
+def steps_of(client: MlflowClient, run_id: str, key: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def _unwritable_sqlite(tmp_path: Path) -> str:
+    db = tmp_path / "store" / "mlflow.db"
+    db.parent.mkdir()
+    MlflowClient(tracking_uri=f"sqlite:///{db}").create_experiment("quickstart")  # a real store with a schema
+    return f"sqlite+pysqlite:///file:{db}?mode=ro&uri=true"  # reads answer, every write fails (root included)
+
+
+def _under_a_file(tmp_path: Path) -> str:
+    (tmp_path / "not_a_folder").write_text("a regular file\n")
+    return f"sqlite:///{tmp_path / 'not_a_folder' / 'mlflow.db'}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make_store", [_unwritable_sqlite, _under_a_file], ids=["read-only", "under-a-file"])
+def test_unwritable_store_is_found_at_start_and_the_run_falls_back(tmp_path, capsys, make_store) -> None:
+    uri = make_store(tmp_path)
+    cfg = compose_run(tmp_path, f"logger.tracking_uri='{uri}'")
+    metrics, messages = train_recording_warnings(cfg)
+
+    assert "val/ppl" in metrics
+    run_dir = tmp_path / "run"
+    assert list((run_dir / "checkpoints").glob("*.ckpt"))
+    assert len(messages) == 1 and "not writable" in messages[0] and uri in messages[0]
+    fallback = f"sqlite:///{run_dir / 'mlruns' / 'mlflow.db'}"
+    client, run = only_run(fallback)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.emb_dim"] == "16" and "val/ppl" in run.data.metrics
+    assert run.data.tags["empdg.tracking.primary_uri"] == uri
+    assert steps_of(client, run.info.run_id, "train/loss")[-1] >= STEPS - 2
+    assert "config.yaml" in [a.path for a in client.list_artifacts(run.info.run_id)]
+    out = capsys.readouterr().out
+    assert str(run_dir / "mlruns" / "mlflow.db") in out and run.info.run_id in out
+    if make_store is _unwritable_sqlite:  # nothing was written to the read-only store
+        primary = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+        assert primary.search_runs([primary.get_experiment_by_name("quickstart").experiment_id]) == []
+
+
+def test_start_up_probe_writes(tmp_path) -> None:
+    read_only = _unwritable_sqlite(tmp_path)
+    assert MlflowClient(tracking_uri=read_only).search_experiments()  # a read-only check would pass
+    problem = probe_tracking_store(read_only, "quickstart")
+    assert problem is not None and "readonly" in problem
+    assert probe_tracking_store(f"sqlite:///{tmp_path / 'ok' / 'mlflow.db'}", "quickstart") is None
+
+
+def test_a_store_that_refuses_a_value_is_not_a_failing_store(tmp_path) -> None:
+    """A param logged again with another value is refused by a healthy store: skip it, stay there."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    config = {
+        "name": "mlflow",
+        "tracking_uri": uri,
+        "artifact_location": str(tmp_path / "mlruns" / "artifacts"),
+        "experiment_name": "quickstart",
+        "run_name": "refused",
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logger = build_logger(config, tmp_path, {"model": "empdg"})
+        assert isinstance(logger, ResilientMLFlowLogger)
+        logger.log_hyperparams({"a": 1})
+        logger.log_hyperparams({"a": 2})
+        logger.log_metrics({"m": 1.0}, step=3)
+        logger.finalize("success")
+    assert not [w for w in caught if issubclass(w.category, TrackingFallbackWarning)]
+    assert logger.fallback is None and logger.ledgers["refused"].params == {"a"}
+    run = MlflowClient(tracking_uri=uri).get_run(logger.run_id)
+    assert run.data.params["a"] == "1" and run.data.metrics["m"] == 1.0 and run.info.status == "FINISHED"
+    assert "refused by the store: 1 params" in logger.describe()
+
+
+# ---- (b) a real MLflow server, killed mid-run
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):
+    """``mlflow server`` on a free loopback port with its own SQLite store; yields (uri, db, process)."""
+    folder = tmp_path / "server"
+    folder.mkdir()
+    port = _free_port()
+    db = folder / "mlflow.db"
+    command = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{db}",
+        "--workers", "1",
+    ]  # fmt: skip
+    if not Path(command[0]).exists():
+        command[0:1] = [sys.executable, "-m", "mlflow"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    log_file = (folder / "server.log").open("w")
+    process = subprocess.Popen(
+        command, cwd=folder, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_server(process)
+            pytest.fail("mlflow server did not start:\n" + (folder / "server.log").read_text()[-3000:])
+        time.sleep(0.5)
+    try:
+        yield uri, db, process
+    finally:
+        stop_server(process)
+        log_file.close()
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """Kill the server's whole process group (uvicorn and its job runner), the one we started."""
+    if process.poll() is None or _group_alive(process.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+class KillServerAt(pl.Callback):
+    """Kill the tracking server after optimizer step ``step`` (and wait until it is gone)."""
+
+    def __init__(self, process: subprocess.Popen, step: int) -> None:
+        self.process = process
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step and self.process.poll() is None:
+            stop_server(self.process)
+
+
+@pytest.mark.slow
+def test_server_killed_mid_run_training_finishes_on_the_local_fallback(tmp_path, capsys, mlflow_server) -> None:
+    uri, server_db, process = mlflow_server
+    kill_at = 10
+    cfg = compose_run(tmp_path, f"logger.tracking_uri={uri}", "logger.http_max_retries=0", "logger.http_timeout=5")
+    started = time.monotonic()
+    metrics, messages = train_recording_warnings(cfg, [KillServerAt(process, kill_at)])
+    elapsed = time.monotonic() - started
+
+    assert process.poll() is not None  # the server really died mid-run
+    assert "val/ppl" in metrics  # ... and training finished
+    run_dir = tmp_path / "run"
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert len(messages) == 1, messages  # warned once, not at every step
+    assert uri in messages[0] and "fallback" in messages[0]
+    assert elapsed < 120  # no minutes of HTTP retries
+
+    # before the kill: on the server (read its database directly, the server is gone)
+    primary, server_run = only_run(f"sqlite:///{server_db}")
+    before = steps_of(primary, server_run.info.run_id, "train/loss")
+    assert before and max(before) <= kill_at
+    assert server_run.data.params["model.emb_dim"] == "16"
+
+    # after the kill: in the fallback store in the run folder, which has the params too
+    fallback_uri = f"sqlite:///{run_dir / 'mlruns' / 'mlflow.db'}"
+    client, run = only_run(fallback_uri)
+    after = steps_of(client, run.info.run_id, "train/loss")
+    assert after and min(after) > max(before) and max(after) >= STEPS - 2
+    assert "val/ppl" in run.data.metrics and run.info.status == "FINISHED"
+    assert run.data.params["model.emb_dim"] == "16"
+    assert run.data.tags["empdg.tracking.primary_run_id"] == server_run.info.run_id
+
+    # the end of the run says where each part went, and the run folder keeps the detail
+    out = capsys.readouterr().out
+    assert "tracking was split" in out
+    assert f"primary  {uri} run {server_run.info.run_id}" in out
+    assert f"fallback {fallback_uri} run {run.info.run_id}" in out
+    report = json.loads((run_dir / "tracking_report.json").read_text())
+    assert report["stores"]["primary"]["metrics"]["train/loss"]["last_step"] == max(before)
+    assert report["stores"]["fallback"]["metrics"]["train/loss"]["first_step"] == min(after)
+    assert "config.yaml" in report["stores"]["primary"]["artifacts"]
