@@ -1,0 +1,226 @@
+#!/usr/bin/env python
+"""What do EmpDG's interactive critics do to the generator? One shared MLE generator, then arms.
+
+usage: experiments/adversarial_study/run.py (DATA_ROOT | --smoke) [--jobs 2] [hydra overrides...] [--seeds 1 2 3]
+
+1. Pre-train one generator with MLE (``--pretrain-updates``, default 2,000), shared by every arm.
+2. From its weights, per seed and arm: critic pre-training, then ``--generator-updates`` (default 500)
+   generator updates in adversarial cycles. Arms: the same-batch control (same batches, same critic
+   training, no adversarial term), each estimator with mismatched negatives, and the chosen
+   estimator (``--best``) without mismatched negatives and without feedback.
+3. Evaluate every arm on the whole test split (greedy); the 2,713-turn feedback subset is read from
+   the same predictions.
+4. Tables: per arm mean ± std over seeds; pooled over seeds, 95% bootstrap intervals over examples
+   and a paired bootstrap test against the control (paired by seed and example); the critic reports.
+
+Every step is skipped when its output exists, so a stopped study resumes where it was. Results go to
+``outputs/adversarial_study/`` (``--out``) and MLflow (experiment ``adversarial_study``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = [
+    "experiment=quickstart",
+    "trainer.val_check_interval=15",
+    "training.sample_generations=0",
+]
+ARMS: dict[str, list[str]] = {
+    "control": ["adversarial.estimator=reinforce", "adversarial.same_batch_control=true"],
+    "reinforce": ["adversarial.estimator=reinforce"],
+    "gumbel": ["adversarial.estimator=gumbel"],
+    "soft_unit": ["adversarial.estimator=soft", "adversarial.input_norm=unit"],
+}
+CRITIC_KEYS = ("gold_beats_greedy", "gold_beats_sample", "gold_beats_mismatch", "gold_beats_soft")
+TEST_METRICS = ("ppl", "emotion_acc", "dist_1", "dist_2", "bleu_4", "unique_replies", "valence_agreement")
+
+
+def arms_for(best: str) -> dict[str, list[str]]:
+    base = ARMS[best]
+    return {
+        **ARMS,
+        f"{best}_no_mismatch": [*base, "adversarial.mismatched_negatives=false"],
+        f"{best}_no_feedback": [*base, "adversarial.feedback=false"],
+    }
+
+
+def python() -> str:
+    venv = REPO / ".venv" / "bin" / "python"
+    return os.environ.get("PYTHON") or (str(venv) if venv.exists() else sys.executable)
+
+
+def run(command: list[str], log_path: Path, threads: int) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    started = time.time()
+    with log_path.open("w") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    if code != 0:
+        raise RuntimeError(f"failed ({code}) after {time.time() - started:.0f}s: {' '.join(command)}\n  see {log_path}")
+    print(f"  done in {time.time() - started:.0f}s: {log_path.parent.name}", flush=True)
+
+
+def data_overrides(args) -> list[str]:
+    if args.smoke:
+        return SMOKE
+    return ["data=empathetic_dialogues", f"data.root={args.data_root}", "data.download=false"]
+
+
+def pretrain(args, out: Path, threads: int) -> Path:
+    folder = out / "pretrain"
+    checkpoint = folder / "checkpoints" / "last.ckpt"
+    if checkpoint.exists():
+        return checkpoint
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [
+        python(), "train.py", *data_overrides(args), "model=empdg",
+        f"training.phases.generator_pretrain={args.pretrain_updates}",
+        "training.phases.critic_pretrain=0", "training.phases.adversarial=0",
+        "trainer.enable_progress_bar=false", "experiment_name=adversarial_study", "run_name=pretrain-mle",
+        f"seed={args.seeds[0]}", f"paths.output_dir={folder}", *args.overrides,
+    ]  # fmt: skip
+    print(f"pre-training the shared generator ({args.pretrain_updates} MLE updates)", flush=True)
+    run(command, folder / "train.log", threads)
+    return checkpoint
+
+
+def train_and_evaluate(args, out: Path, arm: str, arm_overrides: list[str], seed: int, init: Path, threads: int):
+    folder = out / f"{arm}-s{seed}"
+    evaluation = folder / "eval"
+    if (evaluation / "metrics.json").exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    g_steps = args.g_steps
+    cycles = max(1, args.generator_updates // g_steps)
+    if not (folder / "checkpoints" / "last.ckpt").exists():
+        command = [
+            python(), "train.py", *data_overrides(args), "model=empdg", f"model.init_from={init}",
+            "training.phases.generator_pretrain=0",
+            f"training.phases.critic_pretrain={args.critic_pretrain}",
+            f"training.phases.adversarial={cycles}", f"adversarial.g_steps={g_steps}",
+            "trainer.enable_progress_bar=false", "experiment_name=adversarial_study",
+            f"run_name={arm}-s{seed}", f"seed={seed}", f"paths.output_dir={folder}",
+            f"trainer.val_check_interval={args.val_every}", "callbacks.checkpoint.monitor=null",
+            *arm_overrides, *args.overrides,
+        ]  # fmt: skip
+        run(command, folder / "train.log", threads)
+    command = [
+        python(), "-m", "empdg.evaluate", f"ckpt_path={folder / 'checkpoints' / 'last.ckpt'}",
+        *([] if args.smoke else ["data=empathetic_dialogues", f"data.root={args.data_root}", "data.download=false"]),
+        "evaluate.subset=all", f"paths.output_dir={evaluation}", "experiment_name=adversarial_study-eval",
+    ]  # fmt: skip
+    run(command, folder / "evaluate.log", threads)
+
+
+def last_critic_report(folder: Path) -> dict[str, float]:
+    path = folder / "critic_report.json"
+    return json.loads(path.read_text())[-1] if path.exists() else {}
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3g}"
+    return f"{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}"
+
+
+def finished(out: Path, arm: str, seeds: list[int]) -> list[int]:
+    return [s for s in seeds if (out / f"{arm}-s{s}" / "eval" / "predictions.jsonl").exists()]
+
+
+def seed_table(out: Path, arms: list[str], seeds: list[int]) -> str:
+    """Per arm, mean ± std over seeds of test metrics (all turns) and the critics' last report."""
+    header = ["arm", "seeds", *TEST_METRICS, *(f"sem {k}" for k in CRITIC_KEYS), *(f"emo {k}" for k in CRITIC_KEYS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for arm in arms:
+        done = finished(out, arm, seeds)
+        metrics = [json.loads((out / f"{arm}-s{s}" / "eval" / "metrics.json").read_text()) for s in done]
+        reports = [last_critic_report(out / f"{arm}-s{s}") for s in done]
+        cells = [arm, ",".join(map(str, done)) or "–"]
+        cells += [mean_std([m[k] for m in metrics if isinstance(m.get(k), (int, float))]) for k in TEST_METRICS]
+        for critic in ("sem", "emo"):
+            for key in CRITIC_KEYS:
+                cells.append(mean_std([r[f"critic/{critic}_{key}"] for r in reports if f"critic/{critic}_{key}" in r]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def pooled_comparison(out: Path, arms: list[str], seeds: list[int], subset: str, n_resamples: int) -> str:
+    """95% bootstrap intervals, pooled over seeds, and paired tests against the control."""
+    from empdg.evaluation.bootstrap import bootstrap_compare
+    from empdg.evaluation.scored_examples import read_scored_examples
+
+    seeds = [s for s in seeds if all(s in finished(out, arm, seeds) for arm in arms)]  # paired: same seeds
+    if not seeds:
+        return "(no seed finished for every arm yet)\n"
+    examples = {}
+    for arm in arms:
+        pooled = []
+        for seed in seeds:
+            for example in read_scored_examples(out / f"{arm}-s{seed}" / "eval" / "predictions.jsonl"):
+                pooled.append(dataclasses.replace(example, example_id=f"s{seed}:{example.example_id}"))
+        examples[arm] = pooled
+    comparison = bootstrap_compare(examples, baseline="control", subset=subset, n_resamples=n_resamples)
+    comparison.write_csv(out / f"comparison_{subset}.csv")
+    return f"seeds pooled: {', '.join(map(str, seeds))}\n\n" + comparison.markdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data_root", nargs="?", help="folder with the official train/valid/test.csv")
+    parser.add_argument("--smoke", action="store_true", help="the built-in corpus and tiny budgets")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (CPU threads are split among them)")
+    parser.add_argument("--pretrain-updates", type=int, default=2000)
+    parser.add_argument("--generator-updates", type=int, default=500)
+    parser.add_argument("--g-steps", type=int, default=5)
+    parser.add_argument("--critic-pretrain", type=int, default=150)
+    parser.add_argument("--val-every", type=int, default=250)
+    parser.add_argument("--best", default="reinforce", choices=[a for a in ARMS if a != "control"])
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "adversarial_study")
+    parser.add_argument("--tables-only", action="store_true", help="write the tables from the runs finished so far")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every training run")
+    args, unknown = parser.parse_known_args()
+    args.overrides += unknown
+    if not args.smoke and not args.data_root:
+        parser.error("give DATA_ROOT (a folder with train/valid/test.csv) or --smoke")
+    if args.smoke:  # the pipeline in minutes on the built-in corpus: numbers mean nothing
+        args.pretrain_updates, args.generator_updates, args.critic_pretrain, args.val_every = 30, 10, 5, 15
+        args.bootstrap = min(args.bootstrap, 100)
+        args.out = args.out.with_name(args.out.name + "_smoke")
+    args.out.mkdir(parents=True, exist_ok=True)
+    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    arms = arms_for(args.best)
+    if not args.tables_only:
+        init = pretrain(args, args.out, os.cpu_count() or 1)
+        jobs = [(arm, overrides, seed) for seed in args.seeds for arm, overrides in arms.items()]
+        print(f"{len(jobs)} runs ({len(arms)} arms x {len(args.seeds)} seeds), {args.jobs} at a time", flush=True)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [pool.submit(train_and_evaluate, args, args.out, a, o, s, init, threads) for a, o, s in jobs]
+            for future in futures:
+                future.result()
+    names = list(arms)
+    report = ["# Adversarial study: results", "", "## Per arm, mean ± std over seeds (test, all turns)", ""]
+    report += [seed_table(args.out, names, args.seeds)]
+    for subset in ("all", "feedback"):
+        report += [f"## Pooled over seeds, vs the same-batch control (subset {subset})", ""]
+        report += [pooled_comparison(args.out, names, args.seeds, subset, args.bootstrap)]
+    text = "\n".join(report)
+    (args.out / "results.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
