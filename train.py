@@ -3,12 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
+from empdg.cli.errors import exit_on_user_error
 from empdg.cli.train import run_training
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = run_training(cfg)
+    with exit_on_user_error():  # configuration and data mistakes: `error: <message>`, exit 2, no traceback
+        metrics = run_training(cfg)
     return metrics.get(cfg.callbacks.checkpoint.monitor)
 
 

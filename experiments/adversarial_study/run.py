@@ -86,7 +86,7 @@ def pretrain(args, out: Path, threads: int) -> Path:
         python(), "train.py", *data_overrides(args), "model=empdg",
         f"training.phases.generator_pretrain={args.pretrain_updates}",
         "training.phases.critic_pretrain=0", "training.phases.adversarial=0",
-        "trainer.enable_progress_bar=false", "experiment_name=adversarial_study", "run_name=pretrain-mle",
+        "trainer.enable_progress_bar=false", f"experiment_name={out.name}", "run_name=pretrain-mle",
         f"seed={args.seeds[0]}", f"paths.output_dir={folder}", *args.overrides,
     ]  # fmt: skip
     print(f"pre-training the shared generator ({args.pretrain_updates} MLE updates)", flush=True)
@@ -108,7 +108,7 @@ def train_and_evaluate(args, out: Path, arm: str, arm_overrides: list[str], seed
             "training.phases.generator_pretrain=0",
             f"training.phases.critic_pretrain={args.critic_pretrain}",
             f"training.phases.adversarial={cycles}", f"adversarial.g_steps={g_steps}",
-            "trainer.enable_progress_bar=false", "experiment_name=adversarial_study",
+            "trainer.enable_progress_bar=false", f"experiment_name={out.name}",
             f"run_name={arm}-s{seed}", f"seed={seed}", f"paths.output_dir={folder}",
             f"trainer.val_check_interval={args.val_every}", "callbacks.checkpoint.monitor=null",
             *arm_overrides, *args.overrides,
@@ -117,7 +117,7 @@ def train_and_evaluate(args, out: Path, arm: str, arm_overrides: list[str], seed
     command = [
         python(), "-m", "empdg.evaluate", f"ckpt_path={folder / 'checkpoints' / 'last.ckpt'}",
         *([] if args.smoke else ["data=empathetic_dialogues", f"data.root={args.data_root}", "data.download=false"]),
-        "evaluate.subset=all", f"paths.output_dir={evaluation}", "experiment_name=adversarial_study-eval",
+        "evaluate.subset=all", f"paths.output_dir={evaluation}", f"experiment_name={out.name}-eval",
     ]  # fmt: skip
     run(command, folder / "evaluate.log", threads)
 
@@ -153,6 +153,39 @@ def seed_table(out: Path, arms: list[str], seeds: list[int]) -> str:
             for key in CRITIC_KEYS:
                 cells.append(mean_std([r[f"critic/{critic}_{key}"] for r in reports if f"critic/{critic}_{key}" in r]))
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+INSTRUMENTS = (
+    ("train/adv_mle_grad_cos", "mean"),
+    ("train/adv_mle_grad_ratio", "mean"),
+    ("train/reinforce_advantage_abs", "mean"),
+    ("val/entropy", "last"),
+    ("val/max_prob", "last"),
+    ("val/greedy_dist_2", "last"),
+)
+
+
+def instrument_table(out: Path, arms: list[str], seeds: list[int]) -> str:
+    """What the training runs logged to MLflow: gradient probe, REINFORCE advantage, peakiness (mean over seeds)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{REPO / 'mlruns' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(out.name)
+    if experiment is None:
+        return "(no MLflow experiment found)\n"
+    runs = {r.data.tags.get("empdg.run_folder"): r.info.run_id for r in client.search_runs([experiment.experiment_id])}
+    header = ["arm", *(f"{key} ({how})" for key, how in INSTRUMENTS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for arm in arms:
+        values: dict[str, list[float]] = {key: [] for key, _ in INSTRUMENTS}
+        for seed in finished(out, arm, seeds):
+            run_id = runs.get(str(out / f"{arm}-s{seed}"))
+            for key, how in INSTRUMENTS if run_id else ():
+                history = [m.value for m in client.get_metric_history(run_id, key)]
+                if history:
+                    values[key].append(statistics.mean(history) if how == "mean" else history[-1])
+        lines.append("| " + " | ".join([arm, *(mean_std(values[key]) for key, _ in INSTRUMENTS)]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -214,6 +247,8 @@ def main() -> None:
     names = list(arms)
     report = ["# Adversarial study: results", "", "## Per arm, mean ± std over seeds (test, all turns)", ""]
     report += [seed_table(args.out, names, args.seeds)]
+    report += ["## Instruments logged during training (mean over seeds)", ""]
+    report += [instrument_table(args.out, names, args.seeds)]
     for subset in ("all", "feedback"):
         report += [f"## Pooled over seeds, vs the same-batch control (subset {subset})", ""]
         report += [pooled_comparison(args.out, names, args.seeds, subset, args.bootstrap)]

@@ -15,6 +15,7 @@ from typing import TextIO
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from empdg.cli.errors import ConfigError, exit_on_user_error, user_errors_from
 from empdg.evaluation.chat_session import ChatSession, ChatSettings, Turn
 from empdg.evaluation.checkpoint import load_checkpoint
 from empdg.evaluation.decoding import DecodingConfig
@@ -30,8 +31,9 @@ def _percent(pairs: list[tuple[str, float]]) -> str:
 def build_session(cfg: DictConfig) -> ChatSession:
     """Checkpoint + chat settings; unset context settings come from the checkpoint run's data config."""
     if not cfg.ckpt_path:
-        raise ValueError("ckpt_path=PATH is required")
-    loaded = load_checkpoint(cfg.ckpt_path)
+        raise ConfigError("ckpt_path=PATH is required")
+    with user_errors_from():  # a missing, unsafe or foreign checkpoint
+        loaded = load_checkpoint(cfg.ckpt_path)
     data = (loaded.run_config or {}).get("data") or {}
     chat = cfg.chat
     settings = ChatSettings(
@@ -44,8 +46,9 @@ def build_session(cfg: DictConfig) -> ChatSession:
         fallback=str(chat.fallback),
         seed=int(chat.seed),
     )
-    decoding = DecodingConfig.from_mapping(OmegaConf.to_container(cfg.decoding, resolve=True))
-    return ChatSession(loaded.module, decoding, settings)
+    with user_errors_from():  # chat.* and decoding.* settings
+        decoding = DecodingConfig.from_mapping(OmegaConf.to_container(cfg.decoding, resolve=True))
+        return ChatSession(loaded.module, decoding, settings)
 
 
 def _lines(stream: TextIO, interactive: bool) -> Iterator[str]:
@@ -114,7 +117,8 @@ def main(cfg: DictConfig) -> None:
     for stream in (sys.stdin, sys.stdout):  # odd bytes or a narrow terminal encoding must not end the chat
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")
-    session = build_session(cfg)
+    with exit_on_user_error():  # configuration mistakes: `error: <message>`, exit 2, no traceback
+        session = build_session(cfg)
     chat_loop(session, bool(cfg.chat.verbose))
 
 

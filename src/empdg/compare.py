@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from empdg.cli.compare import run_compare
+from empdg.cli.errors import exit_on_user_error
 
 
 def alias_experiment(argv: list[str]) -> list[str]:
@@ -22,7 +23,8 @@ def alias_experiment(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="compare")
 def main(cfg: DictConfig) -> None:
-    run_compare(cfg, Path(HydraConfig.get().runtime.output_dir))
+    with exit_on_user_error():  # no such experiment, no matching runs, a bad baseline: `error: ...`, exit 2
+        run_compare(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from empdg.cli.errors import ConfigError, exit_on_user_error, user_errors_from
 from empdg.data.conversation import EMOTIONS
 from empdg.evaluation.checkpoint import LoadedCheckpoint, load_checkpoint
 from empdg.evaluation.decoding import DecodingConfig
@@ -23,6 +24,7 @@ from empdg.evaluation.release_format import read_predictions, write_release_file
 from empdg.evaluation.reports import metrics_markdown, plot_confusion_matrix, plot_length_histogram
 from empdg.evaluation.run_link import find_training_run, linked_logger_config, log_test_metrics
 from empdg.evaluation.runner import (
+    SUBSETS,
     EvaluationResult,
     evaluate_model,
     load_split,
@@ -111,7 +113,7 @@ def choose_data_config(cfg: DictConfig, loaded: LoadedCheckpoint) -> tuple[dict[
         return current, "command line (another dataset than the checkpoint's run)"
     base = current if current.get("name") == name else data_group_defaults(name, cfg)
     if base is None:
-        raise ValueError(
+        raise ConfigError(
             f"the checkpoint's run used data {name!r}, which has no conf/data group here; "
             "choose the data on the command line (data=NAME and its location)"
         )
@@ -167,12 +169,14 @@ def log_to_mlflow(
     the MLflow run that trained it, and the metrics are logged back onto that run as ``test/<metric>``
     (see :mod:`empdg.evaluation.run_link`).
     """
-    from empdg.tracking.mlflow_tracking import build_logger, describe_run, log_artifact
+    from empdg.tracking.mlflow_tracking import build_logger, configure_http, describe_run, log_artifact
 
     logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
     tags = {**tags, "empdg.role": "evaluation"}
     link = None
     if run_folder is not None and logger_cfg.get("name") == "mlflow" and cfg.evaluate.get("link_training_run", True):
+        configure_http(logger_cfg)  # logger.http_*: a failing server of ours is given up on soon
+        # only this command's store (and local stores inside the run folder): never one the run folder names
         link = find_training_run(run_folder, str(logger_cfg.get("tracking_uri") or ""), run_config)
         if link is None:
             log.info("no MLflow training run found for %s: the evaluation run stands alone", run_folder)
@@ -207,21 +211,26 @@ def log_to_mlflow(
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     if bool(cfg.ckpt_path) == bool(cfg.predictions_file):
-        raise ValueError("give exactly one of ckpt_path=PATH (evaluate a model) or predictions_file=PATH (a file)")
+        raise ConfigError("give exactly one of ckpt_path=PATH (evaluate a model) or predictions_file=PATH (a file)")
     out = output_folder(cfg)
     subset = str(cfg.evaluate.subset)
+    if cfg.ckpt_path and subset not in SUBSETS:  # before any data is read
+        raise ConfigError(f"evaluate.subset={subset!r} must be one of {SUBSETS}")
     if cfg.predictions_file:
         source = str(Path(cfg.predictions_file).expanduser().resolve())
-        result = score_records(read_predictions(source))
+        with user_errors_from():  # a missing or malformed file: `error: <file:line: problem>`
+            records = read_predictions(source)
+        result = score_records(records)
         name, subset = Path(source).stem.removeprefix("pred_"), "file"
         tags = {"mode": "predictions_file", "predictions_file": source, "subset": subset}
     else:
-        loaded = load_checkpoint(cfg.ckpt_path)
+        with user_errors_from():  # a missing, unsafe or foreign checkpoint, bad decoding settings
+            loaded = load_checkpoint(cfg.ckpt_path)
+            decoding = DecodingConfig.from_mapping(OmegaConf.to_container(cfg.decoding, resolve=True))
         data_cfg, data_source = choose_data_config(cfg, loaded)
         log.info("data config from %s: %s", data_source, data_cfg.get("name"))
         raw, encoded = load_split(data_cfg, loaded.module.vocab, str(cfg.evaluate.split), int(cfg.seed))
         pairs = select_examples(raw, encoded, subset)
-        decoding = DecodingConfig.from_mapping(OmegaConf.to_container(cfg.decoding, resolve=True))
         batch_size = int(cfg.evaluate.batch_size or data_cfg.get("eval_batch_size", 32))
         result = evaluate_model(loaded.module, pairs, decoding, batch_size)
         source = str(loaded.path)
@@ -248,7 +257,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    metrics = run(cfg)
+    with exit_on_user_error():  # configuration and data mistakes: `error: <message>`, exit 2, no traceback
+        metrics = run(cfg)
     print(json.dumps(metrics), flush=True)
 
 

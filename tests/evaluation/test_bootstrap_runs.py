@@ -65,15 +65,16 @@ def test_run_record_and_store_search(tmp_path: Path) -> None:
     write_run_record(folders["recorded"], recorded, "sqlite:///store/mlflow.db", experiment)
     assert json.loads((folders["recorded"] / RUN_RECORD_FILE).read_text())["run_id"] == recorded
 
-    found = find_training_run(folders["recorded"], eval_uri=None)
+    found = find_training_run(folders["recorded"], eval_uri=uri)  # the record gives the run id, never the store
     assert found is not None and (found.run_id, found.experiment_name, found.run_name) == (recorded, "exp", "recorded")
     assert found.tracking_uri == uri
     assert find_training_run(folders["tagged"], eval_uri=uri).run_id == tagged
     assert find_training_run(folders["by_param"], eval_uri=uri).run_id == by_param
     assert find_training_run(folders["unknown"], eval_uri=uri) is None
-    # the training config's store, relative to the run's root, is searched as well
+    # a store named by the stored config or the record (outside the run folder) is never searched
     config = {"logger": {"tracking_uri": "sqlite:///store/mlflow.db"}}
-    assert find_training_run(folders["tagged"], eval_uri=None, run_config=config).run_id == tagged
+    assert find_training_run(folders["tagged"], eval_uri=None, run_config=config) is None
+    assert find_training_run(folders["recorded"], eval_uri=None) is None
     # looking never creates a store
     missing = f"sqlite:///{tmp_path}/nowhere/mlflow.db"
     assert candidate_stores(folders["unknown"], missing) == []

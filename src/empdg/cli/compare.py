@@ -24,6 +24,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from empdg.cli.errors import ConfigError
 from empdg.evaluation.bootstrap import DEFAULT_METRICS, BootstrapComparison, compare_prediction_files
 from empdg.evaluation.run_link import EVAL_RUN_TAG, TRAIN_RUN_TAG, subset_metric_prefix
 from empdg.tracking.mlflow_tracking import absolute_sqlite_uri
@@ -67,7 +68,7 @@ def search_runs(tracking_uri: str, experiment: str, filter_string: str, statuses
     client = MlflowClient(tracking_uri=tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise ValueError(f"no MLflow experiment named {experiment!r} at {tracking_uri}")
+        raise ConfigError(f"no MLflow experiment named {experiment!r} at {tracking_uri}")
     runs, token = [], None
     while True:
         page = client.search_runs([found.experiment_id], filter_string, max_results=1000, page_token=token)
@@ -255,10 +256,10 @@ def resolve_baseline(baseline: str, by_label: Mapping[str, Any]) -> str:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise ValueError(
+        raise ConfigError(
             f"compare.baseline={baseline!r} matches no run with test predictions; candidates: {sorted(by_label)}"
         )
-    raise ValueError(f"compare.baseline={baseline!r} is ambiguous: {sorted(matches)}; give a run id")
+    raise ConfigError(f"compare.baseline={baseline!r} is ambiguous: {sorted(matches)}; give a run id")
 
 
 def bootstrap_table(
@@ -272,13 +273,13 @@ def bootstrap_table(
     baseline = settings.get("baseline")
     if int(boot["n"]) <= 0:
         if baseline:
-            raise ValueError("compare.baseline needs compare.bootstrap.n > 0")
+            raise ConfigError("compare.baseline needs compare.bootstrap.n > 0")
         return None
     subset = str(settings["subset"])
     paths, by_label = fetch_predictions(uri, runs, subset, group_by, output_dir / "predictions")
     if not paths:
         if baseline:
-            raise ValueError(f"compare.baseline={baseline!r}: no run has test predictions (run empdg.evaluate first)")
+            raise ConfigError(f"compare.baseline={baseline!r}: no run has test predictions (run empdg.evaluate first)")
         return None
     try:
         return compare_prediction_files(
@@ -291,8 +292,8 @@ def bootstrap_table(
             confidence=float(boot["confidence"]),
         )
     except ValueError as error:  # e.g. runs evaluated on different test sets: not comparable example by example
-        if baseline:
-            raise
+        if baseline:  # the comparison asked for cannot be made: the user's to fix
+            raise ConfigError(str(error)) from error
         print(f"warning: no bootstrap table: {error} (narrow the runs with filter=...)")
         return None
 
@@ -309,7 +310,7 @@ def run_compare(cfg: DictConfig, output_dir: Path) -> list[Row]:
     group_by = str(cfg.group_by) if cfg.group_by else None
     runs = search_runs(uri, str(cfg.experiment_name), str(cfg.filter or ""), [str(s) for s in cfg.statuses])
     if not runs:
-        raise ValueError(
+        raise ConfigError(
             f"no runs in experiment {cfg.experiment_name!r} match filter={cfg.filter!r} statuses={cfg.statuses}"
         )
     rows = build_rows(runs, list(dict.fromkeys(metrics + test_columns)), group_by, [str(o) for o in cfg.order])

@@ -12,9 +12,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from empdg.cli.errors import user_errors_from
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.word_vectors import load_word_vectors
 from empdg.evaluation.checkpoint import load_checkpoint_file
+from empdg.evaluation.run_link import record_training_run
 from empdg.tracking.mlflow_tracking import build_logger, describe_run, git_commit, log_artifact
 from empdg.training.adversarial import AdversarialSettings
 from empdg.training.callbacks import SampleGenerations, WassersteinPlot
@@ -26,6 +28,7 @@ from empdg.training.progress import ProgressLog
 log = logging.getLogger(__name__)
 
 
+@user_errors_from()
 def resolve_output_dir(cfg: DictConfig) -> Path:
     """The run folder: ``paths.output_dir`` (Hydra's run dir unless overridden)."""
     try:
@@ -39,6 +42,7 @@ def resolve_output_dir(cfg: DictConfig) -> Path:
     return path
 
 
+@user_errors_from()  # its ValueErrors are the user's: `error: ...`, exit 2 (empdg.cli.errors)
 def validate_config(cfg: DictConfig) -> None:
     """Impossible combinations stop here, before any data is read or a model is built."""
     problems = []
@@ -137,6 +141,7 @@ def build_module(cfg: DictConfig, datamodule: DialogueDataModule) -> EmpDGModule
     return module
 
 
+@user_errors_from()
 def load_generator_weights(module: EmpDGModule, path: Path) -> None:
     """Initialise the generator from a checkpoint with the same vocabulary (weights only)."""
     checkpoint = load_checkpoint_file(path, "model.init_from")
@@ -150,6 +155,7 @@ def load_generator_weights(module: EmpDGModule, path: Path) -> None:
     module.generator.load_state_dict(state)
 
 
+@user_errors_from()
 def read_resume_checkpoint(path: Path) -> dict[str, Any]:
     """What a resume needs to know of ``ckpt_path`` before any data is read: loaded weights-only.
 
@@ -181,6 +187,7 @@ def _vocabulary_difference(stored: list[str], current: list[str]) -> str | None:
     return f"vocabulary: checkpoint {len(stored)} tokens, this run {len(current)} ({at})"
 
 
+@user_errors_from()
 def check_resume_compatible(module: EmpDGModule, resume: dict[str, Any], path: Path) -> None:
     """Refuse, naming what differs, a checkpoint of another model type, size or vocabulary.
 
@@ -296,6 +303,7 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
         logger.log_hyperparams(flatten(OmegaConf.to_container(cfg, resolve=True)))
         log_artifact(logger, output_dir / "config.yaml")
         log_artifact(logger, output_dir / "vocab.json")
+        record_training_run(logger, output_dir)  # mlflow_run.json: evaluations link to this run (never fatal)
     # weights_only=True: Lightning's default defers to torch's, which an environment variable
     # (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD) or an older torch turns into full unpickling
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)

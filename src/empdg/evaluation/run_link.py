@@ -2,14 +2,24 @@
 
 The training run is found from the checkpoint's run folder (``<run>/checkpoints/x.ckpt`` -> ``<run>``):
 
-1. ``<run>/mlflow_run.json`` (:data:`RUN_RECORD_FILE`, written by :func:`write_run_record`): run id and store;
-2. otherwise a search of the candidate stores for the run tagged ``empdg.run_folder = <run>`` (the tag training
-   sets when it opens its run), or, for runs logged before that tag existed, whose param ``paths.output_dir``
+1. the run id in ``<run>/mlflow_run.json`` (:data:`RUN_RECORD_FILE`, written by :func:`write_run_record` when
+   training opens its run);
+2. otherwise (or when no store knows that id) the run tagged ``empdg.run_folder = <run>`` (the tag training sets
+   when it opens its run), or, for runs logged before that tag existed, whose param ``paths.output_dir``
    (training logs its flattened config as params) is the run folder.
 
-Candidate stores: the evaluation's own ``logger.tracking_uri``, the training config's (a relative SQLite path
-taken from the run's root, ``<run>/../../..``), and the fallback store inside the run folder
-(``<run>/mlruns/mlflow.db``). Only SQLite files that exist are opened, so looking never creates a store.
+A run folder may come from anyone (a shared disk, a downloaded archive), so nothing in it says WHERE to look or
+write: the tracking URI in ``mlflow_run.json`` and in the run's ``config.yaml`` is never contacted. The stores
+searched (and then written: the evaluation run and the ``test/<metric>`` values) are only
+
+- the evaluation's own ``logger.tracking_uri`` (this command line's, or the default resolved from the current
+  ``paths``), and
+- local stores strictly inside the run folder (after resolving symbolic links): training's fallback store
+  ``<run>/mlruns/mlflow.db`` (or ``<run>/mlruns_fallback/mlflow.db``), or a SQLite/file store inside the folder
+  that the record or the run config names. Such a store is used only when its experiment keeps its artifacts
+  inside the run folder too, since the evaluation run's files go there.
+
+Only stores that exist are opened, so looking never creates one.
 
 The evaluation run is then created in the training run's experiment as its child (tag ``mlflow.parentRunId``,
 so the MLflow UI nests it) with the tag ``empdg.train_run_id``, and the test metrics are logged back onto the
@@ -22,11 +32,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +52,7 @@ __all__ = [
     "linked_logger_config",
     "log_test_metrics",
     "read_run_record",
+    "record_training_run",
     "subset_metric_prefix",
     "write_run_record",
 ]
@@ -88,12 +101,17 @@ def read_run_record(run_folder: str | Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and record.get("run_id") else None
 
 
+_RUN_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")  # MLflow's own rule for run ids
+#: where training's fallback store lives in its run folder (empdg.tracking.mlflow_tracking)
+FALLBACK_STORES = ("mlruns/mlflow.db", "mlruns_fallback/mlflow.db")
+
+
 def _sqlite_path(uri: str, base: Path | None = None) -> Path | None:
     prefix = "sqlite:///"
     if not uri.startswith(prefix):
         return None
     text = uri[len(prefix) :].partition("?")[0]
-    if text.startswith("file:"):
+    if not text or text.startswith("file:"):
         return None
     path = Path(text).expanduser()
     if not path.is_absolute() and base is not None:
@@ -101,35 +119,74 @@ def _sqlite_path(uri: str, base: Path | None = None) -> Path | None:
     return path.resolve()
 
 
+def _local_store(uri: str, base: Path | None = None) -> tuple[str, Path] | None:
+    """``(kind, path)`` of a local store URI (``sqlite`` file or ``file`` store folder), None for anything else."""
+    if uri.startswith("sqlite:"):
+        path = _sqlite_path(uri, base)
+        return ("sqlite", path) if path is not None else None
+    parsed = urlparse(uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost") and parsed.path:
+        return "file", Path(unquote(parsed.path)).resolve()
+    if not parsed.scheme and uri and uri.partition("-")[0] not in ("databricks", "uc"):  # a bare path: a file store
+        path = Path(uri).expanduser()
+        return "file", (path if path.is_absolute() or base is None else base / path).resolve()
+    return None
+
+
+def _store_uri(kind: str, path: Path) -> str | None:
+    """The URI of an EXISTING local store (None when it does not exist: opening it would create it)."""
+    if kind == "sqlite":
+        return f"sqlite:///{path}" if path.is_file() else None
+    return path.as_uri() if path.is_dir() else None
+
+
+def _strictly_inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path != folder and path.is_relative_to(folder)
+
+
+def _own_store(eval_uri: str | None) -> str | None:
+    """The evaluation's own store as a URI to search: local ones only when they exist, servers as given."""
+    if not eval_uri:
+        return None
+    local = _local_store(str(eval_uri))
+    if local is None:
+        return None if str(eval_uri).startswith("sqlite:") else str(eval_uri)
+    return _store_uri(*local)
+
+
+def _run_folder_stores(run_folder: Path, run_config: Mapping[str, Any] | None = None) -> list[str]:
+    """Existing local stores strictly inside ``run_folder`` (training's fallback, or one the folder names)."""
+    run_root = run_folder.parents[2] if len(run_folder.parents) > 2 else run_folder
+    named: list[tuple[str, Path | None]] = [(f"sqlite:///{run_folder / name}", None) for name in FALLBACK_STORES]
+    record = read_run_record(run_folder)
+    config_uri = ((run_config or {}).get("logger") or {}).get("tracking_uri")
+    for uri in (record or {}).get("tracking_uri"), config_uri:
+        if isinstance(uri, str) and uri:
+            named += [(uri, run_root), (uri, run_folder)]
+    uris = []
+    for uri, base in named:
+        local = _local_store(uri, base)
+        if local is None or not _strictly_inside(local[1], run_folder):
+            continue  # a server or a store elsewhere: never contacted on the word of a run folder
+        found = _store_uri(*local)
+        if found is not None and found not in uris:
+            uris.append(found)
+    return uris
+
+
 def candidate_stores(
     run_folder: Path, eval_uri: str | None, run_config: Mapping[str, Any] | None = None
 ) -> list[str]:
-    """Tracking URIs that may hold the training run, most likely first, without duplicates.
+    """Tracking URIs that may hold the training run, the evaluation's own first, without duplicates.
 
-    SQLite stores are listed only when their file exists; other URIs (servers) as given.
+    The evaluation's own store (servers as given, local stores only when they exist), then the existing local
+    stores strictly inside ``run_folder``. A URI written in the run folder (``mlflow_run.json``, ``config.yaml``)
+    is listed only when it is one of those: a run folder never sends the evaluation to another store.
     """
     run_folder = Path(run_folder).resolve()
-    run_root = run_folder.parents[2] if len(run_folder.parents) > 2 else run_folder
-    train_uri = ((run_config or {}).get("logger") or {}).get("tracking_uri")
-    candidates: list[tuple[str, Path | None]] = []
-    record = read_run_record(run_folder)
-    if record and record.get("tracking_uri"):
-        candidates.append((str(record["tracking_uri"]), run_root))
-    if eval_uri:
-        candidates.append((str(eval_uri), None))
-    if train_uri:
-        candidates += [(str(train_uri), run_root), (str(train_uri), None)]
-    candidates.append((f"sqlite:///{run_folder / 'mlruns' / 'mlflow.db'}", None))
-    uris: list[str] = []
-    for uri, base in candidates:
-        path = _sqlite_path(uri, base) if uri.startswith("sqlite:///") else None
-        if uri.startswith("sqlite:///"):
-            if path is None or not path.is_file():
-                continue
-            uri = f"sqlite:///{path}"
-        if uri not in uris:
-            uris.append(uri)
-    return uris
+    uris = [uri for uri in [_own_store(eval_uri)] if uri]
+    return uris + [uri for uri in _run_folder_stores(run_folder, run_config) if uri not in uris]
 
 
 def _quoted(value: str) -> str | None:
@@ -140,20 +197,36 @@ def _quoted(value: str) -> str | None:
     return None
 
 
-def _training_run(client: Any, run: Any, uri: str) -> TrainingRun:
+def _is_evaluation(run: Any) -> bool:
+    return run.data.tags.get("empdg.role") == "evaluation" or TRAIN_RUN_TAG in run.data.tags
+
+
+def _artifacts_inside(location: str | None, run_folder: Path) -> bool:
+    local = _local_store(str(location or ""))
+    return local is not None and local[0] == "file" and _strictly_inside(local[1], run_folder)
+
+
+def _training_run(client: Any, run: Any, uri: str, run_folder: Path, own: bool) -> TrainingRun | None:
     experiment = client.get_experiment(run.info.experiment_id)
+    if not own and not _artifacts_inside(experiment.artifact_location, run_folder):
+        log.warning(
+            "not linking to run %s of the store %s in the run folder: its experiment keeps artifacts at %s, "
+            "outside the run folder", run.info.run_id, uri, experiment.artifact_location,
+        )  # fmt: skip
+        return None
     return TrainingRun(run.info.run_id, uri, run.info.experiment_id, experiment.name, run.info.run_name)
 
 
-def _search_store(uri: str, run_folder: Path, run_id: str | None) -> TrainingRun | None:
+def _search_store(uri: str, run_folder: Path, run_id: str | None, own: bool = True) -> TrainingRun | None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     if run_id:
         try:
-            return _training_run(client, client.get_run(run_id), uri)
+            run = client.get_run(run_id)
         except Exception:  # not in this store
-            return None
+            run = None
+        return None if run is None or _is_evaluation(run) else _training_run(client, run, uri, run_folder, own)
     experiment_ids = [e.experiment_id for e in client.search_experiments()]
     if not experiment_ids:
         return None
@@ -166,28 +239,61 @@ def _search_store(uri: str, run_folder: Path, run_id: str | None) -> TrainingRun
     for filter_string in filters:
         newest = ["attributes.start_time DESC"]
         runs = client.search_runs(experiment_ids, filter_string, max_results=50, order_by=newest)
-        runs = [r for r in runs if r.data.tags.get("empdg.role") != "evaluation" and TRAIN_RUN_TAG not in r.data.tags]
+        runs = [r for r in runs if not _is_evaluation(r)]
         if runs:
-            return _training_run(client, runs[0], uri)
+            return _training_run(client, runs[0], uri, run_folder, own)
     return None
 
 
 def find_training_run(
     run_folder: str | Path, eval_uri: str | None = None, run_config: Mapping[str, Any] | None = None
 ) -> TrainingRun | None:
-    """The MLflow run that trained in ``run_folder``, or None (never raises: linking is best effort)."""
+    """The MLflow run that trained in ``run_folder``, or None (never raises: linking is best effort).
+
+    Searches only :func:`candidate_stores` (the evaluation's own store, local stores inside the run folder);
+    from ``mlflow_run.json`` only the run id is taken.
+    """
     run_folder = Path(run_folder).resolve()
     record = read_run_record(run_folder)
     run_id = str(record["run_id"]) if record else None
-    for uri in candidate_stores(run_folder, eval_uri, run_config):
-        try:
-            found = _search_store(uri, run_folder, run_id)
-        except Exception as error:  # an unreachable or foreign store: try the next one
-            log.warning("could not search MLflow store %s for the training run: %s", uri, error)
-            continue
-        if found is not None:
-            return found
+    if run_id is not None and not _RUN_ID.match(run_id):
+        log.warning("ignoring the run id %r in %s: not an MLflow run id", run_id[:80], run_folder / RUN_RECORD_FILE)
+        run_id = None
+    own = _own_store(eval_uri)
+    stores = candidate_stores(run_folder, eval_uri, run_config)
+    for wanted in [run_id, None] if run_id else [None]:  # the recorded id first, then the folder's tag/param
+        for uri in stores:
+            try:
+                found = _search_store(uri, run_folder, wanted, own=uri == own)
+            except Exception as error:  # an unreachable or foreign store: try the next one
+                log.warning("could not search MLflow store %s for the training run: %s", uri, error)
+                continue
+            if found is not None:
+                return found
     return None
+
+
+def record_training_run(logger: Any, run_folder: str | Path) -> Path | None:
+    """Write the run record of an MLflow ``logger``'s run into ``run_folder`` (never raises; None: not written).
+
+    What training calls once its run exists. The store written is the one the logger logs to now (its local
+    fallback after a failed start); evaluations read only the run id from it.
+    """
+    try:
+        from pytorch_lightning.loggers import MLFlowLogger
+
+        if not isinstance(logger, MLFlowLogger):
+            return None
+        run_id = logger.run_id
+        if not run_id:
+            return None
+        fallback = getattr(logger, "fallback", None)
+        uri = getattr(logger, "fallback_uri", None) if fallback is not None else None
+        uri = uri or getattr(logger, "_tracking_uri", None) or ""
+        return write_run_record(run_folder, str(run_id), str(uri), getattr(logger, "experiment_id", None))
+    except Exception as error:  # tracking is never fatal
+        log.warning("could not write %s in %s: %s", RUN_RECORD_FILE, run_folder, error)
+        return None
 
 
 def _finite_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -216,7 +322,6 @@ def log_test_metrics(
         run.run_id, metrics=[Metric(key, value, now, 0) for key, value in logged.items()], tags=tags
     )
     return logged
-
 
 
 def linked_logger_config(

@@ -1,0 +1,158 @@
+"""A user's mistake ends in one ``error: <message>`` line and exit status 2, never in Hydra's traceback report.
+
+Bugs keep their traceback: only the project's user-error types are shortened (``empdg.cli.errors``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from empdg.cli.errors import (
+    EXIT_USER_ERROR,
+    ConfigError,
+    MissingFileError,
+    exit_on_user_error,
+    format_user_error,
+    is_user_error,
+    user_errors_from,
+)
+from empdg.data.download import DatasetDownloadError
+from empdg.data.errors import DataError
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8", "HYDRA_FULL_ERROR": "0"}
+
+
+def run(tmp_path: Path, *command: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *command], cwd=tmp_path, env=ENV, input=stdin, capture_output=True, text=True, timeout=240
+    )
+
+
+def assert_user_error(done: subprocess.CompletedProcess, *expected: str) -> str:
+    """Exit 2, exactly one ``error:`` line on stderr (holding every ``expected`` text), no traceback."""
+    output = done.stdout + done.stderr
+    assert done.returncode == EXIT_USER_ERROR, output[-3000:]
+    assert "Traceback" not in output and "Error executing job" not in output, output[-3000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, done.stderr[-3000:]
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+# ---- the helper ----------------------------------------------------------------------------------------------
+def test_user_errors_print_one_line_and_exit_2() -> None:
+    for error in (
+        DataError("data.root=/x is a file, not a folder"),
+        DatasetDownloadError("could not download; place the files by hand"),
+        ConfigError("invalid configuration:\n  - adversarial.g_steps=-1 must be >= 0"),
+        MissingFileError("ckpt_path=/nope.ckpt does not exist"),
+    ):
+        stream = io.StringIO()
+        with pytest.raises(SystemExit) as stop, exit_on_user_error(stream):
+            raise error
+        assert stop.value.code == EXIT_USER_ERROR
+        assert stream.getvalue().count("\n") == 1 and stream.getvalue().startswith("error: "), stream.getvalue()
+    # one problem of a list: one line; several: the list stays
+    assert format_user_error(ConfigError("invalid configuration:\n  - a must be >= 0")) == (
+        "error: invalid configuration: a must be >= 0"
+    )
+    assert format_user_error(ConfigError("invalid configuration:\n  - a\n  - b")).count("\n") == 2
+    assert format_user_error(ValueError("x"), "invalid sweep configuration") == "error: invalid sweep configuration: x"
+
+
+@pytest.mark.parametrize("error", [ValueError("a bug"), KeyError("model"), RuntimeError("boom"), FileNotFoundError()])
+def test_other_exceptions_keep_their_traceback(error: Exception) -> None:
+    assert not is_user_error(error)
+    with pytest.raises(type(error)), exit_on_user_error(io.StringIO()):
+        raise error
+
+
+def test_checks_turn_their_value_and_file_errors_into_user_errors() -> None:
+    with pytest.raises(ConfigError, match="bad setting") as caught, user_errors_from():
+        raise ValueError("bad setting")
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value.__cause__, ValueError)
+    with pytest.raises(MissingFileError) as missing, user_errors_from():
+        raise FileNotFoundError("ckpt_path=x does not exist")
+    assert isinstance(missing.value, FileNotFoundError)
+    with pytest.raises(DataError), user_errors_from():  # already the user's: unchanged
+        raise DataError("empty split")
+    with pytest.raises(RuntimeError), user_errors_from():  # not a check's answer: unchanged
+        raise RuntimeError("boom")
+
+    @user_errors_from()
+    def validate() -> None:
+        raise ValueError("invalid configuration")
+
+    with pytest.raises(ConfigError):
+        validate()
+
+
+# ---- the commands ----------------------------------------------------------------------------------------------
+def test_train_py_with_a_file_as_data_root(tmp_path: Path) -> None:
+    root = tmp_path / "not_a_folder.csv"
+    root.write_text("conv_id,utterance_idx\n", encoding="utf-8")
+    done = run(
+        tmp_path, str(REPO / "train.py"), "data=empathetic_dialogues", f"data.root={root}", "data.download=false",
+        "logger=none", f"paths.root_dir={tmp_path}",
+    )  # fmt: skip
+    assert_user_error(done, str(root), "not a folder")
+
+
+def test_train_py_with_impossible_adversarial_settings(tmp_path: Path) -> None:
+    done = run(
+        tmp_path, str(REPO / "train.py"), "adversarial.n_critic=0", "adversarial.g_steps=0", "logger=none",
+        f"paths.root_dir={tmp_path}",
+    )  # fmt: skip
+    assert_user_error(done, "adversarial.n_critic + adversarial.g_steps = 0")
+    assert not (tmp_path / ".cache").exists()  # stopped before any data was read
+
+
+def test_train_py_resume_from_a_missing_checkpoint(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.ckpt"
+    done = run(tmp_path, str(REPO / "train.py"), f"ckpt_path={missing}", "logger=none", f"paths.root_dir={tmp_path}")
+    assert_user_error(done, f"ckpt_path={missing} does not exist")
+
+
+def test_evaluate_with_a_missing_checkpoint_or_no_input(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.ckpt"
+    done = run(tmp_path, "-m", "empdg.evaluate", f"ckpt_path={missing}", f"paths.root_dir={tmp_path}", "logger=none")
+    assert_user_error(done, str(missing), "does not exist")
+    done = run(tmp_path, "-m", "empdg.evaluate", f"paths.root_dir={tmp_path}", "logger=none")
+    assert_user_error(done, "give exactly one of ckpt_path=PATH")
+
+
+def test_evaluate_a_malformed_prediction_file(tmp_path: Path) -> None:
+    bad = tmp_path / "pred.txt"
+    bad.write_text("this is not a release file\n", encoding="utf-8")
+    done = run(tmp_path, "-m", "empdg.evaluate", f"predictions_file={bad}", f"paths.root_dir={tmp_path}", "logger=none")
+    assert_user_error(done, str(bad))
+
+
+def test_chat_without_a_checkpoint(tmp_path: Path) -> None:
+    done = run(tmp_path, "-m", "empdg.chat", stdin="/quit\n")
+    assert_user_error(done, "ckpt_path=PATH is required")
+    missing = tmp_path / "gone.ckpt"
+    done = run(tmp_path, "-m", "empdg.chat", f"ckpt_path={missing}", stdin="/quit\n")
+    assert_user_error(done, str(missing))
+
+
+def test_compare_an_unknown_experiment(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    done = run(tmp_path, "-m", "empdg.compare", "experiment=no_such_experiment", f"tracking_uri={uri}")
+    assert_user_error(done, "no MLflow experiment named 'no_such_experiment'")
+
+
+def test_sweep_py_with_impossible_training_settings(tmp_path: Path) -> None:
+    done = run(
+        tmp_path, str(REPO / "sweep.py"), "sweep=quickstart", "sweep.n_trials=0", "adversarial.n_critic=0",
+        "adversarial.g_steps=0", f"paths.root_dir={tmp_path}",
+    )  # fmt: skip
+    assert_user_error(done, "invalid sweep configuration", "adversarial.n_critic + adversarial.g_steps = 0")
