@@ -224,6 +224,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "adversarial_study")
     parser.add_argument("--tables-only", action="store_true", help="write the tables from the runs finished so far")
+    parser.add_argument("--only", nargs="+", default=None, metavar="ARM:SEED", help="run just these, in this order")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every training run")
     args, unknown = parser.parse_known_args()
     args.overrides += unknown
@@ -239,6 +240,10 @@ def main() -> None:
     if not args.tables_only:
         init = pretrain(args, args.out, os.cpu_count() or 1)
         jobs = [(arm, overrides, seed) for seed in args.seeds for arm, overrides in arms.items()]
+        if args.only:  # e.g. the control and the default arm on every seed first, ablations later
+            chosen = [(name, int(seed)) for name, seed in (item.split(":") for item in args.only)]
+            jobs = [(name, arms[name], seed) for name, seed in chosen]
+            args.seeds = sorted({seed for _, seed in chosen} | set(args.seeds))
         print(f"{len(jobs)} runs ({len(arms)} arms x {len(args.seeds)} seeds), {args.jobs} at a time", flush=True)
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             futures = [pool.submit(train_and_evaluate, args, args.out, a, o, s, init, threads) for a, o, s in jobs]

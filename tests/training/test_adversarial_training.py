@@ -33,7 +33,10 @@ def test_critic_gradient_reaches_generator_decoder(compose_train, relaxation):
     """With only the adversarial term, the decoder gets a non-zero gradient and a step changes it."""
     torch.manual_seed(0)
     cfg = compose_train(
-        f"adversarial.relaxation={relaxation}", "adversarial.mle_weight=0", "training.emotion_loss_weight=0"
+        f"adversarial.relaxation={relaxation}",
+        "adversarial.mle_weight=0",
+        "training.emotion_loss_weight=0",
+        "adversarial.w_adv_mode=absolute",
     )
     datamodule, module = build(cfg)
     batch = first_batch(datamodule)
@@ -55,6 +58,7 @@ def test_critic_gradient_is_zero_without_adversarial_weight(compose_train, relax
         f"adversarial.relaxation={relaxation}",
         "adversarial.mle_weight=0",
         "training.emotion_loss_weight=0",
+        "adversarial.w_adv_mode=absolute",
         "adversarial.w_adv=0",
     )
     datamodule, module = build(cfg)

@@ -41,7 +41,12 @@ def feedback_batch(datamodule: DialogueDataModule, n: int = 8) -> dict:
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_each_estimator_reaches_the_generator_and_is_zero_without_weight(compose_train, estimator):
     torch.manual_seed(0)
-    only_adv = ["adversarial.mle_weight=0", "training.emotion_loss_weight=0", f"adversarial.estimator={estimator}"]
+    only_adv = [
+        "adversarial.mle_weight=0",
+        "training.emotion_loss_weight=0",
+        f"adversarial.estimator={estimator}",
+        "adversarial.w_adv_mode=absolute",  # relative weighting scales by the (here zero) MLE gradient
+    ]
     datamodule, module = build(compose_train(*only_adv))
     batch = feedback_batch(datamodule)
     loss, parts = module.adversarial_generator_loss(batch)
@@ -53,6 +58,21 @@ def test_each_estimator_reaches_the_generator_and_is_zero_without_weight(compose
     loss, _ = module.adversarial_generator_loss(batch)
     loss.backward()
     assert all(torch.count_nonzero(p.grad) == 0 for p in module.generator.decoder.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_relative_weight_zero_share_leaves_only_the_mle_gradient(compose_train, estimator):
+    torch.manual_seed(0)
+    datamodule, module = build(
+        compose_train(f"adversarial.estimator={estimator}", "adversarial.w_adv_mode=relative", "adversarial.w_adv_share=0")
+    )
+    batch = feedback_batch(datamodule)
+    params = module.generator.decoder_parameters()
+    total = torch.autograd.grad(module.adversarial_generator_loss(batch)[0], params, allow_unused=True)
+    mle = torch.autograd.grad(module.generator_losses(batch)["loss"], params, allow_unused=True)
+    for a, b in zip(total, mle):
+        if a is not None:
+            torch.testing.assert_close(a, b)
 
 
 def critic_views(module: EmpDGModule, batch: dict) -> tuple[ResponseView, ResponseView]:

@@ -71,8 +71,8 @@ class AdversarialSettings:
     g_steps: int = 5
     gp_lambda: float = 10.0
     w_adv: float = 0.01
-    w_adv_mode: str = "absolute"
-    w_adv_share: float = 0.1
+    w_adv_mode: str = "relative"
+    w_adv_share: float = 0.2
     mle_weight: float = 1.0
     clip_value: float = 0.01
     feedback: bool = True
@@ -85,7 +85,7 @@ class AdversarialSettings:
     same_batch_control: bool = False
     probe_every: int = 10
     report_batches: int = 4
-    critic_lr: float = 1.0e-4
+    critic_lr: float = 1.0e-3
     critic_betas: tuple[float, float] = (0.5, 0.9)
     critic: dict[str, Any] = field(default_factory=dict)
 
