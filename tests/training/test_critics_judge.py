@@ -63,9 +63,8 @@ def test_each_estimator_reaches_the_generator_and_is_zero_without_weight(compose
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_relative_weight_zero_share_leaves_only_the_mle_gradient(compose_train, estimator):
     torch.manual_seed(0)
-    datamodule, module = build(
-        compose_train(f"adversarial.estimator={estimator}", "adversarial.w_adv_mode=relative", "adversarial.w_adv_share=0")
-    )
+    relative_zero = ["adversarial.w_adv_mode=relative", "adversarial.w_adv_share=0"]
+    datamodule, module = build(compose_train(f"adversarial.estimator={estimator}", *relative_zero))
     batch = feedback_batch(datamodule)
     params = module.generator.decoder_parameters()
     total = torch.autograd.grad(module.adversarial_generator_loss(batch)[0], params, allow_unused=True)
