@@ -10,9 +10,10 @@ import ast
 import dataclasses
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "PredictionRecord",
@@ -138,10 +139,9 @@ _FIELDS = {field.name for field in dataclasses.fields(PredictionRecord)}
 _REQUIRED = ("emotion", "context", "pred", "ref")
 
 
-def read_jsonl(path: str | Path) -> list[PredictionRecord]:
-    """Read one JSON object per line; unknown keys are ignored so newer files stay readable."""
+def json_objects(path: str | Path, required: Iterable[str] = _REQUIRED) -> Iterator[dict[str, Any]]:
+    """Each non-empty line of a JSONL file as an object holding ``required``; errors name file and line."""
     path = Path(path)
-    records = []
     with path.open(encoding="utf-8") as handle:
         for lineno, raw in enumerate(handle, start=1):
             if not raw.strip():
@@ -152,11 +152,15 @@ def read_jsonl(path: str | Path) -> list[PredictionRecord]:
                 raise ValueError(f"{_where(path, lineno)}: invalid JSON ({error.msg})") from error
             if not isinstance(obj, dict):
                 raise ValueError(f"{_where(path, lineno)}: expected a JSON object")
-            missing = [key for key in _REQUIRED if key not in obj]
+            missing = [key for key in required if key not in obj]
             if missing:
                 raise ValueError(f"{_where(path, lineno)}: missing key(s) {', '.join(missing)}")
-            records.append(PredictionRecord(**{key: obj[key] for key in _FIELDS if key in obj}))
-    return records
+            yield obj
+
+
+def read_jsonl(path: str | Path) -> list[PredictionRecord]:
+    """Read one JSON object per line; unknown keys are ignored so newer files stay readable."""
+    return [PredictionRecord(**{key: obj[key] for key in _FIELDS if key in obj}) for obj in json_objects(path)]
 
 
 def write_jsonl(path: str | Path, records: Iterable[PredictionRecord]) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from empdg.evaluation.release_format import PredictionRecord, read_predictions
+from empdg.evaluation.release_format import PredictionRecord, json_objects, read_predictions
 
 __all__ = [
     "SUBSETS",
@@ -106,20 +106,7 @@ def read_scored_examples(path: str | Path) -> list[ScoredExample]:
         first = next((line.strip() for line in handle if line.strip()), "")
     if not first.startswith("{"):
         return examples_from_records(read_predictions(path))
-    examples = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({error.msg})") from error
-            missing = [key for key in ("emotion", "pred", "ref") if key not in obj]
-            if missing:
-                raise ValueError(f"{path}:{lineno}: missing key(s) {', '.join(missing)}")
-            examples.append(_example(obj))
-    return examples
+    return [_example(obj) for obj in json_objects(path, ("emotion", "pred", "ref"))]
 
 
 def select_subset(examples: Sequence[ScoredExample], subset: str) -> list[ScoredExample]:
