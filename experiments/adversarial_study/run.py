@@ -205,7 +205,7 @@ def pooled_comparison(out: Path, arms: list[str], seeds: list[int], subset: str,
                 pooled.append(dataclasses.replace(example, example_id=f"s{seed}:{example.example_id}"))
         examples[arm] = pooled
     comparison = bootstrap_compare(examples, baseline="control", subset=subset, n_resamples=n_resamples)
-    comparison.write_csv(out / f"comparison_{subset}.csv")
+    comparison.write_csv(out / f"comparison_{subset}_{len(arms)}arms.csv")
     return f"seeds pooled: {', '.join(map(str, seeds))}\n\n" + comparison.markdown()
 
 
@@ -255,8 +255,10 @@ def main() -> None:
     report += ["## Instruments logged during training (mean over seeds)", ""]
     report += [instrument_table(args.out, names, args.seeds)]
     for subset in ("all", "feedback"):
-        report += [f"## Pooled over seeds, vs the same-batch control (subset {subset})", ""]
+        report += [f"## Every arm vs the same-batch control, seeds every arm finished (subset {subset})", ""]
         report += [pooled_comparison(args.out, names, args.seeds, subset, args.bootstrap)]
+        report += [f"## {args.best} vs the same-batch control, every seed both finished (subset {subset})", ""]
+        report += [pooled_comparison(args.out, ["control", args.best], args.seeds, subset, args.bootstrap)]
     text = "\n".join(report)
     (args.out / "results.md").write_text(text, encoding="utf-8")
     print(text)
