@@ -63,7 +63,7 @@ class AdversarialSettings:
     """The ``adversarial`` config group, typed. Unknown keys are errors (a typo must not be ignored)."""
 
     loss: str = "wgan_gp"
-    estimator: str = "reinforce"
+    estimator: str = "gumbel"
     relaxation: str | None = None  # old name of estimator (soft | gumbel); wins when set
     tau: float = 1.0
     max_gen_len: int = 30
