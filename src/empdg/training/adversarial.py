@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from empdg.evaluation.decoding import DecodingConfig, decode_encoded
+from empdg.models.critics import CriticConfig, ResponseCritic
 from empdg.models.generator import EmpDGGenerator, EncodedDialogue, GeneratorOutput
 from empdg.training.adversarial_losses import (
     critic_accuracy,
@@ -38,6 +39,7 @@ from empdg.training.adversarial_losses import (
 )
 from empdg.training.critic_inputs import (
     CRITIC_NAMES,
+    CRITIC_SHORT,
     INPUT_NORMS,
     CriticCondition,
     ResponseView,
@@ -55,7 +57,6 @@ from empdg.training.relaxation import gumbel_response, soft_response
 
 ESTIMATORS = ("reinforce", "gumbel", "soft")
 W_ADV_MODES = ("absolute", "relative")
-SHORT = {"semantic": "sem", "emotion": "emo"}
 
 
 @dataclass
@@ -217,7 +218,7 @@ class AdversarialGame:
             condition = conditions[name]
             d_real, d_fake = self.score(name, real, condition), self.score(name, fake, conditions_twice[name])
             loss = self.rule.critic_loss(d_real, d_fake)
-            short = SHORT[name]
+            short = CRITIC_SHORT[name]
             if mismatch is not None:
                 d_mismatch = self.score(name, real, condition.rows(mismatch))
                 w = s.mismatch_weight
@@ -247,7 +248,7 @@ class AdversarialGame:
             return critic(x, mixed_mask, condition.context, condition.feedback, condition.feedback_mask)
 
         penalty, _ = gradient_penalty(score_mixed, real_x, fake_x)
-        logs[f"train/gp_{SHORT[name]}"] = penalty.detach()
+        logs[f"train/gp_{CRITIC_SHORT[name]}"] = penalty.detach()
         return penalty
 
     # -- the generator's side -----------------------------------------------------------------
@@ -313,8 +314,6 @@ def sequence_log_prob(generator: EmpDGGenerator, encoded: EncodedDialogue, ids: 
 
 
 def build_critics(settings: AdversarialSettings, names: list[str], input_dim: int, context_dim: int) -> nn.ModuleDict:
-    from empdg.models.critics import CriticConfig, ResponseCritic
-
     if not names:
         return nn.ModuleDict()
     critic = settings.critic

@@ -34,6 +34,7 @@ from empdg.models.generator import EmpDGGenerator, EncodedDialogue
 
 INPUT_NORMS = ("none", "unit")
 CRITIC_NAMES = ("semantic", "emotion")
+CRITIC_SHORT = {"semantic": "sem", "emotion": "emo"}  # the short names in logged metric keys
 
 
 @dataclass

@@ -19,6 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from empdg.evaluation.text_metrics import distinct_n
+from empdg.training.critic_inputs import CRITIC_SHORT, gold_view, mismatch_permutation
+from empdg.training.relaxation import soft_response
 
 COMPARISONS = ("greedy", "sample", "mismatch", "soft")
 REPORT_SEED = 20201208
@@ -33,9 +35,6 @@ def critic_report_counts(game, batch: dict, out) -> tuple[dict[str, float], Tens
     from a fixed-seed generator: every report sees the same draws, and validation never moves the
     global RNG (a resumed run must continue exactly).
     """
-    from empdg.training.critic_inputs import gold_view, mismatch_permutation
-    from empdg.training.relaxation import soft_response
-
     encoded = out.encoded
     rng = torch.Generator(device=encoded.x0.device).manual_seed(REPORT_SEED)
     greedy = game.decode(encoded, "greedy")
@@ -56,7 +55,7 @@ def critic_report_counts(game, batch: dict, out) -> tuple[dict[str, float], Tens
     perm = mismatch_permutation(rows.numel(), generator=rng, device=rows.device)
     counts["n"] = float(rows.numel())
     for name in game.critics:
-        short = {"semantic": "sem", "emotion": "emo"}[name]
+        short = CRITIC_SHORT[name]
         gold = game.score(name, views["gold"], conditions[name])
         scores = {other: game.score(name, view, conditions[name]) for other, view in views.items() if other != "gold"}
         scores["mismatch"] = game.score(name, views["gold"], conditions[name].rows(perm))
