@@ -12,7 +12,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from empdg.cli.errors import EXIT_USER_ERROR, exit_on_user_error, format_user_error
+from empdg.errors import EXIT_USER_ERROR, exit_on_user_error, format_user_error
 from empdg.sweep.runner import SweepConfigError, run_sweep
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"

@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from empdg.cli.errors import exit_on_user_error
-from empdg.cli.train import run_training
+from empdg.errors import exit_on_user_error
+from empdg.training.run import run_training
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -15,10 +15,10 @@ from typing import TextIO
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from empdg.cli.errors import ConfigError, exit_on_user_error, user_errors_from
-from empdg.evaluation.chat_session import ChatSession, ChatSettings, Turn
-from empdg.evaluation.checkpoint import load_checkpoint
-from empdg.evaluation.decoding import DecodingConfig
+from empdg.errors import ConfigError, exit_on_user_error, user_errors_from
+from empdg.models.decoding import DecodingConfig
+from empdg.serving.chat_session import ChatSession, ChatSettings, Turn
+from empdg.training.checkpoint import load_checkpoint
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 HELP = "commands: /emotions, /reset, /quit"

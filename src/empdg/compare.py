@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from empdg.cli.compare import run_compare
-from empdg.cli.errors import exit_on_user_error
+from empdg.errors import exit_on_user_error
 
 
 def alias_experiment(argv: list[str]) -> list[str]:

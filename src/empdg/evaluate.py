@@ -16,10 +16,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from empdg.cli.errors import ConfigError, exit_on_user_error, user_errors_from
 from empdg.data.conversation import EMOTIONS
-from empdg.evaluation.checkpoint import LoadedCheckpoint, load_checkpoint
-from empdg.evaluation.decoding import DecodingConfig
+from empdg.errors import ConfigError, exit_on_user_error, user_errors_from
 from empdg.evaluation.release_format import read_predictions, write_release_file
 from empdg.evaluation.reports import metrics_markdown, plot_confusion_matrix, plot_length_histogram
 from empdg.evaluation.run_link import find_training_run, linked_logger_config, log_test_metrics
@@ -32,6 +30,8 @@ from empdg.evaluation.runner import (
     select_examples,
 )
 from empdg.evaluation.scored_examples import write_scored_jsonl
+from empdg.models.decoding import DecodingConfig
+from empdg.training.checkpoint import LoadedCheckpoint, load_checkpoint
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """A user's mistake ends in one ``error: <message>`` line and exit status 2, never in Hydra's traceback report.
 
-Bugs keep their traceback: only the project's user-error types are shortened (``empdg.cli.errors``).
+Bugs keep their traceback: only the project's user-error types are shortened (``empdg.errors``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from empdg.cli.errors import (
+from empdg.data.download import DatasetDownloadError
+from empdg.data.errors import DataError
+from empdg.errors import (
     EXIT_USER_ERROR,
     ConfigError,
     MissingFileError,
@@ -22,8 +24,6 @@ from empdg.cli.errors import (
     is_user_error,
     user_errors_from,
 )
-from empdg.data.download import DatasetDownloadError
-from empdg.data.errors import DataError
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8", "HYDRA_FULL_ERROR": "0"}

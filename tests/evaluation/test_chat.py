@@ -12,9 +12,9 @@ import torch
 
 from empdg.data.vocab import EOS_ID
 from empdg.evaluation import chat_session
-from empdg.evaluation.chat_session import FALLBACK, ChatSession, ChatSettings, EmotionMemory, degenerate_reason
-from empdg.evaluation.checkpoint import load_checkpoint
-from empdg.evaluation.decoding import DecodingConfig
+from empdg.models.decoding import DecodingConfig
+from empdg.serving.chat_session import FALLBACK, ChatSession, ChatSettings, EmotionMemory, degenerate_reason
+from empdg.training.checkpoint import load_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
 

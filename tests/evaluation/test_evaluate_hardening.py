@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 import empdg.evaluate as evaluate_cli
 from empdg.data.datamodule import DialogueDataModule
-from empdg.evaluation.checkpoint import LoadedCheckpoint
+from empdg.training.checkpoint import LoadedCheckpoint
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 

@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from empdg.data.text_metrics import corpus_bleu, distinct_n, has_repeated_ngram
 from empdg.evaluation.metrics import (
     AverageLength,
     CorpusBLEU,
@@ -23,7 +24,6 @@ from empdg.evaluation.metrics import (
     emotion_macro_f1,
     ngram_hash,
 )
-from empdg.evaluation.text_metrics import corpus_bleu, distinct_n, has_repeated_ngram
 
 HYPS = [
     "i am so sorry to hear that .",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from empdg.data.text_metrics import distinct_n
 from empdg.evaluation.release_format import (
     PredictionRecord,
     read_jsonl,
@@ -14,7 +15,6 @@ from empdg.evaluation.release_format import (
     write_jsonl,
     write_release_file,
 )
-from empdg.evaluation.text_metrics import distinct_n
 
 RELEASE_FILES = [
     "pred_EmoPrepend.txt",

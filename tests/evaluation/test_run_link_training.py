@@ -13,7 +13,7 @@ from empdg.evaluation.run_link import RUN_RECORD_FILE, find_training_run, record
 
 
 def test_training_writes_the_run_record_and_an_evaluation_finds_the_run(compose_train, tmp_path: Path) -> None:
-    from empdg.cli.train import run_training
+    from empdg.training.run import run_training
 
     overrides = [*tiny_overrides(mle_only=True), "training.phases.generator_pretrain=1", "trainer.val_check_interval=1"]
     cfg = compose_train(*overrides, "training.sample_generations=0", "logger=mlflow", tiny=False)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from empdg.data.text_metrics import unique_replies
 from empdg.evaluation.release_format import read_release_file
-from empdg.evaluation.text_metrics import unique_replies
 from empdg.evaluation.valence import valence_agreement
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}

@@ -10,8 +10,8 @@ import torch
 from empdg.data.dataset import SequenceLimits, collate, encode_example
 from empdg.data.examples import LISTENER, SPEAKER, DialogueExample
 from empdg.data.vocab import SPECIAL_TOKENS, UNK_ID, Vocab
-from empdg.evaluation.decoding import greedy_decode
 from empdg.models.config import GeneratorConfig
+from empdg.models.decoding import greedy_decode
 from empdg.models.generator import EmpDGGenerator
 
 WORDS = [

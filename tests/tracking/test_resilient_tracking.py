@@ -27,7 +27,6 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from tiny import tiny_overrides
 
-from empdg.cli.train import run_training
 from empdg.tracking.mlflow_tracking import (
     HTTP_SETTINGS,
     ResilientMLFlowLogger,
@@ -35,6 +34,7 @@ from empdg.tracking.mlflow_tracking import (
     build_logger,
     probe_tracking_store,
 )
+from empdg.training.run import run_training
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 STEPS = 24  # generator updates of the tiny run; validation every 8

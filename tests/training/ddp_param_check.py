@@ -15,8 +15,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from empdg.cli.train import build_module, build_trainer
 from empdg.data.datamodule import DialogueDataModule
+from empdg.training.run import build_module, build_trainer
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 

@@ -7,10 +7,10 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
-from empdg.cli.train import build_module, build_trainer, run_training
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.dataset import collate
 from empdg.training.module import EmpDGModule
+from empdg.training.run import build_module, build_trainer, run_training
 
 ABLATIONS = ["none", "no_emotion_encoder", "no_feedback", "vanilla_gan", "no_critics", "semantic_critic_only", "woG"]
 

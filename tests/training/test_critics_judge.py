@@ -8,7 +8,6 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
-from empdg.cli.train import build_module, run_training
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.dataset import collate
 from empdg.data.vocab import EOS_ID
@@ -23,6 +22,7 @@ from empdg.training.critic_inputs import (
 from empdg.training.critic_report import render_critic_report
 from empdg.training.instruments import critic_report_counts, reply_diversity, shares_from_counts
 from empdg.training.module import EmpDGModule
+from empdg.training.run import build_module, run_training
 
 ESTIMATORS = ["reinforce", "gumbel", "soft"]
 
@@ -259,7 +259,7 @@ def test_a_run_logs_the_instruments_and_writes_the_critic_report(compose_train, 
 
 
 def test_invalid_adversarial_settings_stop_before_any_data_is_read(compose_train, tmp_path):
-    from empdg.cli.train import validate_config
+    from empdg.training.run import validate_config
 
     with pytest.raises(ValueError, match="adversarial.estimator='policy'"):
         validate_config(compose_train("adversarial.estimator=policy"))

@@ -11,7 +11,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from empdg.cli.train import run_training, validate_config
+from empdg.training.run import run_training, validate_config
 
 MLE = ("training.phases.critic_pretrain=0", "training.phases.adversarial=0")
 

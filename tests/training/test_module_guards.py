@@ -6,9 +6,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from empdg.cli.train import build_module
 from empdg.data.datamodule import DialogueDataModule
 from empdg.training.module import NonFiniteLossError
+from empdg.training.run import build_module
 
 
 def build(cfg):

@@ -14,10 +14,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from tiny import tiny_overrides
 
-import empdg.cli.train as train_cli
-from empdg.cli.train import build_module, run_training
+import empdg.training.run as train_cli
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.vocab import Vocab
+from empdg.training.run import build_module, run_training
 
 REPO = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO / "conf"

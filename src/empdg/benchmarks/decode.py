@@ -18,8 +18,8 @@ from omegaconf import OmegaConf
 
 from empdg.benchmarks.common import median_seconds
 from empdg.data.vocab import CLS_ID, LAB_ID, SPK_ID
-from empdg.evaluation.decoding import DecodingConfig, decode
 from empdg.models.config import GeneratorConfig
+from empdg.models.decoding import DecodingConfig, decode
 from empdg.models.generator import EmpDGGenerator
 
 MODEL_YAML = Path(__file__).resolve().parents[3] / "conf" / "model" / "empdg.yaml"

@@ -16,9 +16,9 @@ import torch
 from omegaconf import OmegaConf
 
 from empdg.benchmarks.common import compose_train, median_seconds, peak_rss_mib
-from empdg.cli.train import build_module
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.dataset import collate
+from empdg.training.run import build_module
 
 REAL_SAMPLE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "ed-real-sample"
 

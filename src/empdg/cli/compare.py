@@ -24,7 +24,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from empdg.cli.errors import ConfigError
+from empdg.errors import ConfigError
 from empdg.evaluation.bootstrap import DEFAULT_METRICS, BootstrapComparison, compare_prediction_files
 from empdg.evaluation.run_link import EVAL_RUN_TAG, TRAIN_RUN_TAG, subset_metric_prefix
 from empdg.tracking.mlflow_tracking import absolute_sqlite_uri

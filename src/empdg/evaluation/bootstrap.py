@@ -34,14 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-from empdg.evaluation.scored_examples import ScoredExample, has_nll, read_scored_examples, select_subset
-from empdg.evaluation.text_metrics import (
+from empdg.data.text_metrics import (
     bleu_from_statistics,
     bleu_statistics,
     has_repeated_ngram,
     ngrams,
     normalize_reply,
 )
+from empdg.evaluation.scored_examples import ScoredExample, has_nll, read_scored_examples, select_subset
 from empdg.evaluation.valence import VADER_THRESHOLD, compound_scores, valence_outcome
 
 __all__ = [

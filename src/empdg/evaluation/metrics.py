@@ -16,14 +16,14 @@ from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from torchmetrics.utilities import dim_zero_cat
 
-from empdg.data.vocab import PAD_ID
-from empdg.evaluation.text_metrics import (
+from empdg.data.text_metrics import (
     bleu_from_statistics,
     bleu_statistics,
     has_repeated_ngram,
     ngrams,
     normalize_reply,
 )
+from empdg.data.vocab import PAD_ID
 from empdg.evaluation.valence import VADER_THRESHOLD, compound_scores, valence_outcome
 
 __all__ = [

@@ -29,7 +29,6 @@ training run as ``test/<metric>`` (``test_<subset>/<metric>`` for a subset other
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -39,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
+
+from empdg.tracking.run_record import RUN_RECORD_FILE, read_run_record, record_training_run, write_run_record
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ __all__ = [
     "write_run_record",
 ]
 
-RUN_RECORD_FILE = "mlflow_run.json"
 TRAIN_RUN_TAG = "empdg.train_run_id"  # on an evaluation run: the training run it evaluates
 EVAL_RUN_TAG = "empdg.eval_run"  # on a training run: f"{EVAL_RUN_TAG}.{subset}" = the latest evaluation run
 RUN_FOLDER_TAG = "empdg.run_folder"
@@ -78,27 +78,6 @@ class TrainingRun:
 def subset_metric_prefix(subset: str) -> str:
     """``test`` for the ``all`` subset, ``test_<subset>`` otherwise (``test_feedback``)."""
     return "test" if subset == "all" else f"test_{subset}"
-
-
-def write_run_record(run_folder: str | Path, run_id: str, tracking_uri: str, experiment_id: str | None = None) -> Path:
-    """Write ``<run_folder>/mlflow_run.json`` (what training should call once its MLflow run exists)."""
-    path = Path(run_folder) / RUN_RECORD_FILE
-    record = {"run_id": run_id, "tracking_uri": tracking_uri, "experiment_id": experiment_id}
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return path
-
-
-def read_run_record(run_folder: str | Path) -> dict[str, Any] | None:
-    """The run record of a run folder, or None when there is none (or it is unreadable)."""
-    path = Path(run_folder) / RUN_RECORD_FILE
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        log.warning("ignoring unreadable %s: %s", path, error)
-        return None
-    return record if isinstance(record, dict) and record.get("run_id") else None
 
 
 _RUN_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")  # MLflow's own rule for run ids
@@ -271,29 +250,6 @@ def find_training_run(
             if found is not None:
                 return found
     return None
-
-
-def record_training_run(logger: Any, run_folder: str | Path) -> Path | None:
-    """Write the run record of an MLflow ``logger``'s run into ``run_folder`` (never raises; None: not written).
-
-    What training calls once its run exists. The store written is the one the logger logs to now (its local
-    fallback after a failed start); evaluations read only the run id from it.
-    """
-    try:
-        from pytorch_lightning.loggers import MLFlowLogger
-
-        if not isinstance(logger, MLFlowLogger):
-            return None
-        run_id = logger.run_id
-        if not run_id:
-            return None
-        fallback = getattr(logger, "fallback", None)
-        uri = getattr(logger, "fallback_uri", None) if fallback is not None else None
-        uri = uri or getattr(logger, "_tracking_uri", None) or ""
-        return write_run_record(run_folder, str(run_id), str(uri), getattr(logger, "experiment_id", None))
-    except Exception as error:  # tracking is never fatal
-        log.warning("could not write %s in %s: %s", RUN_RECORD_FILE, run_folder, error)
-        return None
 
 
 def _finite_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -21,7 +21,6 @@ from empdg.data.datamodule import DialogueDataModule
 from empdg.data.dataset import EncodedExample, collate
 from empdg.data.examples import DialogueExample
 from empdg.data.vocab import Vocab
-from empdg.evaluation.decoding import DecodingConfig, decode, ids_to_text
 from empdg.evaluation.metrics import (
     Perplexity,
     ReplyMetrics,
@@ -31,6 +30,7 @@ from empdg.evaluation.metrics import (
     per_example_nll,
 )
 from empdg.evaluation.release_format import PredictionRecord
+from empdg.models.decoding import DecodingConfig, decode, ids_to_text
 from empdg.training.losses import sequence_nll
 from empdg.training.module import EmpDGModule
 

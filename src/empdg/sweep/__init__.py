@@ -1,5 +1,5 @@
 """Optuna studies over Hydra-composed EmpDG runs (driven by ``sweep.py``).
 
 The study is data (``conf/sweep/*.yaml``); each trial composes the training config with Hydra's
-compose API and runs :func:`empdg.cli.train.run_training`, so a trial is exactly a ``train.py`` run.
+compose API and runs :func:`empdg.training.run.run_training`, so a trial is exactly a ``train.py`` run.
 """

@@ -86,7 +86,7 @@ class TrialObjective:
                 else:
                     trial.set_user_attr("mlflow_run_id", run_id)
                     cfg.logger.run_id = run_id
-            from empdg.cli.train import run_training  # heavy import, only where trials run
+            from empdg.training.run import run_training  # heavy import, only where trials run
 
             metrics = run_training(cfg, extra_callbacks=[callback])
             # DDP: ranks stopped together instead of raising; ddp_spawn ranks hold their own callback copies,

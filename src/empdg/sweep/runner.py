@@ -208,7 +208,7 @@ def _prepare(
     base_overrides = merge_overrides(settings.get("train_overrides") or [], forwarded_overrides(task_overrides))
     check_dir = format_value(str(output_dir / "trials" / "base"))
     base_cfg = compose_training(config_dir, [*base_overrides, f"paths.output_dir={check_dir}"])
-    from empdg.cli.train import validate_config
+    from empdg.training.run import validate_config
 
     validate_config(base_cfg)
     plan = SweepPlan(settings, specs, config_dir, base_overrides, str(output_dir), None)

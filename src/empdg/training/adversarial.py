@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from empdg.evaluation.decoding import DecodingConfig, decode_encoded
 from empdg.models.critics import CriticConfig, ResponseCritic
+from empdg.models.decoding import DecodingConfig, decode_encoded
 from empdg.models.generator import EmpDGGenerator, EncodedDialogue, GeneratorOutput
 from empdg.training.adversarial_losses import (
     critic_accuracy,

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from empdg.evaluation.text_metrics import distinct_n
+from empdg.data.text_metrics import distinct_n
 from empdg.training.critic_inputs import CRITIC_SHORT, gold_view, mismatch_permutation
 from empdg.training.relaxation import soft_response
 

@@ -22,8 +22,8 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from empdg.data.emotion_words import get_lexicon
 from empdg.data.vocab import Vocab
-from empdg.evaluation.decoding import greedy_decode, ids_to_text
 from empdg.models.config import GeneratorConfig
+from empdg.models.decoding import greedy_decode, ids_to_text
 from empdg.models.generator import EmpDGGenerator, GeneratorOutput
 from empdg.training.adversarial import AdversarialGame, AdversarialSettings, build_critics
 from empdg.training.adversarial_losses import clip_critic_weights

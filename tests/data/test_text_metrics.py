@@ -8,7 +8,7 @@ import random
 import pytest
 import sacrebleu
 
-from empdg.evaluation.text_metrics import (
+from empdg.data.text_metrics import (
     bleu_statistics,
     corpus_bleu,
     distinct_n,

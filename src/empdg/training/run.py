@@ -12,14 +12,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from empdg.cli.errors import user_errors_from
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.word_vectors import load_word_vectors
-from empdg.evaluation.checkpoint import load_checkpoint_file
-from empdg.evaluation.run_link import record_training_run
+from empdg.errors import user_errors_from
 from empdg.tracking.mlflow_tracking import build_logger, describe_run, git_commit, log_artifact
+from empdg.tracking.run_record import record_training_run
 from empdg.training.adversarial import AdversarialSettings
 from empdg.training.callbacks import SampleGenerations, WassersteinPlot
+from empdg.training.checkpoint import load_checkpoint_file
 from empdg.training.critic_report import CriticReport
 from empdg.training.log_hygiene import install_log_filters
 from empdg.training.module import EmpDGModule
@@ -42,7 +42,7 @@ def resolve_output_dir(cfg: DictConfig) -> Path:
     return path
 
 
-@user_errors_from()  # its ValueErrors are the user's: `error: ...`, exit 2 (empdg.cli.errors)
+@user_errors_from()  # its ValueErrors are the user's: `error: ...`, exit 2 (empdg.errors)
 def validate_config(cfg: DictConfig) -> None:
     """Impossible combinations stop here, before any data is read or a model is built."""
     problems = []

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from empdg.data.vocab import CLS_ID, EOS_ID, LAB_ID, PAD_ID, SPK_ID
-from empdg.evaluation.decoding import (
+from empdg.models.config import GeneratorConfig
+from empdg.models.decoding import (
     DecodingConfig,
     decode,
     filter_logits,
     greedy_decode,
     sequence_log_probs,
 )
-from empdg.models.config import GeneratorConfig
 from empdg.models.generator import EmpDGGenerator
 
 VOCAB = 40

@@ -24,9 +24,9 @@ from empdg.data.dataset import SequenceLimits, collate, encode_example
 from empdg.data.emotion_words import get_lexicon
 from empdg.data.examples import LISTENER, SPEAKER, DialogueExample
 from empdg.data.text import normalize
+from empdg.data.text_metrics import has_repeated_ngram
 from empdg.data.vocab import EOS_ID
-from empdg.evaluation.decoding import DecodingConfig, decode, ids_to_text, sequence_log_probs
-from empdg.evaluation.text_metrics import has_repeated_ngram
+from empdg.models.decoding import DecodingConfig, decode, ids_to_text, sequence_log_probs
 from empdg.training.module import EmpDGModule
 
 FALLBACK = "That sounds like a lot. How are you feeling about it now?"

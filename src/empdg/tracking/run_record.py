@@ -1,0 +1,60 @@
+"""The run record: ``<run folder>/mlflow_run.json`` names the MLflow run a training run logged to.
+
+Training writes it once its run exists; evaluations read only the run id from it (see
+:mod:`empdg.evaluation.run_link` for which stores they trust).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RUN_RECORD_FILE = "mlflow_run.json"
+
+
+def write_run_record(run_folder: str | Path, run_id: str, tracking_uri: str, experiment_id: str | None = None) -> Path:
+    """Write ``<run_folder>/mlflow_run.json`` (what training should call once its MLflow run exists)."""
+    path = Path(run_folder) / RUN_RECORD_FILE
+    record = {"run_id": run_id, "tracking_uri": tracking_uri, "experiment_id": experiment_id}
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_run_record(run_folder: str | Path) -> dict[str, Any] | None:
+    """The run record of a run folder, or None when there is none (or it is unreadable)."""
+    path = Path(run_folder) / RUN_RECORD_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        log.warning("ignoring unreadable %s: %s", path, error)
+        return None
+    return record if isinstance(record, dict) and record.get("run_id") else None
+
+
+def record_training_run(logger: Any, run_folder: str | Path) -> Path | None:
+    """Write the run record of an MLflow ``logger``'s run into ``run_folder`` (never raises; None: not written).
+
+    What training calls once its run exists. The store written is the one the logger logs to now (its local
+    fallback after a failed start); evaluations read only the run id from it.
+    """
+    try:
+        from pytorch_lightning.loggers import MLFlowLogger
+
+        if not isinstance(logger, MLFlowLogger):
+            return None
+        run_id = logger.run_id
+        if not run_id:
+            return None
+        fallback = getattr(logger, "fallback", None)
+        uri = getattr(logger, "fallback_uri", None) if fallback is not None else None
+        uri = uri or getattr(logger, "_tracking_uri", None) or ""
+        return write_run_record(run_folder, str(run_id), str(uri), getattr(logger, "experiment_id", None))
+    except Exception as error:  # tracking is never fatal
+        log.warning("could not write %s in %s: %s", RUN_RECORD_FILE, run_folder, error)
+        return None
