@@ -19,10 +19,12 @@ quickstart: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 clean:
-	rm -rf outputs multirun .cache .pytest_cache
+	rm -rf outputs multirun comparisons .cache .pytest_cache build dist

@@ -1,39 +1,6 @@
-"""Optuna study over Hydra-composed training runs: ``python sweep.py [sweep=quickstart] [training overrides]``.
+"""``python sweep.py [sweep=quickstart] [training overrides]``: the checkout's ``empdg-sweep``."""
 
-Everything lives in ``empdg.sweep``; see docs/sweeps_and_comparison.md. Training overrides given
-here (``data=... trainer=ddp``) reach every trial; ``sweep.*`` overrides configure the study.
-Exit status: 0 done, 1 every trial of this run failed, 2 invalid sweep configuration, 130 interrupted.
-"""
-
-import sys
-from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-from empdg.errors import EXIT_USER_ERROR, exit_on_user_error, format_user_error
-from empdg.sweep.runner import SweepConfigError, run_sweep
-
-CONFIG_DIR = Path(__file__).resolve().parent / "conf"
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="sweep_root")
-def main(cfg: DictConfig) -> float | None:
-    hydra_cfg = HydraConfig.get()
-    output_dir = Path(hydra_cfg.runtime.output_dir)
-    try:
-        with exit_on_user_error():  # e.g. unusable data: `error: <message>`, exit 2
-            summary = run_sweep(cfg, str(CONFIG_DIR), list(hydra_cfg.overrides.task), output_dir)
-    except SweepConfigError as error:  # a configuration mistake: its message, not a traceback
-        print(format_user_error(error, "invalid sweep configuration"), file=sys.stderr)
-        raise SystemExit(EXIT_USER_ERROR) from None
-    if summary["status"] == "KILLED":
-        raise SystemExit(130)  # interrupted: scripts chaining sweep.py must not carry on as if it finished
-    if summary["status"] == "FAILED":
-        raise SystemExit(1)  # every trial failed: a script must not take the "best" of nothing
-    return summary["best_value"]
-
+from empdg.commands.sweep import main
 
 if __name__ == "__main__":
     main()

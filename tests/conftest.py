@@ -55,3 +55,30 @@ def compose_train(tmp_path):
             return compose("train", overrides=[*base, *paths, *overrides])
 
     return _compose
+
+
+#: A tiny MLE-only run: the checkpoint the evaluation and chat tests share.
+TINY_RUN = [
+    *tiny_overrides(train=4, test=2, mle_only=True),
+    "logger=none",
+    "training.phases.generator_pretrain=4",
+    "trainer.val_check_interval=4",
+    "training.sample_generations=0",
+    "data.max_context_len=40",  # short, so the chat's history truncation is exercised
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A few updates of a 16-d model on a small built-in corpus (trained once per session, in a temporary folder)."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train.py"), *TINY_RUN, f"paths.root_dir={root}"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return next(root.glob("outputs/**/checkpoints/last.ckpt"))

@@ -61,7 +61,9 @@ def python() -> str:
 
 
 def run(command: list[str], log_path: Path, threads: int) -> None:
+    """Run a train or evaluate command with ``threads`` torch threads (``runtime.num_threads``), logging to a file."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    command = [*command, f"runtime.num_threads={threads}"]
     started = time.time()
     with log_path.open("w") as log:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)

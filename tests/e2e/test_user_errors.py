@@ -144,10 +144,13 @@ def test_chat_without_a_checkpoint(tmp_path: Path) -> None:
     assert_user_error(done, str(missing))
 
 
-def test_compare_an_unknown_experiment(tmp_path: Path) -> None:
+def test_compare_an_unknown_or_no_experiment(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     done = run(tmp_path, "-m", "empdg.compare", "experiment=no_such_experiment", f"tracking_uri={uri}")
     assert_user_error(done, "no MLflow experiment named 'no_such_experiment'")
+    done = run(tmp_path, "-m", "empdg.compare", f"tracking_uri={uri}")
+    assert_user_error(done, "experiment=NAME")
+    assert not (tmp_path / "comparisons").exists()
 
 
 def test_sweep_py_with_impossible_training_settings(tmp_path: Path) -> None:

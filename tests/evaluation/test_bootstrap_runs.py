@@ -132,7 +132,7 @@ def test_linked_evaluation_and_bootstrap_comparison(tiny_checkpoint: Path, tmp_p
     assert point["ppl"] == pytest.approx(metrics["ppl"], rel=1e-5)
 
     # the comparison reads the test metrics and the predictions artifacts; the same checkpoint twice: Δ = 0, p = 1
-    from empdg.cli.compare import run_compare
+    from empdg.evaluation.comparison import run_compare
 
     cfg = OmegaConf.create({
         "experiment_name": "critics", "tracking_uri": uri, "group_by": None, "metrics": ["val/ppl"], "filter": "",

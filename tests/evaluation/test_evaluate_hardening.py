@@ -7,27 +7,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import empdg.evaluate as evaluate_cli
+from empdg.config import compose
 from empdg.data.datamodule import DialogueDataModule
+from empdg.evaluation import data_choice, pipeline
 from empdg.training.checkpoint import LoadedCheckpoint
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def compose_evaluate(tmp_path: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(
-            "evaluate",
-            overrides=[
-                "logger=none",
-                f"paths.root_dir={tmp_path / 'here'}",
-                f"paths.output_dir={tmp_path / 'out'}",
-                *overrides,
-            ],
-        )
+    paths = [f"paths.root_dir={tmp_path / 'here'}", f"paths.output_dir={tmp_path / 'out'}"]
+    return compose("evaluate", ["logger=none", *paths, *overrides])
 
 
 class WritesMarker:
@@ -65,7 +55,7 @@ def test_stored_locations_are_replaced_by_this_command_lines(tmp_path: Path) -> 
         "vocab": {"min_count": 3, "max_size": None},
     }
     cfg = compose_evaluate(tmp_path)
-    data, source = evaluate_cli.choose_data_config(cfg, fake_loaded(run, stored))
+    data, source = data_choice.choose_data_config(cfg, fake_loaded(run, stored))
     here = tmp_path / "here"
     assert data["root"] == f"{here}/data/empatheticdialogues"
     assert data["cache_dir"] == f"{here}/.cache/empdg"
@@ -81,11 +71,11 @@ def test_stored_locations_are_replaced_by_this_command_lines(tmp_path: Path) -> 
 def test_locations_given_on_the_command_line_are_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     overrides = ["data=empathetic_dialogues", f"data.root={tmp_path / 'mine'}", "data.max_context_len=12"]
     monkeypatch.setattr(
-        evaluate_cli, "data_overrides_on_command_line", lambda: ("empathetic_dialogues", {"root", "max_context_len"})
+        data_choice, "data_overrides_on_command_line", lambda: ("empathetic_dialogues", {"root", "max_context_len"})
     )
     cfg = compose_evaluate(tmp_path, *overrides)
     stored = {"name": "empathetic_dialogues", "root": str(tmp_path / "run" / "evil"), "normalization": "full"}
-    data, _ = evaluate_cli.choose_data_config(cfg, fake_loaded(tmp_path / "run", stored))
+    data, _ = data_choice.choose_data_config(cfg, fake_loaded(tmp_path / "run", stored))
     assert (data["root"], data["max_context_len"], data["normalization"]) == (str(tmp_path / "mine"), 12, "full")
 
 
@@ -94,19 +84,19 @@ def test_command_line_data_overrides_are_parsed(monkeypatch: pytest.MonkeyPatch)
 
     task = ["ckpt_path=x.ckpt", "data=empathetic_dialogues", "data.root=/d", "+data.limit_examples.test=5", "seed=1"]
     hydra_config = SimpleNamespace(overrides=SimpleNamespace(task=task))
-    monkeypatch.setattr(evaluate_cli.HydraConfig, "get", staticmethod(lambda: hydra_config))
-    assert evaluate_cli.data_overrides_on_command_line() == ("empathetic_dialogues", {"root", "limit_examples"})
+    monkeypatch.setattr(data_choice.HydraConfig, "get", staticmethod(lambda: hydra_config))
+    assert data_choice.data_overrides_on_command_line() == ("empathetic_dialogues", {"root", "limit_examples"})
 
 
 def test_a_stored_data_name_is_never_a_path(tmp_path: Path) -> None:
     cfg = compose_evaluate(tmp_path)
     with pytest.raises(ValueError, match="no conf/data group"):
-        evaluate_cli.choose_data_config(cfg, fake_loaded(tmp_path, {"name": "../../evil", "max_context_len": 8}))
+        data_choice.choose_data_config(cfg, fake_loaded(tmp_path, {"name": "../../evil", "max_context_len": 8}))
 
 
 def test_data_from_run_false_ignores_the_run_config(tmp_path: Path) -> None:
     cfg = compose_evaluate(tmp_path, "evaluate.data_from_run=false")
-    data, _ = evaluate_cli.choose_data_config(cfg, fake_loaded(tmp_path, {"name": "builtin", "max_context_len": 8}))
+    data, _ = data_choice.choose_data_config(cfg, fake_loaded(tmp_path, {"name": "builtin", "max_context_len": 8}))
     assert data["max_context_len"] == cfg.data.max_context_len
 
 
@@ -136,15 +126,15 @@ def test_evaluating_a_shared_run_folder_reads_nothing_from_it(
     assert any(name != "config.yaml" for name in before)
 
     used = []
-    original = evaluate_cli.load_split
+    original = pipeline.load_split
 
     def load_split(data_cfg, *args, **kwargs):
         used.append(dict(data_cfg))
         return original(data_cfg, *args, **kwargs)
 
-    monkeypatch.setattr(evaluate_cli, "load_split", load_split)
+    monkeypatch.setattr(pipeline, "load_split", load_split)
     cfg = compose_evaluate(tmp_path, f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "decoding.max_len=3")
-    metrics = evaluate_cli.run(cfg)
+    metrics = pipeline.run_evaluation(cfg)
 
     assert not marker.exists(), "evaluation unpickled a file from the shared run folder"
     assert snapshot(run) == before, "evaluation read or wrote inside the shared run folder's data paths"

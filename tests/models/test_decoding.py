@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import Tensor, nn
 
 from empdg.data.vocab import CLS_ID, EOS_ID, LAB_ID, PAD_ID, SPK_ID
-from empdg.models.config import GeneratorConfig
+from empdg.models.base import EncodedDialogue, Generator, GeneratorSizes
 from empdg.models.decoding import (
     DecodingConfig,
     decode,
@@ -14,7 +15,8 @@ from empdg.models.decoding import (
     greedy_decode,
     sequence_log_probs,
 )
-from empdg.models.generator import EmpDGGenerator
+from empdg.models.empdg import EmpDGGenerator, EmpDGSettings
+from empdg.models.settings import GeneratorSettings
 
 VOCAB = 40
 
@@ -22,7 +24,7 @@ VOCAB = 40
 def random_model(seed: int = 0, **overrides) -> EmpDGGenerator:
     torch.manual_seed(seed)
     sizes = dict(emb_dim=16, hidden_dim=16, attn_dim=16, num_heads=2, ff_dim=32, max_positions=128)
-    model = EmpDGGenerator(GeneratorConfig(vocab_size=VOCAB, **{**sizes, **overrides}))
+    model = EmpDGGenerator(EmpDGSettings(**{**sizes, **overrides}), vocab_size=VOCAB)
     with torch.no_grad():  # sharpen the output so greedy and beam disagree often enough to matter
         model.output.weight.mul_(4.0)
     return model.eval()
@@ -136,3 +138,67 @@ def test_invalid_config_rejected() -> None:
         DecodingConfig(strategy="nucleus")
     with pytest.raises(ValueError, match="min_len"):
         DecodingConfig(min_len=40, max_len=30)
+
+
+class RunningSumGenerator(Generator):
+    """Not EmpDG: the next token depends on x̃0 plus the sum of all previous word vectors.
+
+    Its cache is a [1, B, H] running sum -- the batch on dim 1, unlike EmpDG's -- so decoding works
+    only if it leaves the cache to the generator (``reorder_cache``/``repeat_encoded``).
+    """
+
+    settings_class = GeneratorSettings
+
+    def __init__(self, settings: GeneratorSettings, vocab_size: int) -> None:
+        sizes = GeneratorSizes(vocab_size, 32, settings.emb_dim, settings.hidden_dim, None, False, False)
+        super().__init__(settings, sizes)
+        self.embedding = nn.Embedding(vocab_size, settings.emb_dim)
+        self.context = nn.Linear(settings.emb_dim, settings.hidden_dim)
+        self.step_in = nn.Linear(settings.emb_dim, settings.hidden_dim, bias=False)
+        self.output = nn.Linear(settings.hidden_dim, vocab_size)
+
+    @property
+    def word_embedding(self) -> nn.Embedding:
+        return self.embedding
+
+    def encode(self, batch: dict) -> EncodedDialogue:
+        x0 = torch.tanh(self.context(self.embedding(batch["context_ids"]).mean(dim=1)))
+        return EncodedDialogue(x0=x0, w0=None, emotion_logits=None, state=None)
+
+    def _log_probs(self, running: Tensor) -> Tensor:
+        return torch.log_softmax(self.output(torch.tanh(running)), dim=-1)
+
+    def decode_sequence(self, encoded: EncodedDialogue, token_vectors: Tensor) -> Tensor:
+        steps = torch.cat([encoded.x0.unsqueeze(1), self.step_in(token_vectors)], dim=1)
+        return self._log_probs(steps.cumsum(dim=1))
+
+    def new_cache(self, encoded: EncodedDialogue) -> dict:
+        return {"running": None}
+
+    def decode_step(self, encoded: EncodedDialogue, cache: dict, previous: Tensor | None) -> Tensor:
+        if previous is None:
+            cache["running"] = encoded.x0.unsqueeze(0)
+        else:
+            cache["running"] = cache["running"] + self.step_in(previous).unsqueeze(0)
+        return self._log_probs(cache["running"][0])
+
+    def reorder_cache(self, cache: dict, index: Tensor) -> dict:
+        return {"running": cache["running"].index_select(1, index)}
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.step_in.parameters()) + list(self.output.parameters())
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+def test_decoding_leaves_the_cache_layout_to_the_generator(strategy: str) -> None:
+    torch.manual_seed(0)
+    model = RunningSumGenerator(GeneratorSettings(emb_dim=8, hidden_dim=8, attn_dim=8), vocab_size=VOCAB).eval()
+    with torch.no_grad():
+        model.output.weight.mul_(4.0)
+    batch = random_batch(batch_size=5)
+    cfg = dict(strategy=strategy, max_len=10, beam_size=4, top_k=5, seed=3)
+    cached = decode(model, batch, DecodingConfig(**cfg, use_cache=True))
+    uncached = decode(model, batch, DecodingConfig(**cfg, use_cache=False))
+    assert torch.equal(cached, uncached)
+    if strategy == "beam":  # beams really were re-ranked (else reordering would go untested)
+        assert not torch.equal(cached, greedy_decode(model, batch, max_len=10))

@@ -1,4 +1,4 @@
-"""The generator and its baselines: shapes, masking, causality, switches, copying, configuration."""
+"""The EmpDG generator and its baselines: shapes, masking, causality, switches, copying, settings."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import torch
 from empdg.data.dataset import SequenceLimits, collate, encode_example
 from empdg.data.examples import LISTENER, SPEAKER, DialogueExample
 from empdg.data.vocab import SPECIAL_TOKENS, UNK_ID, Vocab
-from empdg.models.config import GeneratorConfig
 from empdg.models.decoding import greedy_decode
-from empdg.models.generator import EmpDGGenerator
+from empdg.models.empdg import EmpDGGenerator, EmpDGSettings
 
 WORDS = [
     "i", "lost", "my", "dog", "so", "sad", "sorry", "to", "hear", "that", "thanks", ".", "you", "are", "what",
@@ -55,8 +54,8 @@ def make_batch() -> dict:
 
 def make_model(kind: str = "empdg", seed: int = 0, **overrides) -> EmpDGGenerator:
     torch.manual_seed(seed)
-    cfg = GeneratorConfig(vocab_size=len(VOCAB), **{**TINY, **MODELS[kind], **overrides})
-    return EmpDGGenerator(cfg).eval()
+    settings = EmpDGSettings(**{**TINY, **MODELS[kind], **overrides})
+    return EmpDGGenerator(settings, vocab_size=len(VOCAB)).eval()
 
 
 @pytest.mark.parametrize("kind", list(MODELS))
@@ -68,12 +67,11 @@ def test_output_shapes(kind: str, copy: bool) -> None:
     b, t = batch["target_ids"].shape
     width = len(VOCAB) + (batch["max_oov"] if copy else 0)
     assert out.log_probs.shape == (b, t, width)
-    assert out.states.shape == (b, t, TINY["hidden_dim"])
     assert torch.isfinite(out.log_probs).all()
     assert torch.allclose(out.log_probs.exp().sum(-1), torch.ones(b, t), atol=1e-5)
     enc = out.encoded
     assert enc.x0.shape == (b, TINY["hidden_dim"])
-    assert enc.first_input.shape == (b, TINY["hidden_dim"])
+    assert enc.state.first_input.shape == (b, TINY["hidden_dim"])
     if kind == "transformer":
         assert enc.emotion_logits is None
     else:
@@ -84,8 +82,8 @@ def test_output_shapes(kind: str, copy: bool) -> None:
     else:
         t_mem = batch["context_ids"].shape[1]
         assert enc.w0 is None
-    assert enc.memory.shape == (b, t_mem, TINY["hidden_dim"])
-    assert enc.memory_pad_mask.shape == (b, t_mem)
+    assert enc.state.memory.shape == (b, t_mem, TINY["hidden_dim"])
+    assert enc.state.memory_pad_mask.shape == (b, t_mem)
 
 
 @pytest.mark.parametrize("kind", list(MODELS))
@@ -137,12 +135,12 @@ def test_without_emotion_encoder_memory_is_the_context_only() -> None:
 
     enc = model.encode(batch)
     assert enc.w0 is None
-    assert enc.memory.shape[1] == batch["context_ids"].shape[1]
-    assert torch.equal(enc.memory_pad_mask, batch["context_pad_mask"])
+    assert enc.state.memory.shape[1] == batch["context_ids"].shape[1]
+    assert torch.equal(enc.state.memory_pad_mask, batch["context_pad_mask"])
     # C_u is the semantic encoder's output
     semantic_in = model.embedding(batch["context_ids"]) + model.embedding(batch["context_state"])
     c_u = model.semantic_encoder(model._to_hidden(semantic_in), batch["context_pad_mask"])
-    torch.testing.assert_close(enc.memory, c_u)
+    torch.testing.assert_close(enc.state.memory, c_u)
     # the classifier reads x̃0 only
     assert model.emotion_classifier.in_features == TINY["hidden_dim"]
     assert full.emotion_classifier.in_features == 2 * TINY["hidden_dim"]
@@ -174,8 +172,8 @@ def test_transformer_baseline_has_no_emotion_parts() -> None:
     assert not any(name.startswith("emotion") for name in names)
     # the decoder starts from the SOS embedding
     enc = model.encode(make_batch())
-    sos = model.embedding_projection(model.embedding.weight[2]).expand_as(enc.first_input)
-    torch.testing.assert_close(enc.first_input, sos)
+    sos = model.embedding_projection(model.embedding.weight[2]).expand_as(enc.state.first_input)
+    torch.testing.assert_close(enc.state.first_input, sos)
 
 
 def test_emoprepend_starts_from_the_predicted_label_embedding() -> None:
@@ -184,13 +182,13 @@ def test_emoprepend_starts_from_the_predicted_label_embedding() -> None:
     assert model.emotion_encoder is None
     enc = model.encode(make_batch())
     expected = model.emotion_embedding.weight[enc.emotion_logits.argmax(-1)]
-    torch.testing.assert_close(enc.first_input, expected)
+    torch.testing.assert_close(enc.state.first_input, expected)
 
 
 def test_empdg_injects_the_projected_emotion_signal() -> None:
     model = make_model("empdg")
     enc = model.encode(make_batch())
-    torch.testing.assert_close(enc.first_input, model.emotion_projection(enc.emotion_logits))
+    torch.testing.assert_close(enc.state.first_input, model.emotion_projection(enc.emotion_logits))
 
 
 def test_copy_mechanism_normalises_over_the_extended_vocabulary_and_copies_oovs() -> None:
@@ -232,27 +230,45 @@ def test_tie_embeddings_shares_the_weight() -> None:
 @pytest.mark.parametrize(
     ("overrides", "key"),
     [
-        ({"vocab_size": len(SPECIAL_TOKENS)}, "min_count"),
         ({"num_heads": 3}, "model.num_heads"),
         ({"hidden_dim": 18, "emb_dim": 18, "attn_dim": 8, "num_heads": 4}, "model.hidden_dim"),
         ({"attn_dim": 9}, "model.attn_dim"),
         ({"tie_embeddings": True, "emb_dim": 8}, "model.tie_embeddings"),
         ({"emotion_injection": "bogus"}, "model.emotion_injection"),
         ({"emotion_classifier": False}, "model.emotion_classifier"),
+        ({"hidden_dim": 0}, "model.hidden_dim"),
+        ({"dropout": 1.0}, "model.dropout"),
     ],
 )
-def test_invalid_configs_name_the_key(overrides: dict, key: str) -> None:
-    values = {"vocab_size": len(VOCAB), **TINY, **MODELS["empdg"], **overrides}
+def test_invalid_settings_name_the_key(overrides: dict, key: str) -> None:
+    values = {**TINY, **MODELS["empdg"], **overrides}
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
-        GeneratorConfig(**values)
+        EmpDGSettings(**values)
 
 
-def test_config_from_mapping_ignores_other_model_keys() -> None:
-    values = {**TINY, **MODELS["emoprepend"], "name": "emoprepend", "embeddings": {"path": None}, "init_from": None}
-    cfg = GeneratorConfig.from_mapping(values, vocab_size=len(VOCAB))
-    assert cfg.vocab_size == len(VOCAB)
-    assert cfg.emotion_injection == "label_embedding"
-    assert dataclasses.asdict(cfg)["hidden_dim"] == 16
+def test_a_vocabulary_of_special_tokens_only_is_refused() -> None:
+    with pytest.raises(ValueError, match="min_count"):
+        EmpDGGenerator(EmpDGSettings(**TINY), vocab_size=len(SPECIAL_TOKENS))
+
+
+def test_sizes_describe_the_model_for_its_callers() -> None:
+    for kind in MODELS:
+        model = make_model(kind, copy=kind == "emoprepend")
+        sizes = model.sizes
+        assert (sizes.vocab_size, sizes.emb_dim, sizes.hidden_dim, sizes.num_emotions) == (len(VOCAB), 16, 16, 32)
+        assert sizes.has_emotion_classifier == (kind != "transformer")
+        assert sizes.copy == (kind == "emoprepend")
+        assert model.word_embedding is model.embedding
+        ids = torch.tensor([[4, len(VOCAB) + 1]])  # an extended (copied) id reads as UNK
+        torch.testing.assert_close(model.embed_tokens(ids), model.embedding.weight[[4, UNK_ID]].unsqueeze(0))
+
+
+def test_settings_from_mapping_types_the_values() -> None:
+    values = {**TINY, **MODELS["emoprepend"], "dropout": 0}
+    settings = EmpDGSettings.from_mapping(values)
+    assert settings.emotion_injection == "label_embedding"
+    assert settings.dropout == 0.0 and isinstance(settings.dropout, float)
+    assert dataclasses.asdict(settings)["hidden_dim"] == 16
 
 
 @pytest.mark.parametrize("kind", list(MODELS))

@@ -1,4 +1,4 @@
-"""sweep.py end to end on the built-in data (tiny budgets), plus the pure helpers of empdg.sweep."""
+"""The sweep command end to end on the built-in data (tiny budgets), plus the pure helpers of empdg.sweep."""
 
 from __future__ import annotations
 
@@ -114,7 +114,8 @@ def test_invalid_sampled_configuration_fails_and_study_goes_on(root: Path) -> No
     assert "complete=1, pruned=0, fail=1" in done.stdout
     trials = {t.params["accumulate"]: t for t in load(root, "invalid").trials}
     assert trials[0].state == TrialState.FAIL
-    assert "accumulate_grad_batches must be >= 1" in trials[0].user_attrs["fail_reason"]
+    reason = trials[0].user_attrs["fail_reason"]
+    assert "training.accumulate_grad_batches" in reason and "must be >= 1" in reason, reason
     assert trials[1].state == TrialState.COMPLETE
     failed = [r for r in mlflow_runs(root, "invalid") if r.data.tags.get("optuna.state") == "FAIL"]
     assert len(failed) == 1 and failed[0].info.status == "FAILED"
@@ -149,3 +150,13 @@ def test_objective_and_pruners() -> None:
     assert isinstance(build_pruner({"name": "optuna.pruners:NopPruner"}), optuna.pruners.NopPruner)
     with pytest.raises(ValueError):
         build_pruner({"name": "sometimes"})
+
+
+def test_workers_share_runtime_num_threads(tmp_path: Path) -> None:
+    from empdg.config import compose
+    from empdg.sweep.runner import prepare, worker_threads
+
+    overrides = ["sweep=quickstart", "runtime.num_threads=5", f"paths.root_dir={tmp_path}", "logger=none"]
+    plan, base_cfg = prepare(compose("sweep_root", overrides), overrides, tmp_path / "sweep")
+    assert plan.num_threads == 5 and base_cfg.runtime.num_threads == 5  # trials see it too
+    assert [worker_threads(5, n) for n in (1, 2, 3, 8)] == [5, 2, 1, 1]

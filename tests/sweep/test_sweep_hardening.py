@@ -87,16 +87,15 @@ WORKER = textwrap.dedent(
     from pathlib import Path
 
     import torch
-    from hydra import compose, initialize_config_dir
 
+    from empdg.config import compose
     from empdg.sweep.runner import optimize, prepare
 
-    conf, root, n_trials, *overrides = sys.argv[1:]
+    root, n_trials, *overrides = sys.argv[1:]
     torch.set_num_threads(1)
-    with initialize_config_dir(config_dir=conf, version_base="1.3"):
-        cfg = compose("sweep_root", overrides=overrides)
-    # what sweep.py does in each process: the same command gives the same plan in both
-    plan, _ = prepare(cfg, conf, overrides, Path(root) / "sweeps" / "twins")
+    cfg = compose("sweep_root", overrides)
+    # what the sweep command does in each process: the same command gives the same plan in both
+    plan, _ = prepare(cfg, overrides, Path(root) / "sweeps" / "twins")
     optimize(plan, 0, int(n_trials))
     """
 )
@@ -110,7 +109,7 @@ def test_two_processes_on_one_study_never_repeat_a_parameter_set(tmp_path: Path)
     optuna.create_study(study_name="twins", storage=storage, direction="minimize")  # as sweep.py opens it
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    command = [sys.executable, str(script), str(REPO / "conf"), str(tmp_path), "2", *overrides]
+    command = [sys.executable, str(script), str(tmp_path), "2", *overrides]
     workers = [
         subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for _ in range(2)

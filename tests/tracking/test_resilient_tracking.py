@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from tiny import tiny_overrides
 
+from empdg.config import compose
 from empdg.tracking.mlflow_tracking import (
     HTTP_SETTINGS,
     ResilientMLFlowLogger,
@@ -36,7 +36,6 @@ from empdg.tracking.mlflow_tracking import (
 )
 from empdg.training.run import run_training
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 STEPS = 24  # generator updates of the tiny run; validation every 8
 
 
@@ -52,8 +51,7 @@ def compose_run(root: Path, *overrides: str):
         f"paths.root_dir={root}",
         f"paths.output_dir={root / 'run'}",
     ]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=[*base, *overrides])
+    return compose("train", [*base, *overrides])
 
 
 @pytest.fixture(autouse=True)

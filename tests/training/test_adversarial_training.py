@@ -194,4 +194,4 @@ def test_woG_gives_the_emoprepend_generator_whatever_the_model_choice(compose_tr
     cfg = compose_train(f"model={model}", "ablation=woG")
     assert cfg.model.emotion_injection == "label_embedding"
     assert not cfg.model.emotion_encoder and cfg.model.emotion_classifier
-    assert cfg.model.semantic_critic and not cfg.model.emotion_critic
+    assert cfg.adversarial.semantic_critic and not cfg.adversarial.emotion_critic

@@ -8,10 +8,10 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
+from empdg.config.schema import AdversarialConfig, typed
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.dataset import collate
 from empdg.data.vocab import EOS_ID
-from empdg.training.adversarial import AdversarialSettings
 from empdg.training.critic_inputs import (
     CriticCondition,
     ResponseView,
@@ -152,11 +152,13 @@ def test_relative_weight_sets_the_adversarial_share_of_the_decoder_gradient(comp
 
 
 def test_unknown_or_impossible_adversarial_settings_are_named():
-    with pytest.raises(ValueError, match="unknown adversarial keys.*w_adversarial"):
-        AdversarialSettings.from_mapping({"w_adversarial": 1.0})
+    with pytest.raises(ValueError, match="unknown key adversarial.w_adversarial"):
+        typed(AdversarialConfig, {"w_adversarial": 1.0}, "adversarial")
+    with pytest.raises(ValueError, match="adversarial.n_critic: .*could not be converted"):
+        typed(AdversarialConfig, {"n_critic": "three"}, "adversarial")
     with pytest.raises(ValueError, match="adversarial.estimator='policy'"):
-        AdversarialSettings.from_mapping({"estimator": "policy"})
-    assert AdversarialSettings.from_mapping({"relaxation": "gumbel"}).estimator == "gumbel"  # the old name
+        typed(AdversarialConfig, {"estimator": "policy"}, "adversarial")
+    assert typed(AdversarialConfig, {"relaxation": "gumbel"}, "adversarial").estimator == "gumbel"  # the old name
 
 
 class BatchRecorder(pl.Callback):
@@ -194,7 +196,7 @@ class _StubGame:
     def __init__(self) -> None:
         self.generator = _StubGenerator()
         self.critics = {"semantic": None}
-        self.settings = AdversarialSettings()
+        self.settings = AdversarialConfig()
         self.emotion_vocab = torch.zeros(10)
 
     def decode(self, encoded, strategy, rng=None):
@@ -221,7 +223,7 @@ def test_critic_report_counts_against_a_hand_built_case():
     # gold replies [k, EOS] score k + 3: 5, 7, 9, 11; the context adds 10 to example 2
     target = torch.tensor([[2, EOS_ID], [4, EOS_ID], [6, EOS_ID], [8, EOS_ID]])
     batch = {"target_ids": target, "target_pad_mask": torch.zeros_like(target, dtype=torch.bool)}
-    out = type("Out", (), {"encoded": type("Enc", (), {"x0": torch.zeros(4, 1)})()})()
+    out = type("Out", (), {"encoded": type("Enc", (), {"x0": torch.zeros(4, 1), "device": torch.device("cpu")})()})()
     counts, _ = critic_report_counts(_StubGame(), batch, out)
     # gold: 5, 7, 19, 11; greedy: 7, 7, 17, 7 -> gold wins for examples 2 and 3
     assert counts["n"] == 4

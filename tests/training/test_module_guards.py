@@ -39,4 +39,4 @@ def test_nonfinite_loss_is_skipped_and_counted(compose_train):
     assert module.check_finite("train/loss", torch.tensor(1.0))
     assert not module.check_finite("train/loss", torch.tensor(float("inf")))
     assert not module.check_finite("train/d_loss", torch.tensor(float("nan")))
-    assert module.skipped_nonfinite == 2
+    assert module.counters.skipped_nonfinite == 2

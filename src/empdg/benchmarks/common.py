@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmark commands: config composition and a robust timer."""
+"""Shared helpers of the benchmark commands: a robust timer, peak memory, the real sample's default place."""
 
 from __future__ import annotations
 
@@ -8,15 +8,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
-
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
-
-
-def compose_train(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=overrides)
+#: the real ED sample when the command runs in a checkout with ``../shared`` beside it (relative to
+#: the working directory, like every default path of the project)
+REAL_SAMPLE = Path("..") / "shared" / "data" / "ed-real-sample"
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:

@@ -11,26 +11,25 @@ re-projects every prefix position at every step.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
 from empdg.benchmarks.common import median_seconds
+from empdg.config import compose
 from empdg.data.vocab import CLS_ID, LAB_ID, SPK_ID
-from empdg.models.config import GeneratorConfig
 from empdg.models.decoding import DecodingConfig, decode
-from empdg.models.generator import EmpDGGenerator
+from empdg.models.empdg import EmpDGGenerator
+from empdg.models.registry import build_generator
 
-MODEL_YAML = Path(__file__).resolve().parents[3] / "conf" / "model" / "empdg.yaml"
 
-
-def paper_config(vocab_size: int) -> GeneratorConfig:
-    """The ``model=empdg`` group's sizes when the repository's conf/ is there, else the same defaults."""
-    if MODEL_YAML.exists():
-        values = OmegaConf.to_container(OmegaConf.load(MODEL_YAML), resolve=True)
-        return GeneratorConfig.from_mapping(values, vocab_size=vocab_size)
-    return GeneratorConfig(vocab_size=vocab_size)
+def paper_model(vocab_size: int) -> EmpDGGenerator:
+    """An untrained generator of the ``model=empdg`` group as the packaged configs compose it."""
+    values = OmegaConf.to_container(compose("train", ["model=empdg"]).model, resolve=True)
+    model = build_generator(values, vocab_size=vocab_size)
+    if not isinstance(model, EmpDGGenerator):  # the breakdown times EmpDG's output layer
+        raise TypeError(f"model=empdg built a {type(model).__name__}, not the EmpDG generator")
+    return model
 
 
 def synthetic_batch(batch_size: int, context_len: int, emotion_len: int, vocab_size: int) -> dict:
@@ -54,7 +53,7 @@ def synthetic_batch(batch_size: int, context_len: int, emotion_len: int, vocab_s
 @torch.no_grad()
 def breakdown(model: EmpDGGenerator, batch: dict, steps: int, repeats: int) -> dict[str, float]:
     """Seconds spent in the pieces: encoder, and the vocabulary projection as each path runs it."""
-    hidden = model.cfg.hidden_dim
+    hidden = model.sizes.hidden_dim
     bsz = batch["context_ids"].shape[0]
     states = {t: torch.randn(bsz, t, hidden) for t in range(1, steps + 1)}
 
@@ -82,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = EmpDGGenerator(paper_config(args.vocab_size)).eval()
+    model = paper_model(args.vocab_size).eval()
     batch = synthetic_batch(args.batch_size, args.context_len, args.emotion_len, args.vocab_size)
     n = args.new_tokens
     cfgs = {
@@ -92,10 +91,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     cached = median_seconds(lambda: decode(model, batch, cfgs[True]), args.repeats)
     uncached = median_seconds(lambda: decode(model, batch, cfgs[False]), args.repeats)
     parts = breakdown(model, batch, n, args.repeats)
-    cfg = model.cfg
+    cfg = model.settings
     print(
         f"model: hidden {cfg.hidden_dim}, {cfg.num_layers} layer(s), {cfg.num_heads} heads, attn {cfg.attn_dim}, "
-        f"ff {cfg.ff_dim}, vocab {cfg.vocab_size}; batch {args.batch_size}, context {args.context_len}, "
+        f"ff {cfg.ff_dim}, vocab {model.sizes.vocab_size}; batch {args.batch_size}, context {args.context_len}, "
         f"{n} new tokens, {torch.get_num_threads()} thread(s), median of {args.repeats}"
     )
     print(f"identical tokens: {same}")

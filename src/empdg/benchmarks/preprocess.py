@@ -1,6 +1,6 @@
 """Preprocessing time (cache miss) and cache-load time, projected to the full corpus.
 
-    python -m empdg.benchmarks.preprocess [DATA_ROOT]     # default ../shared/data/ed-real-sample
+    python -m empdg.benchmarks.preprocess [DATA_ROOT]     # default ../shared/data/ed-real-sample (from here)
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from empdg.benchmarks.common import REAL_SAMPLE
 from empdg.data.conversation import SPLITS
 from empdg.data.preprocess import prepare_examples
 
@@ -22,8 +23,7 @@ def count_utterances(root: Path) -> int:
 
 
 def main(argv: list[str]) -> None:
-    default = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "ed-real-sample"
-    root = Path(argv[0]) if argv else default
+    root = Path(argv[0]) if argv else REAL_SAMPLE
     with tempfile.TemporaryDirectory() as cache:
         cfg = {"source": "ed", "root": str(root), "cache_dir": cache, "download": False, "normalization": "moel"}
         start = time.perf_counter()

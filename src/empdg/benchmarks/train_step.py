@@ -1,26 +1,26 @@
 """Training-step cost: MLE step vs one adversarial cycle per estimator (reinforce, soft, gumbel), throughput, memory.
 
-    python -m empdg.benchmarks.train_step [hydra overrides ...]
+    python -m empdg.benchmarks.train_step [hydra overrides ...]     # e.g. runtime.num_threads=2
 
-Defaults: paper-size EmpDG (model=empdg), batch 16, on the real ED sample when it sits beside the
-checkout (else the built-in corpus). Times are medians of repeated updates in one process, so the
-ratios compare like with like on a shared, noisy machine.
+Defaults: paper-size EmpDG (model=empdg), batch 16, on the real ED sample when it is at
+``../shared/data/ed-real-sample`` from the working directory (else the built-in corpus). Times are
+medians of repeated updates in one process, so the ratios compare like with like on a shared, noisy
+machine.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
-from empdg.benchmarks.common import compose_train, median_seconds, peak_rss_mib
+from empdg.benchmarks.common import REAL_SAMPLE, median_seconds, peak_rss_mib
+from empdg.config import compose
+from empdg.config.runtime import apply_runtime
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.dataset import collate
 from empdg.training.run import build_module
-
-REAL_SAMPLE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "ed-real-sample"
 
 
 def time_updates(module, batches: list[dict]) -> tuple[float, float, float]:
@@ -48,12 +48,13 @@ def time_updates(module, batches: list[dict]) -> tuple[float, float, float]:
 
 def main(overrides: list[str]) -> None:
     data = (
-        ["data=empathetic_dialogues", f"data.root={REAL_SAMPLE}", "data.download=false"]
+        ["data=empathetic_dialogues", f"data.root={REAL_SAMPLE.resolve()}", "data.download=false"]
         if REAL_SAMPLE.exists()
         else ["data=builtin"]
     )
     base = [*data, "logger=none", "paths.output_dir=/tmp/empdg-bench", *overrides]
-    cfg = compose_train(base)
+    cfg = compose("train", base)
+    apply_runtime(cfg)  # runtime.num_threads
     torch.manual_seed(0)
     datamodule = DialogueDataModule(OmegaConf.to_container(cfg.data, resolve=True), seed=0)
     datamodule.setup("fit")
@@ -65,7 +66,7 @@ def main(overrides: list[str]) -> None:
 
     results = {}
     for estimator in ("reinforce", "soft", "gumbel"):
-        module = build_module(compose_train([*base, f"adversarial.estimator={estimator}"]), datamodule)
+        module = build_module(compose("train", [*base, f"adversarial.estimator={estimator}"]), datamodule)
         results[estimator] = time_updates(module, batches)
     mle = results["reinforce"][0]
     print(f"MLE step: {mle * 1000:.1f} ms   throughput: {size / mle:.1f} examples/s")

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from empdg.data.conversation import EMOTIONS, SPLITS, Conversation
+from empdg.data.ed_csv import HEADER
 
 #: Bump when the generated text changes, so preprocessing caches keyed on it are rebuilt.
 BUILTIN_VERSION = 1
 
-CSV_HEADER = "conv_id,utterance_idx,context,prompt,speaker_idx,utterance,selfeval,tags"
+#: the official release's header line (the reader's :data:`empdg.data.ed_csv.HEADER`)
+CSV_HEADER = ",".join(HEADER)
 #: Made-up worker ids written to ``speaker_idx`` for the speaker and the listener.
 SPEAKER_WORKER_ID, LISTENER_WORKER_ID = 1, 2
 

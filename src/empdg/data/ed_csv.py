@@ -140,7 +140,7 @@ def read_ed_csv(path: Path) -> tuple[list[Conversation], ReadReport]:
     # Split on "\n" only: a stray "\r" inside a field must not start a new row.
     for line_no, line in enumerate(lines, start=1):
         line = line.rstrip("\r")
-        if not line.strip() or (line_no == 1 and line.startswith("conv_id,")):
+        if not line.strip() or (line_no == 1 and line.startswith(HEADER[0] + ",")):
             continue
         report.rows += 1
         fields = line.split(",")

@@ -25,6 +25,7 @@ from empdg.data.text_metrics import (
 )
 from empdg.data.vocab import PAD_ID
 from empdg.evaluation.valence import VADER_THRESHOLD, compound_scores, valence_outcome
+from empdg.training.losses import Perplexity as Perplexity  # one definition: training's val/ppl too
 
 __all__ = [
     "AverageLength",
@@ -147,28 +148,6 @@ class RepetitionRate(Metric):
 
     def compute(self) -> Tensor:
         return 100.0 * self.repeated.double() / self.count.clamp(min=1)
-
-
-class Perplexity(Metric):
-    """exp(total NLL / total tokens) over the corpus, not a mean of per-batch perplexities."""
-
-    full_state_update = False
-    higher_is_better = False
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.add_state("nll_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("n_tokens", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-
-    def update(self, nll_sum: Tensor, n_tokens: Tensor) -> None:
-        device = self.nll_sum.device
-        self.nll_sum += torch.as_tensor(nll_sum).detach().to(device, torch.float64).sum()
-        self.n_tokens += torch.as_tensor(n_tokens).detach().to(device, torch.float64).sum()
-
-    def compute(self) -> Tensor:
-        if float(self.n_tokens) == 0.0:
-            return torch.tensor(float("nan"), dtype=torch.float64)
-        return torch.exp(self.nll_sum / self.n_tokens)
 
 
 class UniqueReplies(Metric):

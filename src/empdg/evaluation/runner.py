@@ -100,8 +100,8 @@ def evaluate_model(
     module.eval()
     generator = module.generator
     vocab_size = len(module.vocab)
-    has_classifier = generator.emotion_classifier is not None
-    num_emotions = module.generator_config.num_emotions
+    has_classifier = generator.sizes.has_emotion_classifier
+    num_emotions = generator.sizes.num_emotions
     ppl, text = Perplexity(), ResponseMetrics()
     accuracy, macro_f1 = emotion_accuracy(num_emotions), emotion_macro_f1(num_emotions)
     confusion = MulticlassConfusionMatrix(num_classes=num_emotions)
@@ -113,7 +113,7 @@ def evaluate_model(
     for chunk in _batches(pairs, batch_size):
         batch = collate([enc for _, enc in chunk])
         out = generator(batch)
-        target = batch["target_ext_ids"] if generator.cfg.copy else batch["target_ids"]
+        target = batch["target_ext_ids"] if generator.sizes.copy else batch["target_ids"]
         seq = sequence_nll(out.log_probs, target, 0.0, vocab_size)
         ppl.update(seq.nll_sum, seq.n_tokens)
         nll_rows, token_rows = per_example_nll(out.log_probs, target)

@@ -1,8 +1,10 @@
-"""Batched decoding: greedy, beam search and top-k/top-p sampling, all on the decoder's key/value cache.
+"""Batched decoding: greedy, beam search and top-k/top-p sampling, for any generator of the seam.
 
-Every strategy shares one step function (feed the newest position, reuse cached keys/values) and one set
-of constraints (minimum length, no-repeat n-grams); ``use_cache=False`` re-reads the whole prefix each
-step instead, which gives the same tokens and exists to test and benchmark the cache.
+Every strategy shares one step function (feed the newest position through the generator's own cache,
+:meth:`~empdg.models.base.Generator.decode_step`) and one set of constraints (minimum length, no-repeat
+n-grams); ``use_cache=False`` re-reads the whole prefix each step instead
+(:meth:`~empdg.models.base.Generator.decode_sequence`), which gives the same tokens and exists to test
+and benchmark the cache. Nothing here knows how a generator lays out its cache or decoder state.
 Outputs are ids [B, <=max_len] (extended ids when copying), rows padded with EOS after they finish.
 """
 
@@ -17,7 +19,7 @@ import torch
 from torch import Tensor
 
 from empdg.data.vocab import EOS_ID, Vocab
-from empdg.models.generator import EmpDGGenerator, EncodedDialogue
+from empdg.models.base import EncodedDialogue, Generator
 
 STRATEGIES = ("greedy", "beam", "sample")
 
@@ -65,26 +67,6 @@ class DecodingConfig:
 
 
 # -- shared pieces ------------------------------------------------------------------------------
-def expand_encoded(encoded: EncodedDialogue, times: int) -> EncodedDialogue:
-    """Repeat every example ``times`` times in a row (beam b of example i sits at row i*times+b)."""
-    if times == 1:
-        return encoded
-    changes = {
-        field.name: value.repeat_interleave(times, dim=0)
-        for field in dataclasses.fields(encoded)
-        if isinstance(value := getattr(encoded, field.name), Tensor)
-    }
-    return dataclasses.replace(encoded, **changes)
-
-
-def reorder_cache(cache: list[dict], index: Tensor) -> None:
-    """Select cache rows in place (after beams were re-ranked): every cached tensor, at every layer."""
-    for layer in cache:
-        for entries in layer.values():
-            for key, value in entries.items():
-                entries[key] = value.index_select(0, index)
-
-
 def _banned_ngram_tokens(row: list[int], n: int) -> list[int]:
     """Tokens that would complete an n-gram already present in ``row``."""
     if n <= 0 or len(row) < n - 1:
@@ -115,34 +97,30 @@ def constrain(log_probs: Tensor, generated: Tensor, cfg: DecodingConfig) -> Tens
 
 
 class _Stepper:
-    """Feeds one new position per step, with the KV cache or by re-running the kept prefix."""
+    """Feeds one new position per step, with the generator's cache or by re-running the kept prefix."""
 
-    def __init__(self, model: EmpDGGenerator, encoded: EncodedDialogue, use_cache: bool) -> None:
+    def __init__(self, model: Generator, encoded: EncodedDialogue, use_cache: bool) -> None:
         self.model, self.encoded = model, encoded
-        self.cache = model.new_cache() if use_cache else None
-        self.prefix = encoded.first_input.unsqueeze(1)
-        self.step_input = self.prefix
-        self.step = 0
+        self.cache = model.new_cache(encoded) if use_cache else None
+        self.previous: Tensor | None = None  # word vectors of the newest token (None before the first)
+        self.prefix = encoded.x0.new_zeros(encoded.batch_size, 0, model.sizes.emb_dim)
 
     def next_log_probs(self) -> Tensor:
         """Log-probs [N, V] of the token after the current prefix."""
         if self.cache is not None:
-            log_probs, _ = self.model.decode_step(self.encoded, self.step_input, start=self.step, cache=self.cache)
-        else:
-            log_probs, _ = self.model.decode_step(self.encoded, self.prefix)
-        return log_probs[:, -1]
+            return self.model.decode_step(self.encoded, self.cache, self.previous)
+        return self.model.decode_sequence(self.encoded, self.prefix)[:, -1]
 
     def advance(self, token_ids: Tensor, reorder: Tensor | None = None) -> None:
         """Append ``token_ids`` [N] after selecting prefix rows ``reorder`` (beam search)."""
         if reorder is not None:
             if self.cache is not None:
-                reorder_cache(self.cache, reorder)
+                self.cache = self.model.reorder_cache(self.cache, reorder)
             else:
                 self.prefix = self.prefix.index_select(0, reorder)
-        self.step_input = self.model.embedding_projection(self.model.embed_tokens(token_ids)).unsqueeze(1)
+        self.previous = self.model.embed_tokens(token_ids)
         if self.cache is None:
-            self.prefix = torch.cat([self.prefix, self.step_input], dim=1)
-        self.step += 1
+            self.prefix = torch.cat([self.prefix, self.previous.unsqueeze(1)], dim=1)
 
 
 # -- strategies ---------------------------------------------------------------------------------
@@ -163,11 +141,10 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
 
 
 def _token_by_token(
-    model: EmpDGGenerator, encoded: EncodedDialogue, cfg: DecodingConfig, generator: torch.Generator | None
+    model: Generator, encoded: EncodedDialogue, cfg: DecodingConfig, generator: torch.Generator | None
 ) -> Tensor:
     """Greedy (``strategy='greedy'``) or ancestral sampling: one token per row per step."""
-    batch_size = encoded.first_input.shape[0]
-    device = encoded.first_input.device
+    batch_size, device = encoded.batch_size, encoded.device
     stepper = _Stepper(model, encoded, cfg.use_cache)
     generated = torch.empty(batch_size, 0, dtype=torch.long, device=device)
     finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
@@ -187,14 +164,14 @@ def _token_by_token(
     return generated
 
 
-def _beam_search(model: EmpDGGenerator, encoded: EncodedDialogue, cfg: DecodingConfig) -> Tensor:
+def _beam_search(model: Generator, encoded: EncodedDialogue, cfg: DecodingConfig) -> Tensor:
     """Batched beam search; finished hypotheses stay in the beam, extended by EOS at no cost.
 
     The best hypothesis per example maximises sum log p / length^length_penalty (length counts EOS).
     """
-    batch_size, k = encoded.first_input.shape[0], cfg.beam_size
-    device = encoded.first_input.device
-    stepper = _Stepper(model, expand_encoded(encoded, k), cfg.use_cache)
+    batch_size, k = encoded.batch_size, cfg.beam_size
+    device = encoded.device
+    stepper = _Stepper(model, model.repeat_encoded(encoded, k), cfg.use_cache)
     rows = batch_size * k
     scores = torch.full((batch_size, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first
@@ -226,7 +203,7 @@ def _beam_search(model: EmpDGGenerator, encoded: EncodedDialogue, cfg: DecodingC
 
 @torch.no_grad()
 def decode(
-    model: EmpDGGenerator, batch: dict, cfg: DecodingConfig, generator: torch.Generator | None = None
+    model: Generator, batch: dict, cfg: DecodingConfig, generator: torch.Generator | None = None
 ) -> Tensor:
     """Decode a batch with ``cfg``; sampling draws from ``generator`` (or one seeded by ``cfg.seed``)."""
     return decode_encoded(model, model.encode(batch), cfg, generator)
@@ -234,18 +211,18 @@ def decode(
 
 @torch.no_grad()
 def decode_encoded(
-    model: EmpDGGenerator, encoded: EncodedDialogue, cfg: DecodingConfig, generator: torch.Generator | None = None
+    model: Generator, encoded: EncodedDialogue, cfg: DecodingConfig, generator: torch.Generator | None = None
 ) -> Tensor:
     """:func:`decode` from an already encoded batch (training reuses its encoder pass)."""
     if cfg.strategy == "beam":
         return _beam_search(model, encoded, cfg)
     if cfg.strategy == "sample" and generator is None and cfg.seed is not None:
-        generator = torch.Generator(device=encoded.first_input.device).manual_seed(int(cfg.seed))
+        generator = torch.Generator(device=encoded.device).manual_seed(int(cfg.seed))
     return _token_by_token(model, encoded, cfg, generator)
 
 
 @torch.no_grad()
-def greedy_decode(model: EmpDGGenerator, batch: dict, max_len: int = 30, use_cache: bool = True) -> Tensor:
+def greedy_decode(model: Generator, batch: dict, max_len: int = 30, use_cache: bool = True) -> Tensor:
     """Return generated ids [B, <=max_len] (extended ids when copying), EOS included when reached.
 
     With ``use_cache`` each step feeds only the newest position and reuses cached keys/values;
@@ -256,14 +233,13 @@ def greedy_decode(model: EmpDGGenerator, batch: dict, max_len: int = 30, use_cac
 
 
 @torch.no_grad()
-def sequence_log_probs(model: EmpDGGenerator, batch: dict, ids: Tensor) -> tuple[Tensor, Tensor]:
+def sequence_log_probs(model: Generator, batch: dict, ids: Tensor) -> tuple[Tensor, Tensor]:
     """Teacher-forced (sum of token log-probs, length) of each row of ``ids`` up to and including EOS.
 
     Used to compare decoders (beam vs greedy) and to rank sampled candidates by likelihood.
     """
     encoded = model.encode(batch)
-    inputs = model.decoder_inputs(encoded, model.embed_tokens(ids[:, :-1]))
-    log_probs, _ = model.decode_step(encoded, inputs)
+    log_probs = model.decode_sequence(encoded, model.embed_tokens(ids[:, :-1]))
     token_lp = log_probs.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
     is_eos = ids.eq(EOS_ID).long()
     keep = (is_eos.cumsum(dim=1) - is_eos).eq(0)  # positions up to the first EOS

@@ -15,6 +15,7 @@ import math
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -29,7 +30,6 @@ from empdg.data.vocab import EOS_ID
 from empdg.models.decoding import DecodingConfig, decode, ids_to_text, sequence_log_probs
 from empdg.training.module import EmpDGModule
 
-FALLBACK = "That sounds like a lot. How are you feeling about it now?"
 _PUNCTUATION = set(string.punctuation) | {"``", "''", "..."}
 
 
@@ -65,7 +65,7 @@ class EmotionMemory:
     within a few turns while one odd prediction does not overturn it.
     """
 
-    def __init__(self, labels: Sequence[str] = EMOTIONS, decay: float = 0.7) -> None:
+    def __init__(self, labels: Sequence[str] = EMOTIONS, *, decay: float) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"chat.emotion_decay must be in [0, 1), got {decay}")
         self.labels = list(labels)
@@ -98,16 +98,41 @@ def top_emotions(probs: Sequence[float], k: int = 3) -> list[tuple[str, float]]:
 
 
 # -- the session -------------------------------------------------------------------------------
+#: the chat settings a checkpoint's run records in its data config (``chat.KEY: null`` takes them from there)
+RUN_DATA_KEYS = ("max_context_len", "max_emotion_words", "normalization")
+
+
 @dataclass
 class ChatSettings:
-    max_context_len: int = 256
-    max_emotion_words: int = 64
-    normalization: str = "moel"
-    rerank: int = 0
-    weights: Mapping[str, float] = field(default_factory=lambda: {"likelihood": 1.0, "semantic": 1.0, "emotion": 1.0})
-    emotion_decay: float = 0.7
-    fallback: str = FALLBACK
-    seed: int = 0
+    """The ``chat.*`` settings of one session; their defaults live in one place, ``conf/chat.yaml``."""
+
+    max_context_len: int
+    max_emotion_words: int
+    normalization: str
+    rerank: int
+    weights: Mapping[str, float]
+    emotion_decay: float
+    fallback: str
+    seed: int
+
+    @classmethod
+    def from_config(
+        cls, chat: Mapping[str, Any], run_data: Mapping[str, Any] | None, data: Mapping[str, Any]
+    ) -> ChatSettings:
+        """``chat.*`` with each unset context setting taken from the checkpoint's ``run_data`` config, else ``data``.
+
+        ``run_data`` is the ``data`` section of the run that trained the checkpoint (None when unknown);
+        ``data`` is the command's own data group, used only for what neither sets.
+        """
+        values = {name: chat.get(name) for name in (f.name for f in dataclasses.fields(cls))}
+        for key in RUN_DATA_KEYS:
+            if values[key] is None:
+                values[key] = (run_data or {}).get(key, data.get(key))
+        values["weights"] = {str(k): float(v) for k, v in dict(values["weights"] or {}).items()}
+        missing = [name for name, value in values.items() if value is None]
+        if missing:
+            raise ValueError(f"chat.{missing[0]} is not set (null) and the checkpoint's run does not record it")
+        return cls(**values)
 
 
 @dataclass
@@ -134,9 +159,10 @@ class ChatSession:
         self.generator = module.generator
         self.decoding = decoding
         self.settings = settings
-        max_context = min(settings.max_context_len, self.generator.cfg.max_positions)
+        sizes = self.generator.sizes
+        max_context = min(settings.max_context_len, sizes.max_positions or settings.max_context_len)
         self.limits = SequenceLimits(max(2, max_context), 64, max(2, settings.max_emotion_words))
-        self.memory = EmotionMemory(EMOTIONS[: self.generator.cfg.num_emotions], settings.emotion_decay)
+        self.memory = EmotionMemory(EMOTIONS[: sizes.num_emotions], decay=settings.emotion_decay)
         self.random = torch.Generator().manual_seed(int(settings.seed))
         self.lexicon = get_lexicon()
         self.history: list[list[str]] = []
@@ -144,7 +170,7 @@ class ChatSession:
 
     @property
     def has_emotions(self) -> bool:
-        return self.generator.emotion_classifier is not None
+        return self.generator.sizes.has_emotion_classifier
 
     def reset(self) -> None:
         self.history, self.roles = [], []

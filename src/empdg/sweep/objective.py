@@ -17,23 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
 
+from empdg.config import compose
 from empdg.sweep.pruning import Objective, OptunaPruningCallback
 from empdg.sweep.space import ParamSpec, format_value, merge_overrides, to_overrides
-from empdg.sweep.tracking import SweepTracker, standard_tags
+from empdg.sweep.tracking import SweepTracker
+from empdg.tracking.mlflow_tracking import run_tags
 
 log = logging.getLogger(__name__)
-
-
-def compose_training(config_dir: str, overrides: Sequence[str]) -> DictConfig:
-    """Compose ``train`` + overrides; inside ``@hydra.main`` Hydra is already initialised on conf/."""
-    if GlobalHydra.instance().is_initialized():
-        return compose(config_name="train", overrides=list(overrides))
-    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
 
 
 def failure_reason(error: BaseException) -> str:
@@ -48,14 +39,12 @@ class TrialObjective:
 
     def __init__(
         self,
-        config_dir: str,
         base_overrides: Sequence[str],
         specs: Sequence[ParamSpec],
         objective: Objective,
         trials_dir: Path,
         tracker: SweepTracker | None,
     ) -> None:
-        self.config_dir = config_dir
         self.base_overrides = list(base_overrides)
         self.specs = list(specs)
         self.objective = objective
@@ -77,10 +66,10 @@ class TrialObjective:
         callback = OptunaPruningCallback(trial, self.objective)
         state, value, reason, run_id = "FAIL", None, None, None
         try:
-            cfg = compose_training(self.config_dir, overrides)
+            cfg = compose("train", overrides)
             if self.tracker is not None:
                 try:
-                    run_id = self.tracker.start_trial(trial.number, values, standard_tags(cfg))
+                    run_id = self.tracker.start_trial(trial.number, values, run_tags(cfg))
                 except Exception as error:  # tracking is never fatal: the trial's logger falls back on its own
                     log.warning("trial %d: no MLflow run (%s); it logs on its own", trial.number, error)
                 else:

@@ -20,7 +20,9 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from empdg.sweep.objective import TrialObjective, compose_training
+from empdg.config import compose
+from empdg.config.runtime import num_threads_of, set_torch_threads
+from empdg.sweep.objective import TrialObjective
 from empdg.sweep.pruning import Objective, build_pruner
 from empdg.sweep.report import finish
 from empdg.sweep.space import ParamSpec, format_value, forwarded_overrides, merge_overrides, parse_space
@@ -36,14 +38,13 @@ class SweepPlan:
 
     settings: dict[str, Any]
     specs: list[ParamSpec]
-    config_dir: str
     base_overrides: list[str]
     output_dir: str
     tracker: SweepTracker | None
+    num_threads: int = 1  # runtime.num_threads of the sweep command: split between its worker processes
 
     def objective(self) -> TrialObjective:
         return TrialObjective(
-            self.config_dir,
             self.base_overrides,
             self.specs,
             Objective(self.settings["metric"], self.settings.get("weights")),
@@ -89,9 +90,7 @@ def stop_on_sigterm() -> None:
 def _worker_main(plan: SweepPlan, worker: int, n_trials: int, threads: int, cuda: str | None) -> None:
     if cuda is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda  # before torch touches CUDA in this process
-    import torch
-
-    torch.set_num_threads(threads)
+    set_torch_threads(threads)
     stop_on_sigterm()
     logging.basicConfig(level=logging.INFO, format=f"[worker {worker}] %(levelname)s %(name)s: %(message)s")
     try:
@@ -116,13 +115,18 @@ def gpu_assignment(n_jobs: int, pin: bool) -> list[str | None]:
     return [gpus[i % len(gpus)] for i in range(n_jobs)]
 
 
+def worker_threads(num_threads: int, n_jobs: int) -> int:
+    """torch threads of each of ``n_jobs`` worker processes sharing ``runtime.num_threads`` (never oversubscribed)."""
+    return max(1, num_threads // max(1, n_jobs))
+
+
 def split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
 def run_workers(plan: SweepPlan, n_jobs: int, n_trials: int) -> None:
     context = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // n_jobs)
+    threads = worker_threads(plan.num_threads, n_jobs)
     gpus = gpu_assignment(n_jobs, bool(plan.settings.get("pin_gpus", True)))
     processes = []
     for worker, share in enumerate(split(n_trials, n_jobs)):
@@ -186,37 +190,34 @@ def check_settings(cfg: DictConfig, task_overrides: Sequence[str]) -> dict[str, 
     return settings
 
 
-def prepare(
-    cfg: DictConfig, config_dir: str, task_overrides: Sequence[str], output_dir: Path
-) -> tuple[SweepPlan, DictConfig]:
+def prepare(cfg: DictConfig, task_overrides: Sequence[str], output_dir: Path) -> tuple[SweepPlan, DictConfig]:
     """Check everything before the study is touched: the space, and the base training config."""
     try:
-        return _prepare(cfg, config_dir, task_overrides, output_dir)
+        return _prepare(cfg, task_overrides, output_dir)
     except SweepConfigError:
         raise
     except ValueError as error:
         raise SweepConfigError(str(error)) from error
 
 
-def _prepare(
-    cfg: DictConfig, config_dir: str, task_overrides: Sequence[str], output_dir: Path
-) -> tuple[SweepPlan, DictConfig]:
+def _prepare(cfg: DictConfig, task_overrides: Sequence[str], output_dir: Path) -> tuple[SweepPlan, DictConfig]:
     settings = check_settings(cfg, task_overrides)
     specs = parse_space(settings["space"])
     build_pruner(settings["pruner"])
     build_sampler(settings["sampler"], specs)
     base_overrides = merge_overrides(settings.get("train_overrides") or [], forwarded_overrides(task_overrides))
     check_dir = format_value(str(output_dir / "trials" / "base"))
-    base_cfg = compose_training(config_dir, [*base_overrides, f"paths.output_dir={check_dir}"])
+    base_cfg = compose("train", [*base_overrides, f"paths.output_dir={check_dir}"])
     from empdg.training.run import validate_config
 
     validate_config(base_cfg)
-    plan = SweepPlan(settings, specs, config_dir, base_overrides, str(output_dir), None)
+    plan = SweepPlan(settings, specs, base_overrides, str(output_dir), None, num_threads_of(cfg))
     return plan, base_cfg
 
 
-def run_sweep(cfg: DictConfig, config_dir: str, task_overrides: Sequence[str], output_dir: Path) -> dict[str, Any]:
-    plan, base_cfg = prepare(cfg, config_dir, task_overrides, output_dir)
+def run_sweep(cfg: DictConfig, task_overrides: Sequence[str], output_dir: Path) -> dict[str, Any]:
+    """Run ``cfg.sweep``'s study (``sweep_root`` composed; ``task_overrides`` as given on the command line)."""
+    plan, base_cfg = prepare(cfg, task_overrides, output_dir)
     settings = plan.settings
     study = open_study(
         settings,

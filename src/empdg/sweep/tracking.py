@@ -2,7 +2,8 @@
 
 The child is created here (tag ``mlflow.parentRunId``) and its id handed to the trial's training
 as ``logger.run_id``, so the training logs its metrics into the nested run. Lightning does not set
-tags on a run it did not create, so the project's standard tags are set here. Tracking is never
+tags on a run it did not create, so the project's run tags (:func:`empdg.tracking.mlflow_tracking.run_tags`)
+are set here. Tracking is never
 fatal: when the store does not answer, the study runs without it.
 """
 
@@ -16,21 +17,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from empdg.tracking.mlflow_tracking import absolute_sqlite_uri, configure_http, git_commit, probe_tracking_store
+from empdg.tracking.mlflow_tracking import absolute_sqlite_uri, configure_http, probe_tracking_store, run_tags
 
 log = logging.getLogger(__name__)
 
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
-
-
-def standard_tags(cfg: DictConfig) -> dict[str, str]:
-    return {
-        "git_commit": git_commit(Path(__file__).parent),
-        "dataset": str(cfg.data.name),
-        "model": str(cfg.model.name),
-        "ablation": str(cfg.ablation.name),
-        "experiment": str(cfg.experiment_name),
-    }
 
 
 class SweepTracker:
@@ -74,7 +65,7 @@ class SweepTracker:
                 stacklevel=2,
             )
             return None
-        return cls(uri, experiment_id, study_name, standard_tags(cfg))
+        return cls(uri, experiment_id, study_name, run_tags(cfg))
 
     def start_parent(self, previous_run_id: str | None, settings: Mapping[str, Any]) -> str:
         """Reuse the study's parent run when resuming (one parent per study), else create it."""

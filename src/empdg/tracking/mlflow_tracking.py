@@ -46,6 +46,10 @@ HTTP_SETTINGS = {
 }
 FALLBACK_DIR = "mlruns"
 REPORT_FILE = "tracking_report.json"
+#: MLflow 3's experiment type: ``mlflow ui`` opens a model-training experiment on its runs table
+#: (not on the GenAI traces view); set on the experiments empdg creates, unless one is already set
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 class TrackingFallbackWarning(UserWarning):
@@ -113,9 +117,37 @@ def probe_tracking_store(uri: str, experiment_name: str, artifact_location: str 
         else:
             experiment_id = experiment.experiment_id
         client.set_experiment_tag(experiment_id, "empdg.write_check", time.strftime("%Y-%m-%dT%H:%M:%S"))
+        mark_experiment_kind(client, experiment_id)
         return None
     except Exception as error:  # any failure means: use the fallback store
         return _error_text(error)
+
+
+def mark_experiment_kind(client: Any, experiment_id: str) -> None:
+    """Tag the experiment as model training (:data:`EXPERIMENT_KIND`) unless it already has a kind."""
+    experiment = client.get_experiment(experiment_id)
+    if not (experiment.tags or {}).get(EXPERIMENT_KIND_TAG):
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+
+
+def run_tags(cfg: Any, dataset: str | None = None) -> dict[str, str]:
+    """The tags of every training run (and sweep trial): commit, dataset, model, ablation, experiment.
+
+    ``dataset`` defaults to ``data.name``; training passes ``name:<cache id>`` once the data is prepared.
+    """
+    return {
+        "git_commit": code_commit(),
+        "dataset": dataset or str(cfg.data.name),
+        "model": str(cfg.model.name),
+        "ablation": str(cfg.ablation.name),
+        "experiment": str(cfg.experiment_name),
+    }
+
+
+def code_commit() -> str:
+    """The git commit of empdg's own source; "unknown" for an installed copy (a wheel) or outside git."""
+    here = Path(__file__).resolve().parent
+    return "unknown" if "site-packages" in here.parts else git_commit(here)
 
 
 def git_commit(cwd: Path | None = None) -> str:
@@ -242,6 +274,7 @@ class ResilientMLFlowLogger(MLFlowLogger):
             return
         client = super().experiment  # creates the experiment and the run unless run_id was given
         client.set_tag(self._run_id, "empdg.run_folder", str(run_folder or ""))
+        mark_experiment_kind(client, self._experiment_id)
 
     def _route(self, what: str, primary: Callable[[], None], fallback: Callable[[MLFlowLogger], None]) -> str:
         """Run ``primary`` (or ``fallback`` once switched); return the store that took it.
@@ -308,6 +341,7 @@ class ResilientMLFlowLogger(MLFlowLogger):
             artifact_location=self.fallback_artifacts.resolve().as_uri(),
         )
         client = fallback.experiment
+        mark_experiment_kind(client, fallback.experiment_id)
         if self._params:  # the fallback run stands alone: it gets every param logged so far
             MLFlowLogger.log_hyperparams(fallback, self._params)
             self.ledgers["fallback"].params.update(self._params)

@@ -19,18 +19,16 @@ discriminators, Reed et al. 2016).
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from empdg.config.schema import AdversarialConfig
+from empdg.models.base import EncodedDialogue, Generator, GeneratorOutput
 from empdg.models.critics import CriticConfig, ResponseCritic
 from empdg.models.decoding import DecodingConfig, decode_encoded
-from empdg.models.generator import EmpDGGenerator, EncodedDialogue, GeneratorOutput
 from empdg.training.adversarial_losses import (
     critic_accuracy,
     get_adversarial_loss,
@@ -38,9 +36,7 @@ from empdg.training.adversarial_losses import (
     wasserstein_estimate,
 )
 from empdg.training.critic_inputs import (
-    CRITIC_NAMES,
     CRITIC_SHORT,
-    INPUT_NORMS,
     CriticCondition,
     ResponseView,
     aligned,
@@ -53,73 +49,8 @@ from empdg.training.critic_inputs import (
     pad_time,
     token_view,
 )
+from empdg.training.instruments import gradient_probe
 from empdg.training.relaxation import gumbel_response, soft_response
-
-ESTIMATORS = ("reinforce", "gumbel", "soft")
-W_ADV_MODES = ("absolute", "relative")
-
-
-@dataclass
-class AdversarialSettings:
-    """The ``adversarial`` config group, typed. Unknown keys are errors (a typo must not be ignored)."""
-
-    loss: str = "wgan_gp"
-    estimator: str = "gumbel"
-    relaxation: str | None = None  # old name of estimator (soft | gumbel); wins when set
-    tau: float = 1.0
-    max_gen_len: int = 30
-    n_critic: int = 1
-    g_steps: int = 5
-    gp_lambda: float = 10.0
-    w_adv: float = 0.01
-    w_adv_mode: str = "relative"
-    w_adv_share: float = 0.2
-    mle_weight: float = 1.0
-    clip_value: float = 0.01
-    feedback: bool = True
-    critic_grad_to_encoders: bool = False
-    input_norm: str = "none"
-    mismatched_negatives: bool = True
-    mismatch_weight: float = 0.5
-    greedy_negatives: bool = True
-    sample_temperature: float = 1.0
-    same_batch_control: bool = False
-    probe_every: int = 10
-    report_batches: int = 4
-    critic_lr: float = 1.0e-3
-    critic_betas: tuple[float, float] = (0.5, 0.9)
-    critic: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.relaxation is not None:
-            self.estimator = self.relaxation
-        problems = []
-        if self.estimator not in ESTIMATORS:
-            problems.append(f"adversarial.estimator={self.estimator!r}: choose one of {ESTIMATORS}")
-        if self.w_adv_mode not in W_ADV_MODES:
-            problems.append(f"adversarial.w_adv_mode={self.w_adv_mode!r}: choose one of {W_ADV_MODES}")
-        if self.input_norm not in INPUT_NORMS:
-            problems.append(f"adversarial.input_norm={self.input_norm!r}: choose one of {INPUT_NORMS}")
-        if not 0.0 <= self.mismatch_weight < 1.0:
-            problems.append(f"adversarial.mismatch_weight={self.mismatch_weight} must be in [0, 1)")
-        if self.w_adv_share < 0:
-            problems.append(f"adversarial.w_adv_share={self.w_adv_share} must be >= 0")
-        if self.sample_temperature <= 0:
-            problems.append(f"adversarial.sample_temperature={self.sample_temperature} must be > 0")
-        if problems:
-            raise ValueError("invalid adversarial configuration:\n  - " + "\n  - ".join(problems))
-        get_adversarial_loss(self.loss)  # unknown names fail here, with the choices
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> AdversarialSettings:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown adversarial keys {unknown}; known: {sorted(known)}")
-        values = dict(values)
-        if "critic_betas" in values:
-            values["critic_betas"] = tuple(values["critic_betas"])
-        return cls(**values)
 
 
 @dataclass
@@ -135,7 +66,7 @@ class AdversarialGame:
     it follows the module's device).
     """
 
-    def __init__(self, generator: EmpDGGenerator, critics: nn.ModuleDict, settings: AdversarialSettings, emotion_vocab):
+    def __init__(self, generator: Generator, critics: nn.ModuleDict, settings: AdversarialConfig, emotion_vocab):
         self.generator = generator
         self.critics = critics
         self.settings = settings
@@ -195,7 +126,7 @@ class AdversarialGame:
             out = self.generator(batch) if s.estimator == "soft" else None
             encoded = out.encoded if out is not None else self.generator.encode(batch)
             if out is None:
-                out = GeneratorOutput(log_probs=None, encoded=encoded, states=None)
+                out = GeneratorOutput(log_probs=None, encoded=encoded)
             fake = self.fake_view(batch, out).rows(rows)
             if s.greedy_negatives and s.estimator != "soft":
                 greedy = self.ids_view(self.decode(encoded, "greedy")).rows(rows)
@@ -267,6 +198,27 @@ class AdversarialGame:
             loss = loss + self.rule.generator_loss(self.score(name, fake, conditions[name]))
         return GeneratorAdversarialTerm(loss, {})
 
+    def generator_loss(self, batch: dict, out: GeneratorOutput, mle: Tensor, probe: bool) -> tuple[Tensor, dict]:
+        """``mle + w * the critics' term``, with w absolute (``w_adv``) or relative; and its logs.
+
+        ``w_adv_mode=relative`` sets w so that the adversarial gradient at the decoder is
+        ``w_adv_share`` times the MLE gradient there, whatever the critics' score scale. ``probe``
+        (every ``probe_every`` updates) logs the ratio and cosine of the two gradients.
+        """
+        s = self.settings
+        term = self.generator_term(batch, out)
+        weight = torch.tensor(s.w_adv, device=mle.device)
+        logs = dict(term.logs)
+        relative = s.w_adv_mode == "relative"
+        if (relative or probe) and term.loss.requires_grad and torch.is_grad_enabled():
+            norm_mle, norm_adv, cosine = gradient_probe(mle, term.loss, self.generator.decoder_parameters())
+            if relative:
+                weight = s.w_adv_share * norm_mle / norm_adv.clamp_min(1e-12)
+            logs["train/adv_mle_grad_ratio"] = weight * norm_adv / norm_mle.clamp_min(1e-12)
+            logs["train/adv_mle_grad_cos"] = cosine
+        logs["train/w_adv_effective"] = weight
+        return mle + weight * term.loss, {"g_adv": term.loss, **logs}
+
     def reward(self, view: ResponseView, conditions: dict[str, CriticCondition]) -> Tensor:
         """Per-example reward: the critics' scores summed (log-sigmoid of the logits for the vanilla GAN)."""
         total = 0
@@ -305,26 +257,24 @@ def concat_views(first: ResponseView, second: ResponseView) -> ResponseView:
     )
 
 
-def sequence_log_prob(generator: EmpDGGenerator, encoded: EncodedDialogue, ids: Tensor) -> Tensor:
+def sequence_log_prob(generator: Generator, encoded: EncodedDialogue, ids: Tensor) -> Tensor:
     """Sum of log p(ids_t | ids_<t, dialogue) up to and including the first EOS, with gradient."""
-    inputs = generator.decoder_inputs(encoded, generator.embed_tokens(ids[:, :-1]))
-    log_probs, _ = generator.decode_step(encoded, inputs)
+    log_probs = generator.decode_sequence(encoded, generator.embed_tokens(ids[:, :-1]))
     token_log_probs = log_probs.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
     return (token_log_probs * generated_mask(ids)).sum(dim=1)
 
 
-def build_critics(settings: AdversarialSettings, names: list[str], input_dim: int, context_dim: int) -> nn.ModuleDict:
-    if not names:
-        return nn.ModuleDict()
-    critic = settings.critic
+def build_critics(settings: AdversarialConfig, input_dim: int, context_dim: int) -> nn.ModuleDict:
+    """The critics switched on in ``settings`` (``adversarial.<name>_critic``), at its critic sizes."""
+    sizes = settings.critic
     config = CriticConfig(
         input_dim=input_dim,
-        hidden_dim=int(critic["hidden_dim"]),
+        hidden_dim=sizes.hidden_dim,
         context_dim=context_dim,
-        kernel_sizes=tuple(critic["kernel_sizes"]),
-        num_filters=int(critic["num_filters"]),
+        kernel_sizes=tuple(sizes.kernel_sizes),
+        num_filters=sizes.num_filters,
         use_feedback=settings.feedback,
-        dropout=float(critic["dropout"]),
-        fusion=str(critic.get("fusion", "sum")),
+        dropout=sizes.dropout,
+        fusion=sizes.fusion,
     )
-    return nn.ModuleDict({name: ResponseCritic(config) for name in names if name in CRITIC_NAMES})
+    return nn.ModuleDict({name: ResponseCritic(config) for name in settings.critic_names})

@@ -5,7 +5,7 @@ cannot run code. The module is rebuilt from the checkpoint's own ``hyper_paramet
 constructor arguments they hold, so new ones keep working), then its ``state_dict`` is loaded.
 The run folder's ``config.yaml`` (written by training next to ``checkpoints/``) supplies the data
 settings the model was trained with -- *what* data, never *where* to read it (see
-``empdg.evaluate.choose_data_config``): a run folder may come from anyone.
+``empdg.evaluation.data_choice``): a run folder may come from anyone.
 """
 
 from __future__ import annotations

@@ -30,10 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from empdg.data.vocab import EOS_ID
-from empdg.models.generator import EmpDGGenerator, EncodedDialogue
+from empdg.models.base import EncodedDialogue, Generator
 
-INPUT_NORMS = ("none", "unit")
-CRITIC_NAMES = ("semantic", "emotion")
 CRITIC_SHORT = {"semantic": "sem", "emotion": "emo"}  # the short names in logged metric keys
 
 
@@ -87,7 +85,7 @@ def generated_mask(ids: Tensor) -> Tensor:
     return (is_eos.cumsum(dim=1) - is_eos).eq(0)
 
 
-def token_view(generator: EmpDGGenerator, ids: Tensor, mask: Tensor, emotion_vocab: Tensor) -> ResponseView:
+def token_view(generator: Generator, ids: Tensor, mask: Tensor, emotion_vocab: Tensor) -> ResponseView:
     """Hard tokens (gold or generated) as a view: embedding rows and the lexicon indicator."""
     with torch.no_grad():
         vectors = generator.embed_tokens(ids)
@@ -96,7 +94,7 @@ def token_view(generator: EmpDGGenerator, ids: Tensor, mask: Tensor, emotion_voc
     return ResponseView(vectors, mask.bool(), weight.to(vectors.dtype))
 
 
-def gold_view(generator: EmpDGGenerator, batch: dict, emotion_vocab: Tensor) -> ResponseView:
+def gold_view(generator: Generator, batch: dict, emotion_vocab: Tensor) -> ResponseView:
     return token_view(generator, batch["target_ids"], ~batch["target_pad_mask"], emotion_vocab)
 
 
@@ -109,7 +107,7 @@ def critic_response(view: ResponseView, critic: str, input_norm: str) -> tuple[T
 
 
 def critic_conditions(
-    generator: EmpDGGenerator,
+    generator: Generator,
     batch: dict,
     encoded: EncodedDialogue,
     rows: Tensor,

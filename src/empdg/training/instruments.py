@@ -36,7 +36,7 @@ def critic_report_counts(game, batch: dict, out) -> tuple[dict[str, float], Tens
     global RNG (a resumed run must continue exactly).
     """
     encoded = out.encoded
-    rng = torch.Generator(device=encoded.x0.device).manual_seed(REPORT_SEED)
+    rng = torch.Generator(device=encoded.device).manual_seed(REPORT_SEED)
     greedy = game.decode(encoded, "greedy")
     rows = game.rows(batch)
     counts: dict[str, float] = {}

@@ -1,4 +1,4 @@
-"""Token-level losses of the generator."""
+"""Token-level losses of the generator, and the perplexity they add up to."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torchmetrics import Metric
 
 from empdg.data.vocab import PAD_ID
 
@@ -41,3 +42,29 @@ def emotion_cross_entropy(logits: Tensor | None, labels: Tensor) -> Tensor:
     if logits is None:
         return labels.new_zeros((), dtype=torch.float)
     return torch.nn.functional.cross_entropy(logits, labels)
+
+
+class Perplexity(Metric):
+    """exp(total NLL / total tokens) over the corpus, not a mean of per-batch perplexities.
+
+    Fed with :func:`sequence_nll`'s ``nll_sum`` and ``n_tokens``; training's ``val/ppl`` and
+    evaluation's ``ppl`` are both this metric. States are summed across DDP ranks.
+    """
+
+    full_state_update = False
+    higher_is_better = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("nll_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("n_tokens", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, nll_sum: Tensor, n_tokens: Tensor) -> None:
+        device = self.nll_sum.device
+        self.nll_sum += torch.as_tensor(nll_sum).detach().to(device, torch.float64).sum()
+        self.n_tokens += torch.as_tensor(n_tokens).detach().to(device, torch.float64).sum()
+
+    def compute(self) -> Tensor:
+        if float(self.n_tokens) == 0.0:
+            return torch.tensor(float("nan"), dtype=torch.float64)
+        return torch.exp(self.nll_sum / self.n_tokens)

@@ -32,10 +32,8 @@ MAIN_METRICS = (
 
 
 def cycle_length(pl_module: Any) -> int:
-    """Updates per adversarial cycle, from the module's saved constructor arguments."""
-    hparams = getattr(pl_module, "hparams", None) or {}
-    adversarial = hparams.get("adversarial") or {}
-    return max(int(adversarial.get("n_critic", 0) or 0) + int(adversarial.get("g_steps", 0) or 0), 1)
+    """Updates per adversarial cycle (``n_critic + g_steps``, never 0: the schema rules that out)."""
+    return max(pl_module.adv.n_critic + pl_module.adv.g_steps, 1)
 
 
 def updates_total(pl_module: Any) -> int:
@@ -51,7 +49,7 @@ def updates_done(pl_module: Any) -> int:
     cycle = cycle_length(pl_module)
     done = sum(int(d) * (cycle if name == "adversarial" else 1) for name, d in phases.done.items())
     if phases.current == "adversarial":
-        done += int(getattr(pl_module, "cycle_position", 0))
+        done += pl_module.counters.cycle_position
     return done
 
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from empdg.data.vocab import EOS_ID
-from empdg.models.generator import EmpDGGenerator, EncodedDialogue
+from empdg.models.base import EncodedDialogue, Generator
 from empdg.training.critic_inputs import ResponseView
 
 RELAXATIONS = ("soft", "gumbel")
@@ -31,34 +31,32 @@ RelaxedResponse = ResponseView  # a relaxed response is a view whose vectors car
 
 
 def soft_response(
-    generator: EmpDGGenerator, log_probs: Tensor, target_pad_mask: Tensor, emotion_vocab: Tensor, tau: float
+    generator: Generator, log_probs: Tensor, target_pad_mask: Tensor, emotion_vocab: Tensor, tau: float
 ) -> RelaxedResponse:
     """Expected embeddings under teacher forcing; aligned with the gold response position by position."""
-    vocab_size = generator.cfg.vocab_size
+    vocab_size = generator.sizes.vocab_size
     probs = torch.softmax(log_probs[..., :vocab_size] / tau, dim=-1)
-    vectors = probs @ generator.embedding.weight
+    vectors = probs @ generator.word_embedding.weight
     return RelaxedResponse(vectors, ~target_pad_mask, probs @ emotion_vocab)
 
 
 def gumbel_response(
-    generator: EmpDGGenerator, encoded: EncodedDialogue, emotion_vocab: Tensor, tau: float, max_len: int
+    generator: Generator, encoded: EncodedDialogue, emotion_vocab: Tensor, tau: float, max_len: int
 ) -> RelaxedResponse:
-    """Free-running straight-through Gumbel-softmax decoding with the key/value cache."""
-    vocab_size = generator.cfg.vocab_size
-    cache = generator.new_cache()
-    step_input = encoded.first_input.unsqueeze(1)
-    batch_size = step_input.shape[0]
-    finished = torch.zeros(batch_size, dtype=torch.bool, device=step_input.device)
+    """Free-running straight-through Gumbel-softmax decoding with the generator's cache."""
+    vocab_size = generator.sizes.vocab_size
+    cache = generator.new_cache(encoded)
+    previous = None  # the word vectors of the last sample: differentiable, fed back as the next input
+    finished = torch.zeros(encoded.batch_size, dtype=torch.bool, device=encoded.device)
     vectors, masks, weights = [], [], []
-    for step in range(max_len):
-        log_probs, _ = generator.decode_step(encoded, step_input, start=step, cache=cache)
-        sample = F.gumbel_softmax(log_probs[:, -1, :vocab_size], tau=tau, hard=True)  # [B, V]
+    for _ in range(max_len):
+        log_probs = generator.decode_step(encoded, cache, previous)
+        sample = F.gumbel_softmax(log_probs[:, :vocab_size], tau=tau, hard=True)  # [B, V]
         masks.append(~finished)
-        vector = sample @ generator.embedding.weight
-        vectors.append(vector)
+        previous = sample @ generator.word_embedding.weight
+        vectors.append(previous)
         weights.append(sample @ emotion_vocab)
         finished = finished | sample[:, EOS_ID].detach().bool()
         if bool(finished.all()):
             break
-        step_input = generator.embedding_projection(vector).unsqueeze(1)
     return RelaxedResponse(torch.stack(vectors, 1), torch.stack(masks, 1), torch.stack(weights, 1))

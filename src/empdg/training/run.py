@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -12,12 +13,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from empdg.config.schema import (
+    AdversarialConfig,
+    InvalidSettings,
+    OptimConfig,
+    TrainingConfig,
+    run_problems,
+    typed,
+)
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.word_vectors import load_word_vectors
 from empdg.errors import user_errors_from
-from empdg.tracking.mlflow_tracking import build_logger, describe_run, git_commit, log_artifact
+from empdg.tracking.mlflow_tracking import build_logger, describe_run, log_artifact, run_tags
 from empdg.tracking.run_record import record_training_run
-from empdg.training.adversarial import AdversarialSettings
 from empdg.training.callbacks import SampleGenerations, WassersteinPlot
 from empdg.training.checkpoint import load_checkpoint_file
 from empdg.training.critic_report import CriticReport
@@ -44,8 +52,28 @@ def resolve_output_dir(cfg: DictConfig) -> Path:
 
 @user_errors_from()  # its ValueErrors are the user's: `error: ...`, exit 2 (empdg.errors)
 def validate_config(cfg: DictConfig) -> None:
-    """Impossible combinations stop here, before any data is read or a model is built."""
+    """Impossible settings stop here, before any data is read or a model is built.
+
+    Each group's own rules live in its schema (empdg.config.schema); building the typed objects
+    runs them. What needs several groups at once is checked here.
+    """
     problems = []
+    sections = {}
+    for section, schema in (("training", TrainingConfig), ("adversarial", AdversarialConfig), ("optim", OptimConfig)):
+        try:
+            sections[section] = typed(schema, cfg[section], section)
+        except InvalidSettings as error:
+            problems += error.problems
+        except ValueError as error:  # an unknown key added with `+` or a wrong type
+            problems.append(str(error))
+    data_schema = OmegaConf.get_type(cfg.data)  # the schema a data option names in its defaults list
+    if dataclasses.is_dataclass(data_schema):
+        try:
+            typed(data_schema, cfg.data, "data")
+        except ValueError as error:
+            problems.append(str(error))
+    if "training" in sections and "adversarial" in sections:
+        problems += run_problems(sections["training"], sections["adversarial"])
     model = cfg.model
     if model.copy and cfg.data.max_context_len < 2:
         problems.append("model.copy=true needs context tokens (data.max_context_len >= 2)")
@@ -53,10 +81,6 @@ def validate_config(cfg: DictConfig) -> None:
         problems.append(
             "model.embeddings.freeze=true with model.tie_embeddings=true would freeze the output layer"
         )
-    if cfg.training.accumulate_grad_batches < 1:
-        problems.append("training.accumulate_grad_batches must be >= 1")
-    if cfg.training.on_nonfinite not in ("error", "skip"):
-        problems.append("training.on_nonfinite must be 'error' or 'skip'")
     if cfg.ckpt_path and not Path(cfg.ckpt_path).exists():
         problems.append(f"ckpt_path={cfg.ckpt_path} does not exist")
     if model.init_from and not Path(model.init_from).exists():
@@ -64,48 +88,8 @@ def validate_config(cfg: DictConfig) -> None:
     progress_every = (cfg.callbacks.get("progress") or {}).get("every_n_steps", 0)
     if progress_every is not None and int(progress_every) < 0:
         problems.append(f"callbacks.progress.every_n_steps={progress_every} must be >= 0 (0 disables)")
-    problems += adversarial_problems(cfg)
     if problems:
         raise ValueError("invalid configuration:\n  - " + "\n  - ".join(problems))
-
-
-def adversarial_problems(cfg: DictConfig) -> list[str]:
-    """Phase budgets and adversarial-game settings that would hang, do nothing, or reverse the game."""
-    problems = []
-    phases = cfg.training.phases
-    for name, budget in phases.items():
-        if budget is not None and int(budget) < 0:
-            problems.append(f"training.phases.{name}={budget} must be >= 0")
-    adv = cfg.adversarial
-    n_critic, g_steps = int(adv.n_critic), int(adv.g_steps)
-    if n_critic < 0:
-        problems.append(f"adversarial.n_critic={n_critic} must be >= 0")
-    if g_steps < 0:
-        problems.append(f"adversarial.g_steps={g_steps} must be >= 0")
-    if n_critic + g_steps == 0:
-        problems.append(
-            "adversarial.n_critic + adversarial.g_steps = 0: an adversarial cycle would have no update, "
-            "so the adversarial phase would never end; set adversarial.g_steps >= 1"
-        )
-    if float(adv.gp_lambda) < 0:
-        problems.append(f"adversarial.gp_lambda={adv.gp_lambda} must be >= 0 (a negative penalty rewards steepness)")
-    if float(adv.w_adv) < 0:
-        problems.append(
-            f"adversarial.w_adv={adv.w_adv} must be >= 0 (a negative weight rewards replies the critics see as fake)"
-        )
-    has_critics = bool(cfg.model.get("semantic_critic", False) or cfg.model.get("emotion_critic", False))
-    adversarial_budget = int(phases.get("adversarial", 0) or 0)
-    if has_critics and adversarial_budget > 0 and n_critic == 0 and g_steps > 0:
-        problems.append(
-            f"adversarial.n_critic=0 with critics and training.phases.adversarial={adversarial_budget}: the critics "
-            "would never be trained during the adversarial phase (the generator would play against frozen "
-            "critics); set adversarial.n_critic >= 1, or training.phases.adversarial=0"
-        )
-    try:  # the typed settings: unknown keys, unknown estimator / mode / norm, out-of-range shares
-        AdversarialSettings.from_mapping(OmegaConf.to_container(adv, resolve=True))
-    except ValueError as error:
-        problems.append(str(error))
-    return problems
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -133,8 +117,8 @@ def build_module(cfg: DictConfig, datamodule: DialogueDataModule) -> EmpDGModule
         vectors, found = load_word_vectors(
             Path(cfg.model.embeddings.path), datamodule.vocab, cfg.model.emb_dim, cfg.seed
         )
-        generator.embedding.weight.data.copy_(vectors)
-        generator.embedding.weight.requires_grad_(not cfg.model.embeddings.freeze)
+        generator.word_embedding.weight.data.copy_(vectors)
+        generator.word_embedding.weight.requires_grad_(not cfg.model.embeddings.freeze)
         log.info("pretrained vectors: %d of %d vocabulary words found", found, len(datamodule.vocab))
     if cfg.model.init_from:
         load_generator_weights(module, Path(cfg.model.init_from))
@@ -269,13 +253,7 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     if resume is not None:
         check_resume_compatible(module, resume, Path(cfg.ckpt_path))
 
-    tags = {
-        "git_commit": git_commit(Path(__file__).parent),
-        "dataset": f"{cfg.data.name}:{datamodule.prepared.cache_path.stem}",
-        "model": str(cfg.model.name),
-        "ablation": str(cfg.ablation.name),
-        "experiment": str(cfg.experiment_name),
-    }
+    tags = run_tags(cfg, dataset=f"{cfg.data.name}:{datamodule.prepared.cache_path.stem}")
     logger = build_logger(cfg.logger, output_dir, tags)
     samples = SampleGenerations(int(cfg.training.sample_generations), int(cfg.training.sample_max_len))
     checkpoint_cfg = cfg.callbacks.checkpoint

@@ -5,6 +5,8 @@ from __future__ import annotations
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from empdg.config.schema import OptimConfig
+
 
 def noam_lambda(model_dim: int, warmup: int, factor: float):
     """Multiplier on the base lr: factor * d^-0.5 * min(s^-0.5, s * warmup^-1.5), with s = step + 1."""
@@ -16,11 +18,8 @@ def noam_lambda(model_dim: int, warmup: int, factor: float):
     return scale
 
 
-def build_scheduler(
-    optimizer: Optimizer, name: str, model_dim: int, warmup: int, factor: float
-) -> LambdaLR | None:
-    if name == "none":
-        return None
-    if name == "noam":
-        return LambdaLR(optimizer, noam_lambda(model_dim, warmup, factor))
-    raise ValueError(f"optim.scheduler={name!r} is unknown; choose 'none' or 'noam'")
+def build_scheduler(optimizer: Optimizer, optim: OptimConfig, model_dim: int) -> LambdaLR | None:
+    """``optim.scheduler`` for the generator's optimizer (its names are checked by OptimConfig)."""
+    if optim.scheduler == "noam":
+        return LambdaLR(optimizer, noam_lambda(model_dim, optim.warmup_steps, optim.noam_factor))
+    return None

@@ -1,4 +1,4 @@
-"""The terminal chat: robustness on odd input (subprocess), degenerate replies, emotion memory."""
+"""The terminal chat: robustness on odd input (subprocess), settings, degenerate replies, emotion memory."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from empdg.config import compose
+from empdg.data.conversation import EMOTIONS
 from empdg.data.vocab import EOS_ID
-from empdg.evaluation import chat_session
 from empdg.models.decoding import DecodingConfig
-from empdg.serving.chat_session import FALLBACK, ChatSession, ChatSettings, EmotionMemory, degenerate_reason
+from empdg.serving import chat_session
+from empdg.serving.chat_session import ChatSession, ChatSettings, EmotionMemory, degenerate_reason
 from empdg.training.checkpoint import load_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
@@ -66,9 +68,30 @@ def test_chat_rerank_verbose(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert sum(line.startswith("bot> ") for line in out) == 2
 
 
+def chat_config(*overrides: str):
+    return compose("chat", ["ckpt_path=unused", *overrides])
+
+
+def test_settings_come_from_chat_yaml_then_the_run_then_the_data_group() -> None:
+    cfg = chat_config("chat.rerank=3", "data.max_emotion_words=7")
+    settings = ChatSettings.from_config(cfg.chat, {"max_context_len": 40, "normalization": "full"}, cfg.data)
+    assert (settings.max_context_len, settings.normalization) == (40, "full")  # the checkpoint's run
+    assert settings.max_emotion_words == 7  # the run does not say: this command's data group
+    assert settings.rerank == 3 and settings.fallback == cfg.chat.fallback and settings.emotion_decay == 0.7
+    assert settings.weights == {"likelihood": 1.0, "semantic": 1.0, "emotion": 1.0}
+    own = ChatSettings.from_config(chat_config("chat.max_context_len=12").chat, {"max_context_len": 40}, cfg.data)
+    assert own.max_context_len == 12  # the command line wins over the run
+    data = {"max_context_len": 99, "max_emotion_words": 5}
+    unknown = ChatSettings.from_config(cfg.chat, None, {**data, "normalization": "moel"})
+    assert unknown.max_context_len == 99  # no run config (a checkpoint copied alone): the data group
+    with pytest.raises(ValueError, match="chat.normalization"):  # said nowhere: named, not guessed
+        ChatSettings.from_config(cfg.chat, None, data)
+
+
 def test_history_stays_within_context_and_fallback(tiny_checkpoint: Path, monkeypatch) -> None:
     loaded = load_checkpoint(tiny_checkpoint)
-    settings = ChatSettings(max_context_len=40, rerank=2)
+    cfg = chat_config("chat.rerank=2", "chat.max_context_len=40")
+    settings = ChatSettings.from_config(cfg.chat, (loaded.run_config or {}).get("data"), cfg.data)
     session = ChatSession(loaded.module, DecodingConfig(strategy="sample", max_len=3, seed=0), settings)
     for _ in range(6):
         turn = session.respond("i am so worried about my exam tomorrow")
@@ -79,7 +102,7 @@ def test_history_stays_within_context_and_fallback(tiny_checkpoint: Path, monkey
         chat_session, "decode", lambda model, batch, cfg, generator=None: torch.full((2, 1), EOS_ID)
     )
     turn = session.respond("hello there")
-    assert turn.reply == FALLBACK and turn.fallback_reason == "empty"
+    assert turn.reply == cfg.chat.fallback and turn.fallback_reason == "empty"
     session.reset()
     assert session.history == [] and session.memory.turns == 0
 
@@ -118,4 +141,4 @@ def test_emotion_memory_decays() -> None:
     memory.reset()
     assert memory.distribution is None and memory.turns == 0
     with pytest.raises(ValueError):
-        EmotionMemory(decay=1.0)
+        EmotionMemory(EMOTIONS, decay=1.0)

@@ -1,4 +1,4 @@
-"""empdg.compare on MLflow runs created here with known metrics and tags."""
+"""empdg-compare (empdg.evaluation.comparison) on MLflow runs created here with known metrics and tags."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from empdg.cli.compare import run_compare
+from empdg.evaluation.comparison import run_compare
 
 # ablation -> (val/ppl, val/emotion_acc) of each seed
 RUNS = {
@@ -103,6 +103,13 @@ def test_group_by_param_and_cli(store: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| none | 3 | 32.0000 ± 2.0000 |" in done.stdout
     assert list((tmp_path / "comparisons" / "ablations").glob("*/comparison.md"))
+    # `experiment` is the preset group of train.py in the same config folder; here it is compare's own key,
+    # and train.py's name for it works too. Nothing is written outside the comparison's folder.
+    command[3] = "experiment_name=ablations"
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list((tmp_path / "comparisons" / "ablations").glob("*/comparison.md"))) >= 1
+    assert not (tmp_path / ".hydra").exists() and not list(tmp_path.glob("*.log"))
 
 
 def _predictions(tmp_path: Path, name: str, replies: list[str]) -> Path:
@@ -192,3 +199,17 @@ def test_test_metrics_with_bootstrap_and_baseline(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="matches no run"):
         run_compare(config(uri, experiment_name="critics", compare={**stats, "baseline": "nope"}, log_run=False),
                     tmp_path / "out_bad")  # fmt: skip
+
+
+def test_the_command_config_leaves_the_config_store_as_it_was() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    from empdg.commands.compare import stored_config
+    from empdg.config import compose
+
+    before = repr(ConfigStore.instance().repo)
+    with stored_config():
+        assert "compare.yaml" in ConfigStore.instance().repo and "paths" in ConfigStore.instance().repo
+    assert repr(ConfigStore.instance().repo) == before
+    # so composing from the folder afterwards is not matched against store entries of the same name
+    assert compose("compare", ["experiment_name=x"]).experiment_name == "x"

@@ -5,11 +5,13 @@ over what differs inside a group (seeds). Sweep parents, earlier comparison runs
 linked to a training run are skipped, so the same experiment can hold trainings, sweeps, evaluations
 and comparisons.
 
-Columns are the validation ``metrics`` and the test metrics that ``empdg.evaluate`` logged back onto
+Columns are the validation ``metrics`` and the test metrics that ``empdg-evaluate`` logged back onto
 each training run (``test/<metric>``, ``test_feedback/<metric>`` for ``compare.subset=feedback``).
 When evaluation runs with a ``predictions.jsonl`` artifact exist, a second table gives each run's test
 metrics with bootstrap confidence intervals over the test examples and, with ``compare.baseline``, the
 paired difference to that run with its p-value (:mod:`empdg.evaluation.bootstrap`).
+
+The command is ``empdg-compare`` (:mod:`empdg.commands.compare`); its settings are ``conf/compare.yaml``.
 """
 
 from __future__ import annotations
@@ -24,20 +26,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from empdg.config import CONFIG_DIR
 from empdg.errors import ConfigError
-from empdg.evaluation.bootstrap import DEFAULT_METRICS, BootstrapComparison, compare_prediction_files
+from empdg.evaluation.bootstrap import BootstrapComparison, compare_prediction_files
 from empdg.evaluation.run_link import EVAL_RUN_TAG, TRAIN_RUN_TAG, subset_metric_prefix
 from empdg.tracking.mlflow_tracking import absolute_sqlite_uri
 
 SKIPPED_ROLES = {"parent", "comparison"}
 PREDICTIONS_ARTIFACT = "evaluation/predictions.jsonl"
-#: ``compare.*`` settings when the config has none (e.g. a config built by hand)
-STATS_DEFAULTS: dict[str, Any] = {
-    "subset": "all",
-    "test_metrics": ["ppl", "emotion_acc", "dist_1", "dist_2", "bleu_4", "valence_agreement", "unique_replies"],
-    "baseline": None,
-    "bootstrap": {"n": 1000, "seed": 0, "confidence": 0.95, "metrics": list(DEFAULT_METRICS)},
-}
 
 
 @dataclass
@@ -170,12 +166,18 @@ def log_comparison(tracking_uri: str, experiment: str, group_by: str | None, fil
     return run.info.run_id
 
 
+def default_stats_settings() -> dict[str, Any]:
+    """The ``compare.*`` defaults: the ``compare`` section of ``conf/compare.yaml`` (their one home)."""
+    return OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "compare.yaml").compare, resolve=True)
+
+
 def stats_settings(cfg: DictConfig) -> dict[str, Any]:
-    """``cfg.compare`` over :data:`STATS_DEFAULTS` (plain data)."""
+    """``cfg.compare`` over :func:`default_stats_settings` (plain data; a config built by hand may lack it)."""
+    defaults = default_stats_settings()
     given = cfg.get("compare")
     given = OmegaConf.to_container(given, resolve=True) if given is not None else {}
-    settings = {**STATS_DEFAULTS, **given}
-    settings["bootstrap"] = {**STATS_DEFAULTS["bootstrap"], **(given.get("bootstrap") or {})}
+    settings = {**defaults, **given}
+    settings["bootstrap"] = {**defaults["bootstrap"], **(given.get("bootstrap") or {})}
     return settings
 
 
@@ -279,7 +281,7 @@ def bootstrap_table(
     paths, by_label = fetch_predictions(uri, runs, subset, group_by, output_dir / "predictions")
     if not paths:
         if baseline:
-            raise ConfigError(f"compare.baseline={baseline!r}: no run has test predictions (run empdg.evaluate first)")
+            raise ConfigError(f"compare.baseline={baseline!r}: no run has test predictions (run empdg-evaluate first)")
         return None
     try:
         return compare_prediction_files(
@@ -298,11 +300,14 @@ def bootstrap_table(
         return None
 
 
-def run_compare(cfg: DictConfig, output_dir: Path) -> list[Row]:
+def run_compare(cfg: DictConfig, output_dir: Path | None = None) -> list[Row]:
     """Search, tabulate, write ``comparison.{md,csv,png}`` to ``output_dir`` (and an MLflow run).
 
     With test predictions available, also ``comparison_test.{md,csv,json}``: the bootstrap table.
+    ``output_dir`` defaults to ``cfg.paths.output_dir``.
     """
+    if not cfg.get("experiment_name"):
+        raise ConfigError("name the MLflow experiment to compare: experiment=NAME (train.py's experiment_name)")
     uri = absolute_sqlite_uri(str(cfg.tracking_uri))
     settings = stats_settings(cfg)
     metrics = [str(m) for m in cfg.metrics]
@@ -317,6 +322,7 @@ def run_compare(cfg: DictConfig, output_dir: Path) -> list[Row]:
     # test columns only when some run has been evaluated (logged test metrics)
     columns = metrics + [c for c in test_columns if c not in metrics and any(c in r.values for r in rows)]
     table = markdown(rows, columns, group_by)
+    output_dir = Path(str(output_dir or cfg.paths.output_dir)).expanduser().resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     files = [output_dir / "comparison.md", output_dir / "comparison.csv", output_dir / "comparison.png"]
     by_id = {run.info.run_id: run for run in runs}

@@ -1,0 +1,7 @@
+"""The commands, one module each, all of one shape: a Hydra app that applies ``runtime.*`` and wraps its
+work in :func:`empdg.errors.exit_on_user_error` (a user mistake: one ``error:`` line, exit status 2).
+
+Installed as console scripts (``empdg-train``, ``empdg-sweep``, ``empdg-evaluate``, ``empdg-chat``,
+``empdg-compare``) and reachable as ``python -m empdg.<name>`` (``train.py`` and ``sweep.py`` in the
+checkout). The work itself lives in the layers below; these modules only wire it to the command line.
+"""

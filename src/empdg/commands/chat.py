@@ -1,0 +1,23 @@
+"""``empdg-chat ckpt_path=PATH [chat.rerank=8 chat.verbose=true]``: talk to a trained model in the terminal.
+
+The session is :mod:`empdg.serving.chat_session`, the loop :mod:`empdg.serving.terminal`.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from empdg.config import CONFIG_DIR
+from empdg.config.runtime import apply_runtime
+from empdg.errors import exit_on_user_error
+from empdg.serving.terminal import build_session, chat_loop, make_streams_forgiving
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="chat")
+def main(cfg: DictConfig) -> None:
+    make_streams_forgiving()
+    with exit_on_user_error():  # configuration mistakes: `error: <message>`, exit 2, no traceback
+        apply_runtime(cfg)
+        session = build_session(cfg)
+    chat_loop(session, bool(cfg.chat.verbose))

@@ -1,0 +1,351 @@
+"""Typed schemas of the run's config: ``adversarial``, ``training``, ``optim`` and ``data``.
+
+Each dataclass is registered in Hydra's ConfigStore (:func:`register_run_schemas`) and named in the
+defaults list of its YAML files (``train.yaml`` names ``training/schema``), so a wrong type or an
+unknown key fails while Hydra composes, naming the key. Values that are typed right but impossible
+(a negative budget, ``n_critic + g_steps = 0``, an unknown estimator) are each class's
+``__post_init__`` -- the one home of every such rule: :func:`empdg.training.run.validate_config`
+builds the objects (``OmegaConf.to_object``) before any data is read, and the training module builds
+them again from its hyper-parameters, so both meet the same rules. Rules that need two groups at once
+are :func:`run_problems`.
+
+A dataclass default is what a key means when a stored config lacks it (checkpoints of older runs
+are rebuilt from their hyper-parameters); the YAML files hold the values of a new run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional, TypeVar
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from empdg.models.critics import FUSIONS
+
+#: ``adversarial.*`` choices (the training code dispatches on these names)
+ESTIMATORS = ("reinforce", "gumbel", "soft")
+W_ADV_MODES = ("absolute", "relative")
+INPUT_NORMS = ("none", "unit")
+ADVERSARIAL_LOSS_NAMES = ("wgan_gp", "gan", "wgan_clip")  # empdg.training.adversarial_losses implements each
+CRITIC_NAMES = ("semantic", "emotion")  # the critic switches: adversarial.<name>_critic
+#: ``training.*`` / ``optim.*`` choices
+PHASES = ("generator_pretrain", "critic_pretrain", "adversarial")
+CRITIC_PHASES = ("critic_pretrain", "adversarial")
+ON_NONFINITE = ("error", "skip")
+SCHEDULERS = ("none", "noam")
+
+T = TypeVar("T")
+
+
+class InvalidSettings(ValueError):
+    """Impossible values of one config section; ``problems`` lists each one, naming its key."""
+
+    def __init__(self, section: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"invalid {section} configuration:\n  - " + "\n  - ".join(problems))
+
+
+def _raise_if(section: str, problems: list[str]) -> None:
+    if problems:
+        raise InvalidSettings(section, problems)
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> list[str]:
+    return [] if value in choices else [f"{key}={value!r}: choose one of {choices}"]
+
+
+def _at_least(key: str, value: float, low: float) -> list[str]:
+    return [] if value >= low else [f"{key}={value} must be >= {low:g}"]
+
+
+def _positive(key: str, value: float) -> list[str]:
+    return [] if value > 0 else [f"{key}={value} must be > 0"]
+
+
+def _fraction(key: str, value: float) -> list[str]:
+    return [] if 0.0 <= value < 1.0 else [f"{key}={value} must be in [0, 1)"]
+
+
+def _betas(key: str, betas: list[float]) -> list[str]:
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        return [f"{key}={list(betas)} must be two numbers in [0, 1)"]
+    return []
+
+
+# -- adversarial -----------------------------------------------------------------------------------
+@dataclass
+class CriticSizes:
+    """``adversarial.critic``: the sizes of each critic (empdg.models.critics.CriticConfig)."""
+
+    hidden_dim: int = 128
+    num_filters: int = 64
+    kernel_sizes: list[int] = field(default_factory=lambda: [2, 3, 4])
+    dropout: float = 0.0
+    fusion: str = "sum"  # what a run stored before the key existed used; new runs: sum_product (the YAML)
+
+    def problems(self) -> list[str]:
+        found = _at_least("adversarial.critic.hidden_dim", self.hidden_dim, 1)
+        found += _at_least("adversarial.critic.num_filters", self.num_filters, 1)
+        if not self.kernel_sizes or min(self.kernel_sizes) < 1:
+            found.append(f"adversarial.critic.kernel_sizes={list(self.kernel_sizes)} must be one or more sizes >= 1")
+        found += _fraction("adversarial.critic.dropout", self.dropout)
+        found += _choice("adversarial.critic.fusion", self.fusion, FUSIONS)
+        return found
+
+
+@dataclass
+class AdversarialConfig:
+    """The ``adversarial`` group: which critics exist and how the adversarial game is played."""
+
+    semantic_critic: bool = True
+    emotion_critic: bool = True
+    loss: str = "wgan_gp"
+    estimator: str = "gumbel"
+    relaxation: Optional[str] = None  # old name of estimator (soft | gumbel); wins when set
+    tau: float = 1.0
+    sample_temperature: float = 1.0
+    max_gen_len: int = 30
+    input_norm: str = "none"
+    mismatched_negatives: bool = True
+    mismatch_weight: float = 0.5
+    greedy_negatives: bool = True
+    n_critic: int = 1
+    g_steps: int = 5
+    gp_lambda: float = 10.0
+    w_adv_mode: str = "relative"
+    w_adv_share: float = 0.2
+    w_adv: float = 0.01
+    mle_weight: float = 1.0
+    same_batch_control: bool = False
+    clip_value: float = 0.01
+    feedback: bool = True
+    critic_grad_to_encoders: bool = False
+    probe_every: int = 10
+    report_batches: int = 4
+    critic_lr: float = 1.0e-3
+    critic_betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
+    critic: CriticSizes = field(default_factory=CriticSizes)
+
+    def __post_init__(self) -> None:
+        if self.relaxation is not None:
+            self.estimator = self.relaxation
+        if isinstance(self.critic, Mapping):  # built by hand from a plain mapping
+            self.critic = CriticSizes(**self.critic)
+        _raise_if("adversarial", self.problems())
+
+    @property
+    def critic_names(self) -> list[str]:
+        """The critics switched on, in their fixed order."""
+        return [name for name in CRITIC_NAMES if getattr(self, f"{name}_critic")]
+
+    def problems(self) -> list[str]:
+        found = _choice("adversarial.loss", self.loss, ADVERSARIAL_LOSS_NAMES)
+        found += _choice("adversarial.estimator", self.estimator, ESTIMATORS)
+        found += _choice("adversarial.w_adv_mode", self.w_adv_mode, W_ADV_MODES)
+        found += _choice("adversarial.input_norm", self.input_norm, INPUT_NORMS)
+        found += _fraction("adversarial.mismatch_weight", self.mismatch_weight)
+        found += _at_least("adversarial.n_critic", self.n_critic, 0)
+        found += _at_least("adversarial.g_steps", self.g_steps, 0)
+        if self.n_critic + self.g_steps == 0:
+            found.append(
+                "adversarial.n_critic + adversarial.g_steps = 0: an adversarial cycle would have no update, "
+                "so the adversarial phase would never end; set adversarial.g_steps >= 1"
+            )
+        if self.gp_lambda < 0:
+            found.append(f"adversarial.gp_lambda={self.gp_lambda} must be >= 0 (a negative penalty rewards steepness)")
+        if self.w_adv < 0:
+            found.append(
+                f"adversarial.w_adv={self.w_adv} must be >= 0 "
+                "(a negative weight rewards replies the critics see as fake)"
+            )
+        found += _at_least("adversarial.w_adv_share", self.w_adv_share, 0)
+        found += _at_least("adversarial.mle_weight", self.mle_weight, 0)
+        found += _positive("adversarial.tau", self.tau)
+        found += _positive("adversarial.sample_temperature", self.sample_temperature)
+        found += _at_least("adversarial.max_gen_len", self.max_gen_len, 1)
+        if self.loss == "wgan_clip":
+            found += _positive("adversarial.clip_value", self.clip_value)
+        found += _at_least("adversarial.probe_every", self.probe_every, 0)
+        found += _at_least("adversarial.report_batches", self.report_batches, 0)
+        found += _positive("adversarial.critic_lr", self.critic_lr)
+        found += _betas("adversarial.critic_betas", self.critic_betas)
+        return found + self.critic.problems()
+
+
+# -- training --------------------------------------------------------------------------------------
+@dataclass
+class PhaseBudgets:
+    """``training.phases``: updates per phase (0 skips it); the run stops after the last one."""
+
+    generator_pretrain: int = 12000  # generator updates (MLE)
+    critic_pretrain: int = 1000  # critic updates against the frozen generator
+    adversarial: int = 4000  # cycles of n_critic critic + g_steps generator updates
+
+    def problems(self) -> list[str]:
+        return [p for name in PHASES for p in _at_least(f"training.phases.{name}", getattr(self, name), 0)]
+
+
+@dataclass
+class TrainingConfig:
+    """``training``: phase budgets and the generator's loss and update settings."""
+
+    phases: PhaseBudgets = field(default_factory=PhaseBudgets)
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: Optional[float] = 2.0  # max generator gradient norm; null (or 0) disables
+    label_smoothing: float = 0.1
+    emotion_loss_weight: float = 1.0
+    on_nonfinite: str = "error"
+    sample_generations: int = 8
+    sample_max_len: int = 30
+
+    def __post_init__(self) -> None:
+        if isinstance(self.phases, Mapping):  # built by hand from a plain mapping
+            self.phases = PhaseBudgets(**self.phases)
+        _raise_if("training", self.problems())
+
+    def budgets(self, with_critics: bool) -> dict[str, int]:
+        """The budget of every phase that runs: a model without critics skips the critic phases."""
+        return {name: getattr(self.phases, name) for name in PHASES if with_critics or name not in CRITIC_PHASES}
+
+    def problems(self) -> list[str]:
+        found = self.phases.problems()
+        found += _at_least("training.accumulate_grad_batches", self.accumulate_grad_batches, 1)
+        if self.gradient_clip_val is not None:
+            found += _at_least("training.gradient_clip_val", self.gradient_clip_val, 0)
+        found += _fraction("training.label_smoothing", self.label_smoothing)
+        found += _at_least("training.emotion_loss_weight", self.emotion_loss_weight, 0)
+        if self.on_nonfinite not in ON_NONFINITE:
+            found.append(f"training.on_nonfinite={self.on_nonfinite!r} must be 'error' or 'skip'")
+        found += _at_least("training.sample_generations", self.sample_generations, 0)
+        found += _at_least("training.sample_max_len", self.sample_max_len, 1)
+        return found
+
+
+# -- optim -----------------------------------------------------------------------------------------
+@dataclass
+class OptimConfig:
+    """The ``optim`` group: Adam for the generator and its learning-rate schedule."""
+
+    lr: float = 1.0e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1.0e-9
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    warmup_steps: int = 8000
+    noam_factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        found = _positive("optim.lr", self.lr) + _betas("optim.betas", self.betas)
+        found += _at_least("optim.eps", self.eps, 0) + _at_least("optim.weight_decay", self.weight_decay, 0)
+        found += _choice("optim.scheduler", self.scheduler, SCHEDULERS)
+        if self.scheduler == "noam":
+            found += _at_least("optim.warmup_steps", self.warmup_steps, 1)
+            found += _positive("optim.noam_factor", self.noam_factor)
+        _raise_if("optim", found)
+
+
+# -- data (types only: the data layer checks its values where it reads them) -----------------------
+@dataclass
+class VocabSettings:
+    min_count: int = 1
+    max_size: Optional[int] = None
+
+
+@dataclass
+class BuiltinSizes:
+    seed: int = 0
+    train_per_emotion: int = 24
+    valid_per_emotion: int = 3
+    test_per_emotion: int = 3
+
+
+@dataclass
+class DataConfig:
+    """Keys every ``data`` group option has."""
+
+    name: str = MISSING
+    source: str = MISSING
+    cache_dir: str = MISSING
+    normalization: str = "moel"
+    vocab: VocabSettings = field(default_factory=VocabSettings)
+    max_context_len: int = 256
+    max_target_len: int = 64
+    max_emotion_words: int = 64
+    batch_size: int = 16
+    eval_batch_size: int = 32
+    num_workers: int = 0
+    bucketing: bool = True
+    bucket_size_multiplier: int = 50
+    limit_examples: dict[str, int] = field(default_factory=dict)  # e.g. {train: 200, valid: 50}
+
+
+@dataclass
+class BuiltinDataConfig(DataConfig):
+    """``data=builtin``: the project's demonstration corpus."""
+
+    builtin: BuiltinSizes = field(default_factory=BuiltinSizes)
+
+
+@dataclass
+class EmpatheticDialoguesConfig(DataConfig):
+    """``data=empathetic_dialogues``: the official release, read from ``root`` (downloaded if allowed)."""
+
+    root: str = MISSING
+    download: bool = True
+    url: str = MISSING
+    archive_sha256: Optional[str] = None
+    download_timeout: float = 15.0
+    download_retries: int = 2
+
+
+# -- checks across groups, building from mappings, registration --------------------------------------
+def run_problems(training: TrainingConfig, adversarial: AdversarialConfig) -> list[str]:
+    """Settings each fine alone that together would train nothing, or play against frozen critics."""
+    found = []
+    budgets = training.budgets(with_critics=bool(adversarial.critic_names))
+    if not any(budgets.values()):
+        found.append(
+            "every phase budget that runs is 0 (training.phases; the critic phases run only with critics): "
+            "nothing would be trained"
+        )
+    rounds = budgets.get("adversarial", 0)
+    if rounds > 0 and adversarial.n_critic == 0 and adversarial.g_steps > 0:
+        found.append(
+            f"adversarial.n_critic=0 with critics and training.phases.adversarial={rounds}: the critics "
+            "would never be trained during the adversarial phase (the generator would play against frozen "
+            "critics); set adversarial.n_critic >= 1, or training.phases.adversarial=0"
+        )
+    return found
+
+
+def typed(schema: type[T], values: Any, section: str) -> T:
+    """``values`` (a mapping or config node) as a ``schema`` object, every rule checked.
+
+    Unknown keys and wrong types are ``ValueError``s naming ``<section>.<key>``; impossible values
+    raise :class:`InvalidSettings` from the dataclass itself.
+    """
+    if isinstance(values, DictConfig):  # detached from its root, an interpolation could not resolve
+        values = OmegaConf.to_container(values, resolve=True)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), values)
+        return OmegaConf.to_object(merged)  # runs __post_init__
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None)
+        where = f"{section}.{key}" if key else section
+        message = str(error).splitlines()[0]
+        if type(error).__name__ == "ConfigKeyError":
+            known = ", ".join(f.name for f in dataclasses.fields(schema))
+            raise ValueError(f"unknown key {where} ({message}); known keys: {known}") from None
+        raise ValueError(f"{where}: {message}") from None
+
+
+def register_run_schemas(store: Any) -> None:
+    """Store the schemas the YAML files name in their defaults lists."""
+    store.store(group="adversarial", name="schema", node=AdversarialConfig)
+    store.store(group="training", name="schema", node=TrainingConfig)
+    store.store(group="optim", name="schema", node=OptimConfig)
+    store.store(group="data", name="builtin_schema", node=BuiltinDataConfig)
+    store.store(group="data", name="empathetic_dialogues_schema", node=EmpatheticDialoguesConfig)

@@ -1,0 +1,105 @@
+"""The terminal side of the chat: a session from the command's config, and the read-reply loop.
+
+The loop reads stdin line by line (so it scripts too). Each turn prints the reply and the user's
+predicted emotion with its top-3 probabilities. Commands: ``/emotions`` shows the running (decayed)
+emotion distribution, ``/reset`` forgets the conversation, ``/quit`` (or end of input) leaves.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import TextIO
+
+from omegaconf import DictConfig, OmegaConf
+
+from empdg.errors import ConfigError, user_errors_from
+from empdg.models.decoding import DecodingConfig
+from empdg.serving.chat_session import ChatSession, ChatSettings, Turn
+from empdg.training.checkpoint import load_checkpoint
+
+HELP = "commands: /emotions, /reset, /quit"
+
+
+def _percent(pairs: list[tuple[str, float]]) -> str:
+    return ", ".join(f"{name} {p:.0%}" for name, p in pairs)
+
+
+def build_session(cfg: DictConfig) -> ChatSession:
+    """Checkpoint + ``chat.*`` + ``decoding.*``; unset context settings come from the checkpoint run's data config."""
+    if not cfg.ckpt_path:
+        raise ConfigError("ckpt_path=PATH is required")
+    with user_errors_from():  # a missing, unsafe or foreign checkpoint; chat.* and decoding.* settings
+        loaded = load_checkpoint(cfg.ckpt_path)
+        run_data = (loaded.run_config or {}).get("data") or None
+        settings = ChatSettings.from_config(cfg.chat, run_data, OmegaConf.to_container(cfg.data, resolve=True))
+        decoding = DecodingConfig.from_mapping(OmegaConf.to_container(cfg.decoding, resolve=True))
+        return ChatSession(loaded.module, decoding, settings)
+
+
+def _lines(stream: TextIO, interactive: bool) -> Iterator[str]:
+    while True:
+        if interactive:
+            try:
+                yield input("you> ")
+            except EOFError:
+                return
+        else:
+            line = stream.readline()
+            if not line:
+                return
+            yield line.rstrip("\n")
+
+
+def show_turn(turn: Turn, verbose: bool, out: TextIO) -> None:
+    print(f"bot> {turn.reply}", file=out)
+    if turn.emotions:
+        print(f"     [you seem: {_percent(turn.emotions)}]", file=out)
+    if verbose:
+        for candidate in turn.candidates:
+            scores = ", ".join(f"{k}={v:.3f}" for k, v in candidate.scores.items())
+            flag = f" [rejected: {candidate.problem}]" if candidate.problem else ""
+            print(f"     candidate ({candidate.total:+.2f}; {scores}): {candidate.text!r}{flag}", file=out)
+        if turn.fallback_reason:
+            print(f"     (fallback reply: every candidate was degenerate -- {turn.fallback_reason})", file=out)
+        for note in turn.notes:
+            print(f"     ({note})", file=out)
+
+
+def chat_loop(session: ChatSession, verbose: bool, stream: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+    """Answer every line until /quit or end of input; return the number of replies."""
+    interactive = stream.isatty()
+    print(f"EmpDG chat -- {HELP}", file=out, flush=True)
+    replies = 0
+    for raw in _lines(stream, interactive):
+        text = raw.strip()
+        command = text.lower()
+        if not text:
+            print("bot> (say something, or /quit)", file=out, flush=True)
+            continue
+        if command in ("/quit", "/exit"):
+            break
+        if command == "/reset":
+            session.reset()
+            print("bot> (conversation forgotten)", file=out, flush=True)
+            continue
+        if command == "/emotions":
+            top = session.memory.top(5)
+            shown = _percent(top) if top else "nothing yet" if session.has_emotions else "no emotion classifier"
+            print(f"     [your emotions over {session.memory.turns} turn(s): {shown}]", file=out, flush=True)
+            continue
+        if command.startswith("/") and " " not in command:
+            print(f"bot> (unknown command; {HELP})", file=out, flush=True)
+            continue
+        show_turn(session.respond(text), verbose, out)
+        out.flush()
+        replies += 1
+    print("bye", file=out, flush=True)
+    return replies
+
+
+def make_streams_forgiving() -> None:
+    """Odd bytes on stdin or a narrow terminal encoding must not end the chat."""
+    for stream in (sys.stdin, sys.stdout):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")

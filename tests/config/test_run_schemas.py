@@ -1,0 +1,151 @@
+"""The typed run config: wrong types and unknown keys fail at compose time, impossible values before any data."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from empdg.config import CONFIG_DIR, compose
+from empdg.config.schema import (
+    ADVERSARIAL_LOSS_NAMES,
+    AdversarialConfig,
+    BuiltinDataConfig,
+    EmpatheticDialoguesConfig,
+    InvalidSettings,
+    OptimConfig,
+    TrainingConfig,
+    typed,
+)
+from empdg.training.adversarial_losses import ADVERSARIAL_LOSSES
+from empdg.training.run import validate_config
+
+
+def composition_error(*overrides: str) -> str:
+    with pytest.raises(ConfigCompositionException) as error:
+        compose("train", overrides)
+    text, cause = str(error.value), error.value.__cause__
+    while cause is not None:  # Hydra wraps OmegaConf's error, which names the full key
+        text, cause = text + "\n" + str(cause), cause.__cause__
+    return text
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("training.phases.generator_pretrain=abc", "training.phases.generator_pretrain"),
+        ("training.gradient_clip_val=big", "training.gradient_clip_val"),
+        ("adversarial.n_critc=1", "adversarial.n_critc"),
+        ("adversarial.critic.hidden_dim=wide", "adversarial.critic.hidden_dim"),
+        ("adversarial.same_batch_control=maybe", "adversarial.same_batch_control"),
+        ("optim.lr=abc", "optim.lr"),
+        ("optim.betas=[a,b]", "optim.betas"),
+        ("data.batch_size=abc", "data.batch_size"),
+        ("data.vocab.min_cout=2", "data.vocab.min_cout"),
+        ("data.download=true", "data.download"),  # an ED key: the built-in data has none
+    ],
+)
+def test_a_wrong_type_or_unknown_key_fails_while_composing_naming_the_key(override, named):
+    assert re.search("full_key: " + re.escape(named) + r"\b", composition_error(override))
+
+
+def test_every_group_option_is_typed_by_its_schema():
+    groups = {"adversarial": AdversarialConfig, "optim": OptimConfig, "training": TrainingConfig}
+    for group in ("adversarial", "optim"):
+        for option in sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml")):
+            cfg = compose("train", [f"{group}={option}"])
+            assert OmegaConf.get_type(cfg[group]) is groups[group], (group, option)
+    assert OmegaConf.get_type(compose("train").training) is TrainingConfig
+    data = {"builtin": BuiltinDataConfig, "empathetic_dialogues": EmpatheticDialoguesConfig}
+    assert sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml")) == sorted(data)
+    for option, schema in data.items():
+        assert OmegaConf.get_type(compose("train", [f"data={option}"]).data) is schema
+
+
+def test_keys_added_with_plus_are_still_refused_before_any_data(compose_train, tmp_path):
+    # Hydra lets `+key=...` through a structured node; validate_config rebuilds it from the schema
+    added = (("+adversarial.n_critics=2", "adversarial.n_critics"), ("+data.batchsize=4", "data.batchsize"))
+    for override, key in added:
+        with pytest.raises(ValueError, match=re.escape(f"unknown key {key}")):
+            validate_config(compose_train(override))
+    assert not (tmp_path / ".cache").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        (("adversarial.estimator=policy",), "adversarial.estimator='policy'"),
+        (("adversarial.loss=hinge",), "adversarial.loss='hinge'"),
+        (("adversarial.tau=0",), "adversarial.tau=0.0 must be > 0"),
+        (("adversarial.critic_betas=[0.5]",), "adversarial.critic_betas=[0.5]"),
+        (("adversarial.critic.kernel_sizes=[]",), "adversarial.critic.kernel_sizes=[]"),
+        (("adversarial.critic.fusion=concat",), "adversarial.critic.fusion='concat'"),
+        (("adversarial.loss=wgan_clip", "adversarial.clip_value=0"), "adversarial.clip_value=0.0 must be > 0"),
+        (("training.label_smoothing=1.0",), "training.label_smoothing=1.0 must be in [0, 1)"),
+        (("training.phases.generator_pretrain=-1",), "training.phases.generator_pretrain=-1 must be >= 0"),
+        (("optim.lr=0",), "optim.lr=0.0 must be > 0"),
+        (("optim.scheduler=cosine",), "optim.scheduler='cosine'"),
+        (("optim=noam", "optim.warmup_steps=0"), "optim.warmup_steps=0 must be >= 1"),
+        (
+            ("training.phases.generator_pretrain=0", "adversarial=none"),
+            "every phase budget that runs is 0",
+        ),
+    ],
+)
+def test_impossible_values_stop_before_any_data_naming_the_key(compose_train, tmp_path, overrides, named):
+    with pytest.raises(ValueError, match=re.escape(named)):
+        validate_config(compose_train(*overrides))
+    assert not (tmp_path / ".cache").exists()
+
+
+def test_every_problem_is_listed_at_once(compose_train):
+    with pytest.raises(ValueError) as error:
+        validate_config(compose_train("optim.lr=-1", "adversarial.gp_lambda=-2", "training.sample_max_len=0"))
+    message = str(error.value)
+    for key in ("optim.lr=-1.0", "adversarial.gp_lambda=-2.0", "training.sample_max_len=0"):
+        assert key in message, message
+
+
+def test_the_rules_are_the_dataclasses_own_whoever_builds_them():
+    # the training module builds its settings from a checkpoint's hyper-parameters the same way
+    with pytest.raises(InvalidSettings, match="adversarial.n_critic \\+ adversarial.g_steps = 0") as error:
+        typed(AdversarialConfig, {"n_critic": 0, "g_steps": 0}, "adversarial")
+    assert len(error.value.problems) == 1
+    with pytest.raises(ValueError, match="unknown key training.phase "):
+        typed(TrainingConfig, {"phase": {}}, "training")
+    with pytest.raises(ValueError, match="training.phases.adversarial: .*Integer"):
+        typed(TrainingConfig, {"phases": {"adversarial": "many"}}, "training")
+    assert typed(TrainingConfig, {}, "training") == TrainingConfig()  # absent keys: the schema's defaults
+
+
+def test_the_default_run_config_equals_the_schemas_defaults_where_they_should():
+    cfg = compose("train")
+    assert typed(TrainingConfig, cfg.training, "training") == TrainingConfig()
+    assert typed(OptimConfig, cfg.optim, "optim") == OptimConfig()
+    adversarial = typed(AdversarialConfig, cfg.adversarial, "adversarial")
+    # the one deliberate difference: a run stored before `critic.fusion` existed used "sum"
+    expected = AdversarialConfig()
+    expected.critic = dataclasses.replace(expected.critic, fusion="sum_product")
+    assert adversarial == expected
+
+
+def test_the_adversarial_loss_names_are_the_implemented_ones():
+    assert set(ADVERSARIAL_LOSS_NAMES) == set(ADVERSARIAL_LOSSES)
+
+
+def test_the_critics_are_their_own_group_with_the_old_key_names():
+    default = typed(AdversarialConfig, compose("train").adversarial, "adversarial")
+    assert default.critic_names == ["semantic", "emotion"]
+    none = compose("train", ["adversarial=none", "adversarial.n_critic=3", "adversarial.w_adv=0.5"])
+    assert (none.adversarial.n_critic, none.adversarial.w_adv) == (3, 0.5)
+    assert not none.adversarial.semantic_critic and not none.adversarial.emotion_critic
+    # baselines train without critics unless the command line says otherwise
+    for model in ("transformer", "emoprepend"):
+        cfg = compose("train", [f"model={model}"])
+        assert not cfg.adversarial.semantic_critic and not cfg.adversarial.emotion_critic
+        assert compose("train", [f"model={model}", "adversarial=empdg"]).adversarial.emotion_critic
+    with pytest.raises(ConfigCompositionException):
+        compose("train", ["model.semantic_critic=false"])  # the switches left the model group
