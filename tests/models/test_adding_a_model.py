@@ -96,7 +96,7 @@ class BagOfWordsGRU(Generator):
 
 MODEL_YAML = """\
 defaults:
-  - bow_gru_schema
+  - /schema/model/bow_gru@_here_
   - _self_
 
 name: bow_gru

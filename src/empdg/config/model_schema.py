@@ -1,6 +1,6 @@
 """Hydra schemas of the ``model`` group: one per registered generator name, from its settings dataclass.
 
-The schema of ``model/<name>_schema`` is the generator's settings dataclass plus the run-level keys
+The schema of ``schema/model/<name>`` is the generator's settings dataclass plus the run-level keys
 every model group has (``name``, ``embeddings``, ``init_from``), so ``conf/model/<name>.yaml`` lists
 only what differs from the dataclass defaults, and an unknown key or a wrong type fails while Hydra
 composes, naming ``model.<key>``. Values that are typed right but impossible (sizes that do not
@@ -44,6 +44,6 @@ def model_group_schema(settings_class: type[GeneratorSettings]) -> type:
 
 
 def register_model_schemas(store: Any) -> None:
-    """Store ``model/<name>_schema`` for every registered generator name (again: later ones are added)."""
+    """Store ``schema/model/<name>`` for every registered generator name (again: later ones are added)."""
     for name, cls in registered_generators().items():
-        store.store(group="model", name=f"{name}_schema", node=model_group_schema(cls.settings_class))
+        store.store(group="schema/model", name=name, node=model_group_schema(cls.settings_class))

@@ -1,7 +1,8 @@
 """Typed schemas of the run's config: ``adversarial``, ``training``, ``optim`` and ``data``.
 
-Each dataclass is registered in Hydra's ConfigStore (:func:`register_run_schemas`) and named in the
-defaults list of its YAML files (``train.yaml`` names ``training/schema``), so a wrong type or an
+Each dataclass is registered in Hydra's ConfigStore (:func:`register_run_schemas`) under ``schema/``
+and named in the defaults list of its YAML files (``train.yaml`` names
+``/schema/training/default@training``, a data option ``/schema/data/<name>@_here_``), so a wrong type or an
 unknown key fails while Hydra composes, naming the key. Values that are typed right but impossible
 (a negative budget, ``n_critic + g_steps = 0``, an unknown estimator) are each class's
 ``__post_init__`` -- the one home of every such rule: :func:`empdg.training.run.validate_config`
@@ -344,8 +345,8 @@ def typed(schema: type[T], values: Any, section: str) -> T:
 
 def register_run_schemas(store: Any) -> None:
     """Store the schemas the YAML files name in their defaults lists."""
-    store.store(group="adversarial", name="schema", node=AdversarialConfig)
-    store.store(group="training", name="schema", node=TrainingConfig)
-    store.store(group="optim", name="schema", node=OptimConfig)
-    store.store(group="data", name="builtin_schema", node=BuiltinDataConfig)
-    store.store(group="data", name="empathetic_dialogues_schema", node=EmpatheticDialoguesConfig)
+    store.store(group="schema/adversarial", name="default", node=AdversarialConfig)
+    store.store(group="schema/training", name="default", node=TrainingConfig)
+    store.store(group="schema/optim", name="default", node=OptimConfig)
+    store.store(group="schema/data", name="builtin", node=BuiltinDataConfig)
+    store.store(group="schema/data", name="empathetic_dialogues", node=EmpatheticDialoguesConfig)

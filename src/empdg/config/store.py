@@ -22,7 +22,7 @@ def register_configs() -> None:
 
 
 def _register_model_schemas(store) -> None:
-    """One ``model/<name>_schema`` per registered generator (empdg.config.model_schema)."""
+    """One ``schema/model/<name>`` per registered generator (empdg.config.model_schema)."""
     try:
         from empdg.config.model_schema import register_model_schemas
     except ImportError:  # not written yet
