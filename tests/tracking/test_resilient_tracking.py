@@ -3,21 +3,15 @@
 (a) a SQLite store that answers reads but refuses writes (opened read-only through a SQLite URI
 filename, which holds even for root, unlike chmod) and a store under a regular file: the start-up
 check writes, so the run warns once and logs to the fallback store in its folder from the start;
-(b) a real ``mlflow server`` killed in the middle of a run: one warning, training finishes, the steps
-before the kill are on the server, the steps after it in the fallback store, and the summary says so.
+(b) a real ``mlflow server`` (artifact serving on) killed in the middle of a run: one warning, training
+finishes, the steps and files before the kill are on the server (its files through its artifact proxy),
+the steps and files after it in the fallback store, nothing dropped, and the summary says so.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import warnings
 from pathlib import Path
 
@@ -27,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from tiny import tiny_overrides
 
 from empdg.config import compose
+from empdg.tracking.local_server import LocalMlflowServer
 from empdg.tracking.mlflow_tracking import (
     HTTP_SETTINGS,
     ResilientMLFlowLogger,
@@ -152,92 +147,34 @@ def test_a_store_that_refuses_a_value_is_not_a_failing_store(tmp_path) -> None:
     assert "refused by the store: 1 params" in logger.describe()
 
 
-# ---- (b) a real MLflow server, killed mid-run
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def mlflow_server(tmp_path: Path):
-    """``mlflow server`` on a free loopback port with its own SQLite store; yields (uri, db, process)."""
-    folder = tmp_path / "server"
-    folder.mkdir()
-    port = _free_port()
-    db = folder / "mlflow.db"
-    command = [
-        str(Path(sys.executable).with_name("mlflow")),
-        "server",
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{db}",
-        "--workers", "1",
-    ]  # fmt: skip
-    if not Path(command[0]).exists():
-        command[0:1] = [sys.executable, "-m", "mlflow"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    log_file = (folder / "server.log").open("w")
-    process = subprocess.Popen(
-        command, cwd=folder, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_server(process)
-            pytest.fail("mlflow server did not start:\n" + (folder / "server.log").read_text()[-3000:])
-        time.sleep(0.5)
-    try:
-        yield uri, db, process
-    finally:
-        stop_server(process)
-        log_file.close()
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    """Kill the server's whole process group (uvicorn and its job runner), the one we started."""
-    if process.poll() is None or _group_alive(process.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
+# ---- (b) a real MLflow server (tests/tracking/conftest.py), killed mid-run
 
 
 class KillServerAt(pl.Callback):
     """Kill the tracking server after optimizer step ``step`` (and wait until it is gone)."""
 
-    def __init__(self, process: subprocess.Popen, step: int) -> None:
-        self.process = process
+    def __init__(self, server: LocalMlflowServer, step: int) -> None:
+        self.server = server
         self.step = step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.step and self.process.poll() is None:
-            stop_server(self.process)
+        if trainer.global_step == self.step and self.server.process.poll() is None:
+            self.server.stop()
 
 
 @pytest.mark.slow
 def test_server_killed_mid_run_training_finishes_on_the_local_fallback(tmp_path, capsys, mlflow_server) -> None:
-    uri, server_db, process = mlflow_server
+    uri, server_db, process = mlflow_server.uri, mlflow_server.db, mlflow_server.process
     kill_at = 10
-    cfg = compose_run(tmp_path, f"logger.tracking_uri={uri}", "logger.http_max_retries=0", "logger.http_timeout=5")
+    cfg = compose_run(
+        tmp_path,
+        f"logger.tracking_uri={uri}",
+        "logger.http_max_retries=0",
+        "logger.http_timeout=5",
+        "training.sample_generations=1",  # samples/step_*.txt at steps 8 (server up), 16 and 24 (server gone)
+    )
     started = time.monotonic()
-    metrics, messages = train_recording_warnings(cfg, [KillServerAt(process, kill_at)])
+    metrics, messages = train_recording_warnings(cfg, [KillServerAt(mlflow_server, kill_at)])
     elapsed = time.monotonic() - started
 
     assert process.poll() is not None  # the server really died mid-run
@@ -272,3 +209,20 @@ def test_server_killed_mid_run_training_finishes_on_the_local_fallback(tmp_path,
     assert report["stores"]["primary"]["metrics"]["train/loss"]["last_step"] == max(before)
     assert report["stores"]["fallback"]["metrics"]["train/loss"]["first_step"] == min(after)
     assert "config.yaml" in report["stores"]["primary"]["artifacts"]
+
+    # nothing lost, artifacts included: what the server took went through its proxy into its artifact
+    # folder (never a path of this client); what came after the kill is in the fallback, with copies
+    # of the earlier files so the fallback run stands alone
+    assert "dropped" not in report["stores"] and not (tmp_path / "mlruns").exists()
+    assert server_run.info.artifact_uri.startswith("mlflow-artifacts:")
+    on_server = {p.relative_to(mlflow_server.artifacts).as_posix() for p in mlflow_server.artifacts.rglob("*.*")}
+    server_files = {name.split("/artifacts/", 1)[1] for name in on_server}
+    assert {"config.yaml", "vocab.json", "samples/step_0000008.txt"} <= server_files, on_server
+    assert set(report["stores"]["primary"]["artifacts"]) == server_files
+    fallback_files = set(report["stores"]["fallback"]["artifacts"])
+    assert {"config.yaml (copy)", "vocab.json (copy)", "samples/step_0000016.txt", "samples/step_0000024.txt"} <= (
+        fallback_files
+    )
+    stored = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
+    assert {"samples/step_0000016.txt", "samples/step_0000024.txt"} <= stored
+    assert (run_dir / "mlruns" / "artifacts").is_dir()  # the fallback keeps its files in the run folder

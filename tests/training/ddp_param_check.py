@@ -1,16 +1,25 @@
-"""Run by tests/training/test_ddp.py: fit a tiny model with DDP on 2 CPU processes, write per-rank checksums.
+"""Run by the DDP tests: fit a tiny model on several CPU processes, write per-rank checksums.
 
-Usage: python ddp_param_check.py OUT_DIR [hydra overrides ...]
-Each rank writes OUT_DIR/rank<R>.json with the sha256 of all its parameters before and after fitting.
+Usage:
+  python ddp_param_check.py OUT_DIR [hydra overrides ...]
+      fit through the compose API (tests/training/test_ddp.py; Lightning starts the 2 processes)
+  torchrun ... ddp_param_check.py --train-py OUT_DIR [hydra overrides ...]
+      the real ``train.py`` Hydra app, one process per rank (tests/training/test_multinode.py)
+
+Each rank writes OUT_DIR/rank<R>.json: the sha256 of all its parameters before fitting (its own
+initialisation, before DDP broadcasts rank 0's) and after, its global step, node rank and the
+updates it made in each training phase.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -29,26 +38,64 @@ def checksum(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def main() -> None:
-    out_dir = Path(sys.argv[1])
+class RankReport(pl.Callback):
+    """Each rank's view of the fit, written to OUT_DIR/rank<R>.json when it ends."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.before: str | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":  # before the strategy wraps the model (DDP would copy rank 0's weights)
+            self.before = checksum(pl_module)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        phases = getattr(pl_module, "phases", None)
+        result = {
+            "rank": trainer.global_rank,
+            "world_size": trainer.world_size,
+            "num_nodes": trainer.num_nodes,
+            "node_rank": trainer.node_rank,
+            "cluster_environment": type(trainer.strategy.cluster_environment).__name__,
+            "logger": type(trainer.logger).__name__ if trainer.logger is not None else None,
+            "global_step": trainer.global_step,
+            "phases_done": dict(phases.done) if phases is not None else {},
+            "phases_budget": dict(phases.budgets) if phases is not None else {},
+            "before": self.before,
+            "after": checksum(pl_module),
+        }
+        path = self.out_dir / f"rank{trainer.global_rank}.json"
+        path.write_text(json.dumps(result), encoding="utf-8")
+
+
+def fit_with_compose(out_dir: Path, overrides: list[str]) -> None:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=sys.argv[2:])
+        cfg = compose("train", overrides=overrides)
     torch.manual_seed(int(cfg.seed))
     datamodule = DialogueDataModule(OmegaConf.to_container(cfg.data, resolve=True), seed=int(cfg.seed))
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(cfg, datamodule)
-    before = checksum(module)
-    trainer = build_trainer(cfg, None, [], out_dir)
+    trainer = build_trainer(cfg, None, [RankReport(out_dir)], out_dir)
     trainer.fit(module, datamodule=datamodule)
-    result = {
-        "rank": trainer.global_rank,
-        "world_size": trainer.world_size,
-        "global_step": trainer.global_step,
-        "before": before,
-        "after": checksum(module),
-    }
-    (out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(result), encoding="utf-8")
+
+
+def run_train_py(out_dir: Path, overrides: list[str]) -> None:
+    """``train.py`` itself (Hydra's app, run folder, logger), with RankReport among its callbacks."""
+    import empdg.commands.train as train_command
+
+    train_command.run_training = functools.partial(
+        train_command.run_training, extra_callbacks=[RankReport(out_dir)]
+    )
+    sys.argv = [sys.argv[0], *overrides]
+    train_command.main()
+
+
+def main() -> None:
+    if sys.argv[1] == "--train-py":
+        run_train_py(Path(sys.argv[2]), sys.argv[3:])
+    else:
+        fit_with_compose(Path(sys.argv[1]), sys.argv[2:])
 
 
 if __name__ == "__main__":

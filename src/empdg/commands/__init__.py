@@ -2,6 +2,7 @@
 work in :func:`empdg.errors.exit_on_user_error` (a user mistake: one ``error:`` line, exit status 2).
 
 Installed as console scripts (``empdg-train``, ``empdg-sweep``, ``empdg-evaluate``, ``empdg-chat``,
-``empdg-compare``) and reachable as ``python -m empdg.<name>`` (``train.py`` and ``sweep.py`` in the
-checkout). The work itself lives in the layers below; these modules only wire it to the command line.
+``empdg-compare``, ``empdg-register``) and reachable as ``python -m empdg.<name>`` (``train.py`` and
+``sweep.py`` in the checkout). The work itself lives in the layers below; these modules only wire it
+to the command line.
 """

@@ -6,12 +6,15 @@ Hydra's multirun sweepers can optimise it.
 
 from __future__ import annotations
 
+import json
+
 import hydra
 from omegaconf import DictConfig
 
 from empdg.config import CONFIG_DIR
 from empdg.config.runtime import apply_runtime
 from empdg.errors import exit_on_user_error
+from empdg.serving.registry import check_register_request, register_after_training
 from empdg.training.run import run_training
 
 
@@ -19,5 +22,9 @@ from empdg.training.run import run_training
 def main(cfg: DictConfig) -> float | None:
     with exit_on_user_error():  # configuration and data mistakes: `error: <message>`, exit 2, no traceback
         apply_runtime(cfg)
+        check_register_request(cfg)  # logger.register_model=NAME needs an MLflow run: said before training
         metrics = run_training(cfg)
+        registration = register_after_training(cfg)  # nothing (no import of MLflow's model code) unless asked
+        if registration is not None:
+            print(f"registered model: {registration.model_uri} ({json.dumps(registration.as_dict())})", flush=True)
     return metrics.get(cfg.callbacks.checkpoint.monitor)

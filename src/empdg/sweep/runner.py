@@ -26,7 +26,7 @@ from empdg.sweep.objective import TrialObjective
 from empdg.sweep.pruning import Objective, build_pruner
 from empdg.sweep.report import finish
 from empdg.sweep.space import ParamSpec, format_value, forwarded_overrides, merge_overrides, parse_space
-from empdg.sweep.study import build_sampler, build_storage, open_study
+from empdg.sweep.study import build_sampler, build_storage, check_storage, masked, open_study
 from empdg.sweep.tracking import SweepTracker
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,7 @@ def _prepare(cfg: DictConfig, task_overrides: Sequence[str], output_dir: Path) -
     specs = parse_space(settings["space"])
     build_pruner(settings["pruner"])
     build_sampler(settings["sampler"], specs)
+    check_storage(settings)  # e.g. postgresql:// without a driver: named before the study is touched
     base_overrides = merge_overrides(settings.get("train_overrides") or [], forwarded_overrides(task_overrides))
     check_dir = format_value(str(output_dir / "trials" / "base"))
     base_cfg = compose("train", [*base_overrides, f"paths.output_dir={check_dir}"])
@@ -241,7 +242,7 @@ def run_sweep(cfg: DictConfig, task_overrides: Sequence[str], output_dir: Path) 
             plan.tracker = None
     n_jobs, n_trials = int(settings.get("n_jobs", 1)), int(settings["n_trials"])
     print(
-        f"study {study.study_name!r} at {settings['storage']}: {first_new} earlier trials; "
+        f"study {study.study_name!r} at {masked(str(settings['storage']))}: {first_new} earlier trials; "
         f"{n_trials} new trials in {n_jobs} process(es); objective {objective.name} ({settings['direction']})"
     )
     status = "FINISHED"

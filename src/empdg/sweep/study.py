@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import random
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -119,27 +121,104 @@ def storage_url(url: str) -> str:
     return url
 
 
+POSTGRES_DRIVERS = ("psycopg", "psycopg2")  # SQLAlchemy dialect name = module name, in order of preference
+POSTGRES_HINT = 'pip install "empdg[postgres]" (psycopg 3) or pip install psycopg2-binary'
+
+
+def server_url(url: str) -> str:
+    """``postgresql://`` (or ``postgres://``) without a driver: name the installed one, so the URL works whichever
+    driver SQLAlchemy's version defaults to (psycopg2 before 2.1, psycopg 3 since). A missing driver is named here,
+    before the study is touched, instead of an ImportError from deep inside SQLAlchemy."""
+    import importlib.util
+
+    from sqlalchemy.engine import make_url
+
+    if not url.startswith(("postgres://", "postgres+", "postgresql")):
+        return url
+    if url.startswith("postgres://") or url.startswith("postgres+"):
+        url = "postgresql" + url[len("postgres") :]
+    parsed = make_url(url)
+    driver = parsed.get_driver_name() if "+" in parsed.drivername else None
+    if driver is None:
+        driver = next((d for d in POSTGRES_DRIVERS if importlib.util.find_spec(d) is not None), None)
+        if driver is None:
+            raise ValueError(f"sweep.storage={masked(url)} needs a PostgreSQL driver on every machine: {POSTGRES_HINT}")
+        return parsed.set(drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
+    module = {"psycopg_async": "psycopg"}.get(driver, driver)
+    if importlib.util.find_spec(module) is None:
+        package = {"psycopg": '"psycopg[binary]"', "psycopg2": "psycopg2-binary"}.get(module, module)
+        raise ValueError(
+            f"sweep.storage={masked(url)} names the driver {driver}, which is not installed: pip install {package} "
+            f'(or drop "+{driver}" from the URL and pip install "empdg[postgres]")'
+        )
+    return url
+
+
+def masked(url: str) -> str:
+    """The URL with its password replaced by ***, for messages and logs."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("://")[0] + "://..."
+
+
+def check_storage(config: Mapping[str, Any]) -> None:
+    """The storage URL's driver is importable (raises ValueError naming the fix); runs before the study is touched."""
+    server_url(str(config["storage"]))
+
+
 def build_storage(config: Mapping[str, Any]) -> optuna.storages.BaseStorage:
+    """The study's storage. A server that refuses the connection is a ConfigError naming what to check.
+
+    Several processes opening a fresh database at once race to create Optuna's tables (PostgreSQL
+    then raises a duplicate-key or already-exists error in all but one): retried after the winner is done.
+    """
+    import sqlalchemy.exc
+
+    from empdg.errors import ConfigError
+
     url = storage_url(str(config["storage"]))
     if url.startswith("journal:///"):
         from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
         path = url[len("journal:///") :]
         return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+    try:
+        url = server_url(url)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         engine_kwargs["connect_args"] = {"timeout": float(config.get("sqlite_timeout", 60))}
     else:
-        engine_kwargs["pool_pre_ping"] = True  # long trials outlive idle server connections
+        engine_kwargs["pool_pre_ping"] = True  # long trials outlive idle server connections (server restarts too)
     heartbeat = config.get("heartbeat_interval")
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 but long-standing
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=int(heartbeat) if heartbeat else None,
-            grace_period=int(config["grace_period"]) if heartbeat and config.get("grace_period") else None,
-        )
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 but long-standing
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=int(heartbeat) if heartbeat else None,
+                    grace_period=int(config["grace_period"]) if heartbeat and config.get("grace_period") else None,
+                )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == 4 or url.startswith("sqlite"):
+                raise
+            time.sleep(0.5 + random.random())  # another process is creating the tables
+        except sqlalchemy.exc.OperationalError as error:
+            if url.startswith("sqlite"):
+                raise
+            reason = str(error.orig or error).strip().splitlines()[0]
+            raise ConfigError(
+                f"sweep.storage={masked(url)}: the database server refused the connection ({reason}); check that "
+                "it runs and listens on that host and port, that the user may log in from this machine "
+                "(pg_hba.conf) and that the database exists (createdb)"
+            ) from None
+    raise AssertionError("unreachable")
 
 
 def open_study(

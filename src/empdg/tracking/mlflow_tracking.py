@@ -11,6 +11,12 @@ A run must not fail because of its tracking store, neither at start nor later:
   run stands alone), training goes on, and at the end :func:`describe_run` says which part of the
   run is in which store (the detail per metric is written to ``<run>/tracking_report.json``).
 
+Where artifacts go: with a local store (SQLite, file) the experiments empdg creates keep their
+artifacts at ``logger.artifact_location`` on this machine; with a tracking server (``http(s)://``)
+they are created without a client location, so the server's default applies (``mlflow-artifacts:``
+when it runs with ``--serve-artifacts``) and every file is uploaded through the server, never
+written to a path of the client.
+
 MLflow's HTTP client retries a failing request 7 times with exponential back-off (minutes) by
 default; ``logger.http_max_retries``, ``logger.http_backoff_factor`` and ``logger.http_timeout``
 shorten that (they set MLflow's ``MLFLOW_HTTP_REQUEST_*`` environment variables for the process).
@@ -30,6 +36,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from lightning_fabric.utilities.logger import _convert_params, _flatten_dict
 from lightning_fabric.utilities.rank_zero import rank_zero_only
@@ -56,8 +63,14 @@ class TrackingFallbackWarning(UserWarning):
     """The tracking store failed; the run goes on with a local fallback store."""
 
 
-def absolute_sqlite_uri(uri: str) -> str:
+class ClientArtifactsWarning(UserWarning):
+    """A tracking server hands out artifact locations on the client's disk (it does not serve artifacts)."""
+
+
+def absolute_sqlite_uri(uri: str, create: bool = True) -> str:
     """``sqlite:///relative/x.db`` depends on the working directory; pin it and create its folder.
+
+    ``create=False`` only pins it (a fallback store's folder is made when the fallback is opened).
 
     SQLite URI filenames (``sqlite:///file:/path/x.db?mode=ro&uri=true``) are left as they are. A
     folder that cannot be created is not an error here: the store's own error says so later.
@@ -67,9 +80,39 @@ def absolute_sqlite_uri(uri: str) -> str:
         return uri
     path_text, sep, query = uri[len(prefix) :].partition("?")
     path = Path(path_text).expanduser().resolve()
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if create:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
     return prefix + str(path) + sep + query
+
+
+def is_server_uri(uri: str) -> bool:
+    """True for a tracking server (``http(s)://``): its artifacts belong to the server, not to this machine."""
+    return urlparse(str(uri)).scheme.lower() in ("http", "https")
+
+
+def experiment_artifact_location(uri: str, artifact_location: str | Path | None) -> str | None:
+    """The artifact location to create an experiment with in the store ``uri``.
+
+    A local store gets ``artifact_location`` as a ``file://`` URI (a path here; None keeps MLflow's
+    default); a server gets None, so its own default applies: with ``mlflow server --serve-artifacts``
+    that is its artifact proxy, and the client uploads through it instead of writing to a local path
+    the server and other machines never see.
+    """
+    if is_server_uri(uri) or artifact_location is None or str(artifact_location) == "":
+        return None
+    text = str(artifact_location)
+    if urlparse(text).scheme not in ("", "file"):  # already a URI (s3://, mlflow-artifacts:, ...)
+        return text
+    return Path(text).expanduser().resolve().as_uri()
+
+
+def client_side_artifact_uri(artifact_uri: str | None) -> bool:
+    """True when a run's artifact URI is a path the CLIENT writes to (``file://`` or a bare path)."""
+    if not artifact_uri:
+        return False
+    scheme = urlparse(artifact_uri).scheme.lower()
+    return scheme in ("", "file") or len(scheme) == 1  # a one-letter scheme: a Windows drive (C:/...)
 
 
 def configure_http(logger_cfg: Mapping[str, Any]) -> None:
@@ -107,6 +150,8 @@ def probe_tracking_store(uri: str, experiment_name: str, artifact_location: str 
     The write: the experiment is created when missing and tagged with the time of the check (a
     read-only database or a server that only reads fails here, not in the middle of a run).
     """
+    if is_server_uri(uri):  # a server keeps the artifacts where it is configured to (see module doc)
+        artifact_location = None
     try:
         from mlflow.tracking import MlflowClient
 
@@ -275,6 +320,8 @@ class ResilientMLFlowLogger(MLFlowLogger):
         client = super().experiment  # creates the experiment and the run unless run_id was given
         client.set_tag(self._run_id, "empdg.run_folder", str(run_folder or ""))
         mark_experiment_kind(client, self._experiment_id)
+        if is_server_uri(self._tracking_uri):
+            warn_client_side_artifacts(self._tracking_uri, client.get_run(self._run_id))
 
     def _route(self, what: str, primary: Callable[[], None], fallback: Callable[[MLFlowLogger], None]) -> str:
         """Run ``primary`` (or ``fallback`` once switched); return the store that took it.
@@ -327,6 +374,7 @@ class ResilientMLFlowLogger(MLFlowLogger):
         )
 
     def _open_fallback(self) -> MLFlowLogger:
+        self.fallback_artifacts.parent.mkdir(parents=True, exist_ok=True)  # the store's folder
         tags = {
             **{str(k): str(v) for k, v in (self.tags or {}).items()},
             "empdg.tracking.primary_uri": self.primary_uri,
@@ -477,6 +525,20 @@ class ResilientMLFlowLogger(MLFlowLogger):
         return "\n".join(lines)
 
 
+def warn_client_side_artifacts(uri: str, run: Any) -> None:
+    """Warn when a server's run keeps its artifacts at a path of this machine (they would stay here)."""
+    artifact_uri = run.info.artifact_uri
+    if client_side_artifact_uri(artifact_uri):
+        warnings.warn(
+            f"the tracking server {uri} gives run {run.info.run_id} the artifact location {artifact_uri}, a path "
+            "that this machine writes to, so its artifacts stay here: start the server with artifact serving "
+            "(`mlflow server --serve-artifacts --artifacts-destination ...`, the default without "
+            "--default-artifact-root) and use an experiment created since (a new logger.experiment_name)",
+            ClientArtifactsWarning,
+            stacklevel=3,
+        )
+
+
 def _refused(error: BaseException) -> bool:
     """The store answered and rejected the request (e.g. a param changing value): not a store failure."""
     return getattr(error, "error_code", None) in ("INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS")
@@ -488,11 +550,12 @@ def _artifact_name(local_path: str, artifact_path: str | None) -> str:
 
 
 def _fallback_location(output_dir: Path, primary_uri: str) -> tuple[str, Path]:
+    """The fallback store's URI and artifact folder, in the run folder (created only if it is used)."""
     folder = output_dir / FALLBACK_DIR
-    uri = absolute_sqlite_uri(f"sqlite:///{folder / 'mlflow.db'}")
+    uri = absolute_sqlite_uri(f"sqlite:///{folder / 'mlflow.db'}", create=False)
     if uri == primary_uri:  # the primary store already lives in the run folder
         folder = output_dir / "mlruns_fallback"
-        uri = absolute_sqlite_uri(f"sqlite:///{folder / 'mlflow.db'}")
+        uri = absolute_sqlite_uri(f"sqlite:///{folder / 'mlflow.db'}", create=False)
     return uri, folder / "artifacts"
 
 
@@ -506,7 +569,7 @@ def build_logger(logger_cfg: Mapping[str, Any], output_dir: Path, tags: Mapping[
         raise ValueError(f"logger.name={name!r} is unknown; use logger=mlflow, logger=csv or logger=none")
     configure_http(logger_cfg)
     uri = absolute_sqlite_uri(str(logger_cfg["tracking_uri"]))
-    artifacts = Path(str(logger_cfg["artifact_location"])).expanduser().resolve()
+    artifacts = experiment_artifact_location(uri, logger_cfg.get("artifact_location"))  # None for a server
     fallback_uri, fallback_artifacts = _fallback_location(output_dir, uri)
     all_tags = {**dict(tags), **{str(k): str(v) for k, v in (logger_cfg.get("extra_tags") or {}).items()}}
     common = {
@@ -521,7 +584,7 @@ def build_logger(logger_cfg: Mapping[str, Any], output_dir: Path, tags: Mapping[
         logger = ResilientMLFlowLogger(
             tracking_uri=uri,
             tags=dict(all_tags),
-            artifact_location=artifacts.as_uri(),
+            artifact_location=artifacts,
             run_id=logger_cfg.get("run_id"),
             **common,
         )
@@ -542,6 +605,7 @@ def build_logger(logger_cfg: Mapping[str, Any], output_dir: Path, tags: Mapping[
     startup_note = f"{uri} failed its start-up check: {problem}"
     second_uri, second_artifacts = _fallback_location(output_dir, fallback_uri)
     try:
+        fallback_artifacts.parent.mkdir(parents=True, exist_ok=True)  # the store's folder
         local = ResilientMLFlowLogger(
             tracking_uri=fallback_uri,
             tags={**all_tags, "empdg.tracking.primary_uri": uri, "empdg.tracking.primary_error": problem[:4000]},

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
@@ -243,18 +244,23 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     resume = read_resume_checkpoint(Path(cfg.ckpt_path)) if cfg.ckpt_path else None
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     output_dir = resolve_output_dir(cfg)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    # the run folder's files and the tracking store are rank 0's: other DDP processes (other nodes,
+    # started at the same moment by torchrun or srun) would race it (rank from the launcher's env)
+    rank_zero = rank_zero_only.rank == 0
+    if rank_zero:
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
 
     datamodule = DialogueDataModule(OmegaConf.to_container(cfg.data, resolve=True), seed=int(cfg.seed))
     datamodule.prepare_data()
     datamodule.setup("fit")
-    datamodule.vocab.save(output_dir / "vocab.json")
+    if rank_zero:
+        datamodule.vocab.save(output_dir / "vocab.json")
     module = build_module(cfg, datamodule)
     if resume is not None:
         check_resume_compatible(module, resume, Path(cfg.ckpt_path))
 
     tags = run_tags(cfg, dataset=f"{cfg.data.name}:{datamodule.prepared.cache_path.stem}")
-    logger = build_logger(cfg.logger, output_dir, tags)
+    logger = build_logger(cfg.logger, output_dir, tags) if rank_zero else None
     samples = SampleGenerations(int(cfg.training.sample_generations), int(cfg.training.sample_max_len))
     checkpoint_cfg = cfg.callbacks.checkpoint
     checkpoint = ModelCheckpoint(
