@@ -93,7 +93,11 @@ def test_register_load_and_serve(registered, tiny_checkpoint, monkeypatch):
     child = client.get_run(registered["run_id"])  # the model's own run, a child of the training run
     assert child.data.tags["mlflow.parentRunId"] == registered["made_run"]
 
+    # models:/ resolves through MLflow's process-wide URIs; Lightning's MLFlowLogger sets them in every in-process
+    # training of earlier tests (mlflow.set_tracking_uri), so unset them for this test (monkeypatch restores them)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", None)
+    monkeypatch.setattr(mlflow.tracking._model_registry.utils, "_registry_uri", None)
     model = mlflow.pyfunc.load_model("models:/tiny/1")
     signature = model.metadata.signature
     assert [c.name for c in signature.inputs.inputs] == ["history"]

@@ -1,1 +1,1 @@
-"""Serving a trained generator to people: the terminal chat session (and, later, model servers)."""
+"""Serving a trained generator: the terminal chat, the MLflow pyfunc model, registration, a loopback model server."""

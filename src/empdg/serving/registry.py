@@ -11,6 +11,7 @@ registered under a name: every registration is a new version.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -18,7 +19,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,27 @@ def _pip_requirements() -> list[str]:
     return found
 
 
+@contextlib.contextmanager
+def process_uris(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking and registry URIs set to ``uri`` for the block, then put back as they were.
+
+    ``mlflow.pyfunc.log_model`` has no per-call store. Putting the old values back through the public setters
+    would pin the previously *resolved* URI, so a later ``MLFLOW_TRACKING_URI`` in this process (the next test,
+    a notebook cell) would be ignored; the module variables are restored instead, unset stays unset.
+    """
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved = tracking_utils._tracking_uri, registry_utils._registry_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+
+
 def register_run(
     run_id: str,
     name: str,
@@ -240,29 +262,23 @@ def register_run(
         example_output = model.predict(None, INPUT_EXAMPLE)
         outputs = infer_signature(None, example_output).outputs
         signature = ModelSignature(inputs=input_schema(), outputs=outputs, params=params_schema(decoding, chat))
-        previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
         tags = {
             "mlflow.parentRunId": run.info.run_id,
             REGISTERED_FROM_TAG: run.info.run_id,
             "empdg.role": "registration",
             "empdg.checkpoint": str(ckpt.resolve()),
         }
-        try:
-            with mlflow.start_run(experiment_id=run.info.experiment_id, run_name=f"register-{name}", tags=tags) as new:
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=str(MODEL_CODE),  # models from code: nothing is pickled
-                    artifacts={ARTIFACT: str(stage)},
-                    signature=signature,
-                    input_example=INPUT_EXAMPLE,
-                    pip_requirements=_pip_requirements(),
-                    registered_model_name=name,
-                )
-        finally:
-            mlflow.set_tracking_uri(previous[0])
-            mlflow.set_registry_uri(previous[1])
+        where = {"experiment_id": run.info.experiment_id, "run_name": f"register-{name}", "tags": tags}
+        with process_uris(tracking_uri), mlflow.start_run(**where) as new:
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(MODEL_CODE),  # models from code: nothing is pickled
+                artifacts={ARTIFACT: str(stage)},
+                signature=signature,
+                input_example=INPUT_EXAMPLE,
+                pip_requirements=_pip_requirements(),
+                registered_model_name=name,
+            )
     version = str(info.registered_model_version)
     return Registration(
         name=name,
