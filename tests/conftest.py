@@ -37,8 +37,6 @@ def release_outputs_dir() -> Path:
     return _require(RELEASE_OUTPUTS_DIR)
 
 
-CONF_DIR = REPO_ROOT / "conf"
-
 #: Overrides that make any training config tiny: seconds per run on one CPU thread.
 TINY_OVERRIDES = [*tiny_overrides(), "logger=none", "training.sample_generations=0"]
 
@@ -46,13 +44,12 @@ TINY_OVERRIDES = [*tiny_overrides(), "logger=none", "training.sample_generations
 @pytest.fixture
 def compose_train(tmp_path):
     """Compose conf/train.yaml with the tiny overrides, a temporary root and output folder."""
-    from hydra import compose, initialize_config_dir
+    from empdg.config import compose
 
     def _compose(*overrides: str, tiny: bool = True, run: str = "run"):
         base = TINY_OVERRIDES if tiny else []
         paths = [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / run}"]
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose("train", overrides=[*base, *paths, *overrides])
+        return compose("train", [*base, *paths, *overrides])
 
     return _compose
 

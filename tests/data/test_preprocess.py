@@ -10,18 +10,18 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from empdg.config import compose
 from empdg.data.builtin import generate_builtin_corpus, write_builtin_csvs
 from empdg.data.download import DatasetDownloadError
 from empdg.data.errors import DataError
 from empdg.data.preprocess import cache_key, prepare_examples
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 TINY = {"seed": 0, "train_per_emotion": 1, "valid_per_emotion": 1, "test_per_emotion": 1}
 
 
 def data_config(name: str, tmp_path: Path, **overrides) -> dict:
-    """The ``conf/data/<name>.yaml`` group as a plain dict, with the paths resolved into tmp_path."""
-    data = OmegaConf.load(CONF_DIR / "data" / f"{name}.yaml")
+    """The ``conf/data/<name>.yaml`` group (schema + YAML) as a plain dict, with the paths resolved into tmp_path."""
+    data = OmegaConf.to_container(compose("train", [f"data={name}"]).data, resolve=False)
     paths = OmegaConf.create(
         {"root_dir": str(tmp_path), "data_dir": str(tmp_path / "data"), "cache_dir": str(tmp_path / "cache")}
     )

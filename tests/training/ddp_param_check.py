@@ -21,13 +21,11 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from empdg.config import compose
 from empdg.data.datamodule import DialogueDataModule
 from empdg.training.run import build_module, build_trainer
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def checksum(module: torch.nn.Module) -> str:
@@ -69,8 +67,7 @@ class RankReport(pl.Callback):
 
 
 def fit_with_compose(out_dir: Path, overrides: list[str]) -> None:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose("train", overrides)
     torch.manual_seed(int(cfg.seed))
     datamodule = DialogueDataModule(OmegaConf.to_container(cfg.data, resolve=True), seed=int(cfg.seed))
     datamodule.prepare_data()

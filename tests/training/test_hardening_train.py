@@ -100,11 +100,11 @@ def test_rejected_before_any_data_is_read(compose_train, tmp_path):
 @pytest.fixture(scope="module")
 def two_step_run(tmp_path_factory) -> Path:
     """A finished 2-update run (monitor=null, a checkpoint every update, all kept)."""
-    from hydra import compose, initialize_config_dir
     from tiny import tiny_overrides
 
+    from empdg.config import compose
+
     root = tmp_path_factory.mktemp("resume_source")
-    conf = Path(__file__).resolve().parents[2] / "conf"
     overrides = [
         *tiny_overrides(),
         "logger=none",
@@ -117,9 +117,7 @@ def two_step_run(tmp_path_factory) -> Path:
         f"paths.root_dir={root}",
         f"paths.output_dir={root / 'run'}",
     ]
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    run_training(cfg)
+    run_training(compose("train", overrides))
     return root / "run"
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from tiny import tiny_overrides
+
+from empdg.tracking.local_server import free_port
 
 HERE = Path(__file__).resolve().parent
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -38,12 +39,6 @@ OVERRIDES = [
 ]
 OPTIMIZER_STEPS = 2 + 2 + 2 * (1 + 2)  # every optimizer.step() counts, critics' included
 WAIT_S = 300  # a hang guard, not a timing assertion
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def node_env() -> dict[str, str]:

@@ -11,16 +11,15 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
 from tiny import tiny_overrides
 
 import empdg.training.run as train_cli
+from empdg.config import compose
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.vocab import Vocab
 from empdg.training.run import build_module, run_training
 
 REPO = Path(__file__).resolve().parents[2]
-CONF_DIR = REPO / "conf"
 
 TINY = [
     *tiny_overrides(32, mle_only=True),
@@ -32,17 +31,8 @@ TINY = [
 
 
 def compose_cfg(tmp_path: Path, name: str, *overrides: str, logger: str = "none"):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                *TINY,
-                f"logger={logger}",
-                f"paths.root_dir={tmp_path}",
-                f"paths.output_dir={tmp_path / name}",
-                *overrides,
-            ],
-        )
+    paths = [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / name}"]
+    return compose("train", [*TINY, f"logger={logger}", *paths, *overrides])
 
 
 class StepRecorder(pl.Callback):

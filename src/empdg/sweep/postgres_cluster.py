@@ -16,11 +16,12 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from empdg.tracking.local_server import free_port
 
 INSTALL_HINT = "install PostgreSQL's server binaries (Debian/Ubuntu: apt-get install postgresql)"
 
@@ -45,12 +46,6 @@ def find_postgres_bin() -> Path | None:
         if all((Path(folder) / name).exists() for name in ("initdb", "pg_ctl", "postgres")):
             return Path(folder)
     return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _service_user() -> pwd.struct_passwd | None:
