@@ -24,13 +24,13 @@ import dataclasses
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from study_common import REPO, mean_std, python, real_data, run  # noqa: E402
+
 SMOKE = [
     "experiment=quickstart",
     "trainer.val_check_interval=15",
@@ -55,27 +55,10 @@ def arms_for(best: str) -> dict[str, list[str]]:
     }
 
 
-def python() -> str:
-    venv = REPO / ".venv" / "bin" / "python"
-    return os.environ.get("PYTHON") or (str(venv) if venv.exists() else sys.executable)
-
-
-def run(command: list[str], log_path: Path, threads: int) -> None:
-    """Run a train or evaluate command with ``threads`` torch threads (``runtime.num_threads``), logging to a file."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    command = [*command, f"runtime.num_threads={threads}"]
-    started = time.time()
-    with log_path.open("w") as log:
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-    if code != 0:
-        raise RuntimeError(f"failed ({code}) after {time.time() - started:.0f}s: {' '.join(command)}\n  see {log_path}")
-    print(f"  done in {time.time() - started:.0f}s: {log_path.parent.name}", flush=True)
-
-
 def data_overrides(args) -> list[str]:
     if args.smoke:
         return SMOKE
-    return ["data=empathetic_dialogues", f"data.root={args.data_root}", "data.download=false"]
+    return real_data(args.data_root)
 
 
 def pretrain(args, out: Path, threads: int) -> Path:
@@ -118,7 +101,7 @@ def train_and_evaluate(args, out: Path, arm: str, arm_overrides: list[str], seed
         run(command, folder / "train.log", threads)
     command = [
         python(), "-m", "empdg.evaluate", f"ckpt_path={folder / 'checkpoints' / 'last.ckpt'}",
-        *([] if args.smoke else ["data=empathetic_dialogues", f"data.root={args.data_root}", "data.download=false"]),
+        *([] if args.smoke else real_data(args.data_root)),
         "evaluate.subset=all", f"paths.output_dir={evaluation}", f"experiment_name={out.name}-eval",
     ]  # fmt: skip
     run(command, folder / "evaluate.log", threads)
@@ -127,14 +110,6 @@ def train_and_evaluate(args, out: Path, arm: str, arm_overrides: list[str], seed
 def last_critic_report(folder: Path) -> dict[str, float]:
     path = folder / "critic_report.json"
     return json.loads(path.read_text())[-1] if path.exists() else {}
-
-
-def mean_std(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.3g}"
-    return f"{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}"
 
 
 def finished(out: Path, arm: str, seeds: list[int]) -> list[int]:
@@ -222,8 +197,12 @@ def main() -> None:
     parser.add_argument("--g-steps", type=int, default=5)
     parser.add_argument("--critic-pretrain", type=int, default=150)
     parser.add_argument("--val-every", type=int, default=250)
-    parser.add_argument("--best", default="reinforce", choices=[a for a in ARMS if a != "control"],
-                        help="the estimator whose ablations (no mismatch, no feedback) run")
+    parser.add_argument(
+        "--best",
+        default="reinforce",
+        choices=[a for a in ARMS if a != "control"],
+        help="the estimator whose ablations (no mismatch, no feedback) run",
+    )
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "adversarial_study")
     parser.add_argument("--tables-only", action="store_true", help="write the tables from the runs finished so far")

@@ -14,7 +14,21 @@ from empdg.models.decoding import greedy_decode
 from empdg.models.empdg import EmpDGGenerator, EmpDGSettings
 
 WORDS = [
-    "i", "lost", "my", "dog", "so", "sad", "sorry", "to", "hear", "that", "thanks", ".", "you", "are", "what",
+    "i",
+    "lost",
+    "my",
+    "dog",
+    "so",
+    "sad",
+    "sorry",
+    "to",
+    "hear",
+    "that",
+    "thanks",
+    ".",
+    "you",
+    "are",
+    "what",
     "happened",
 ]
 VOCAB = Vocab(list(SPECIAL_TOKENS) + WORDS)

@@ -1,11 +1,7 @@
 """Reply valence agreement: does the reply's sentiment (VADER) have the polarity of the user's emotion?
 
 The 32 EmpatheticDialogues emotions are split into a positive and a negative group exactly as MIME does
-(Majumder et al., "MIME: MIMicking Emotions for Empathetic Response Generation", EMNLP 2020; code
-github.com/declare-lab/MIME, ``model/VAE_noEmo_posterior.py`` and ``model/trainer.py``: the label indices
-``positive_emotions = [11, 16, 6, 8, 3, 1, 28, 13, 31, 17, 24, 0, 27]`` of its ``emo_map``). That gives 13
-positive emotions; the other 19 are negative — including *anticipating* and *nostalgic*, which MIME's code
-marks negative on purpose ("anticipation is negative"), and *sentimental*.
+(:mod:`empdg.data.emotion_polarity`: 13 positive, 19 negative).
 
 A reply agrees when VADER's compound score is ``>= +VADER_THRESHOLD`` for a positive-group emotion or
 ``<= -VADER_THRESHOLD`` for a negative-group one. 0.05 is the threshold VADER's authors recommend for calling
@@ -21,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
-from empdg.data.conversation import EMOTIONS
+from empdg.data.emotion_polarity import NEGATIVE_EMOTIONS, POSITIVE_EMOTIONS, emotion_polarity
 
 __all__ = [
     "NEGATIVE_EMOTIONS",
@@ -33,28 +29,8 @@ __all__ = [
     "valence_outcome",
 ]
 
-#: MIME's positive group (13 emotions); every other ED emotion is negative.
-POSITIVE_EMOTIONS: frozenset[str] = frozenset(
-    {
-        "confident", "joyful", "grateful", "impressed", "proud", "excited", "trusting",
-        "hopeful", "faithful", "prepared", "content", "surprised", "caring",
-    }
-)  # fmt: skip
-#: MIME's negative group: the other 19 of the 32 ED emotions.
-NEGATIVE_EMOTIONS: frozenset[str] = frozenset(EMOTIONS) - POSITIVE_EMOTIONS
-
 #: |compound| below this is neutral (VADER's recommended cut-off).
 VADER_THRESHOLD = 0.05
-
-
-def emotion_polarity(emotion: str) -> int:
-    """+1 for MIME's positive group, -1 for its negative group; ValueError for a name outside the 32."""
-    name = emotion.strip().lower()
-    if name in POSITIVE_EMOTIONS:
-        return 1
-    if name in NEGATIVE_EMOTIONS:
-        return -1
-    raise ValueError(f"{emotion!r} is not one of the 32 EmpatheticDialogues emotions")
 
 
 @lru_cache(maxsize=1)

@@ -42,6 +42,27 @@ class GeneratorSizes:
     has_emotion_classifier: bool
     copy: bool
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: GeneratorSettings,
+        vocab_size: int,
+        *,
+        has_emotion_classifier: bool,
+        positional: bool = True,
+        copy: bool = False,
+    ) -> GeneratorSizes:
+        """The sizes of a generator built from ``settings``; ``positional=False``: no length limit."""
+        return cls(
+            vocab_size=vocab_size,
+            num_emotions=settings.num_emotions,
+            emb_dim=settings.emb_dim,
+            hidden_dim=settings.hidden_dim,
+            max_positions=settings.max_positions if positional else None,
+            has_emotion_classifier=has_emotion_classifier,
+            copy=copy,
+        )
+
     def __post_init__(self) -> None:
         if self.vocab_size <= len(SPECIAL_TOKENS):
             raise ValueError(

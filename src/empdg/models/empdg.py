@@ -1,4 +1,4 @@
-"""The EmpDG generator (and, by switches, its Transformer and EmoPrepend baselines).
+"""The EmpDG generator (and, by switches, its Transformer, Multi-TRS and EmoPrepend baselines).
 
 Semantic understanding: ``[CLS] context`` with word + position + dialogue-state embeddings, a
 transformer encoder -> C_u; its first state x̃0 summarises the dialogue.
@@ -42,17 +42,13 @@ class EmpDGSettings(GeneratorSettings):
     def problems(self) -> list[str]:
         problems = super().problems()
         if self.emotion_injection not in EMOTION_INJECTIONS:
-            problems.append(
-                f"model.emotion_injection={self.emotion_injection!r} must be one of {EMOTION_INJECTIONS}"
-            )
+            problems.append(f"model.emotion_injection={self.emotion_injection!r} must be one of {EMOTION_INJECTIONS}")
         if self.emotion_injection != "none" and not self.emotion_classifier:
             problems.append(
                 "model.emotion_injection needs model.emotion_classifier=true (it injects the predicted emotion)"
             )
         if self.emotion_encoder and not self.emotion_classifier:
-            problems.append(
-                "model.emotion_encoder=true needs model.emotion_classifier=true (the encoder feeds it)"
-            )
+            problems.append("model.emotion_encoder=true needs model.emotion_classifier=true (the encoder feeds it)")
         return problems
 
 
@@ -76,27 +72,19 @@ class EmpDGCache:
     position: int = 0
 
 
-@register_generator("empdg", "transformer", "emoprepend")
+@register_generator("empdg", "transformer", "emoprepend", "multi_trs")
 class EmpDGGenerator(Generator):
     settings_class = EmpDGSettings
 
     def __init__(self, settings: EmpDGSettings, vocab_size: int) -> None:
-        sizes = GeneratorSizes(
-            vocab_size=vocab_size,
-            num_emotions=settings.num_emotions,
-            emb_dim=settings.emb_dim,
-            hidden_dim=settings.hidden_dim,
-            max_positions=settings.max_positions,
-            has_emotion_classifier=settings.emotion_classifier,
-            copy=settings.copy,
+        sizes = GeneratorSizes.from_settings(
+            settings, vocab_size, has_emotion_classifier=settings.emotion_classifier, copy=settings.copy
         )
         super().__init__(settings, sizes)
         cfg = settings
         h = cfg.hidden_dim
         self.embedding = nn.Embedding(vocab_size, cfg.emb_dim, padding_idx=PAD_ID)
-        self.embedding_projection = (
-            nn.Linear(cfg.emb_dim, h, bias=False) if cfg.emb_dim != h else nn.Identity()
-        )
+        self.embedding_projection = nn.Linear(cfg.emb_dim, h, bias=False) if cfg.emb_dim != h else nn.Identity()
         self.input_dropout = nn.Dropout(cfg.input_dropout)
         self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, h), persistent=False)
         stack = StackSizes(
@@ -105,12 +93,8 @@ class EmpDGGenerator(Generator):
         self.semantic_encoder = TransformerEncoder(stack)
         self.emotion_encoder = TransformerEncoder(stack) if cfg.emotion_encoder else None
         n_summary = 2 if cfg.emotion_encoder else 1
-        self.emotion_classifier = (
-            nn.Linear(n_summary * h, cfg.num_emotions) if cfg.emotion_classifier else None
-        )
-        self.emotion_projection = (
-            nn.Linear(cfg.num_emotions, h) if cfg.emotion_injection == "projection" else None
-        )
+        self.emotion_classifier = nn.Linear(n_summary * h, cfg.num_emotions) if cfg.emotion_classifier else None
+        self.emotion_projection = nn.Linear(cfg.num_emotions, h) if cfg.emotion_injection == "projection" else None
         self.emotion_embedding = (
             nn.Embedding(cfg.num_emotions, h) if cfg.emotion_injection == "label_embedding" else None
         )

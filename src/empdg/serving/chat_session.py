@@ -201,7 +201,11 @@ class ChatSession:
             feedback_emotion_words=[],
         )
         encoded = encode_example(example, self.module.vocab, self.limits)
-        return collate([encoded] * copies)
+        batch = collate([encoded] * copies)
+        # a chat has no gold emotion: without the placeholder label a model that reads it (MoEL with
+        # model.oracle=true) stops with a message instead of quietly using emotion 0
+        del batch["emotion_label"]
+        return batch
 
     @torch.no_grad()
     def respond(self, text: str) -> Turn:

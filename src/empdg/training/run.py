@@ -33,6 +33,7 @@ from empdg.training.critic_report import CriticReport
 from empdg.training.log_hygiene import install_log_filters
 from empdg.training.module import EmpDGModule
 from empdg.training.progress import ProgressLog
+from empdg.training.throughput import TrainingThroughput
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +76,18 @@ def validate_config(cfg: DictConfig) -> None:
             problems.append(str(error))
     if "training" in sections and "adversarial" in sections:
         problems += run_problems(sections["training"], sections["adversarial"])
+    ablation = cfg.get("ablation") or {}
+    if ablation.get("needs_critics") and "adversarial" in sections and not sections["adversarial"].critic_names:
+        problems.append(
+            f"ablation={ablation.name} changes the critics, but this run trains none (both "
+            f"adversarial.semantic_critic and adversarial.emotion_critic are false; model={cfg.model.name} "
+            "trains without critics by default): add adversarial=empdg, or choose another ablation"
+        )
     model = cfg.model
     if model.copy and cfg.data.max_context_len < 2:
         problems.append("model.copy=true needs context tokens (data.max_context_len >= 2)")
     if model.embeddings.path and model.tie_embeddings and model.embeddings.freeze:
-        problems.append(
-            "model.embeddings.freeze=true with model.tie_embeddings=true would freeze the output layer"
-        )
+        problems.append("model.embeddings.freeze=true with model.tie_embeddings=true would freeze the output layer")
     if cfg.ckpt_path and not Path(cfg.ckpt_path).exists():
         problems.append(f"ckpt_path={cfg.ckpt_path} does not exist")
     if model.init_from and not Path(model.init_from).exists():
@@ -279,6 +285,7 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
         samples,
         WassersteinPlot(output_dir),
         CriticReport(output_dir),
+        TrainingThroughput(output_dir),
         *progress_callbacks(cfg),
         *(extra_callbacks or []),
     ]
@@ -310,9 +317,7 @@ def progress_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     return [ProgressLog(every)]
 
 
-def print_summary(
-    metrics, logger, output_dir: Path, checkpoint: ModelCheckpoint, samples: SampleGenerations
-) -> None:
+def print_summary(metrics, logger, output_dir: Path, checkpoint: ModelCheckpoint, samples: SampleGenerations) -> None:
     shown = {k: v for k, v in metrics.items() if k.startswith("val/") and math.isfinite(v)}
     print("\n=== empdg run finished ===")
     print("validation: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(shown.items())))

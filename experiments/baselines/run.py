@@ -1,0 +1,149 @@
+#!/usr/bin/env python
+"""Every model of the framework with the same budget: Transformer, Multi-TRS, EmoPrepend, MoEL, MIME, Seq2Seq, EmpDG.
+
+usage: experiments/baselines/run.py (DATA_ROOT | --smoke) [--jobs 2] [--seeds 1 2 3] [--only MODEL:SEED ...]
+       [--updates 1500] [hydra overrides...]
+
+Each model trains ``--updates`` generator updates at its paper size (the defaults of its
+``conf/model`` file) with the same optimiser, batch size and data, then is evaluated with greedy
+decoding on every listener turn of the test split. The baselines train with MLE alone
+(``ablation=no_critics``, as their papers did); EmpDG spends the same number of generator updates
+as ``--updates - --adversarial-updates`` MLE updates, critic pre-training, then adversarial cycles
+against its two critics (the default ``conf/adversarial``), so it is compared at equal generator
+updates, not equal compute. Throughput is the generator's MLE steps per second, training steps only
+(``throughput.json`` of each run), with ``--jobs`` runs sharing the machine: compare it within one
+study, not across machines.
+
+Every step is skipped when its output exists, so a stopped study resumes. Results:
+``outputs/baselines/results.md`` and MLflow (experiments ``baselines`` and ``baselines-eval``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from study_common import REPO, mean_std, python, real_data, run  # noqa: E402
+
+#: model -> overrides; the order of the table
+MODELS: dict[str, list[str]] = {
+    "transformer": ["model=transformer", "ablation=no_critics"],
+    "multi_trs": ["model=multi_trs", "ablation=no_critics"],
+    "emoprepend": ["model=emoprepend", "ablation=no_critics"],
+    "moel": ["model=moel", "ablation=no_critics"],
+    "mime": ["model=mime", "ablation=no_critics"],
+    "seq2seq": ["model=seq2seq", "ablation=no_critics"],
+    "empdg": ["model=empdg", "ablation=none"],
+}
+METRICS = ("ppl", "emotion_acc", "dist_1", "dist_2", "bleu_4", "unique_replies", "valence_agreement")
+SMOKE = ["experiment=quickstart", "training.sample_generations=0"]
+
+
+def budget(args, model: str) -> list[str]:
+    """The phases of one model: MLE only, or (EmpDG) MLE, critic pre-training and adversarial cycles."""
+    if model != "empdg":
+        return [f"training.phases.generator_pretrain={args.updates}", "training.phases.critic_pretrain=0",
+                "training.phases.adversarial=0"]  # fmt: skip
+    cycles = args.adversarial_updates // args.g_steps
+    return [
+        f"training.phases.generator_pretrain={args.updates - cycles * args.g_steps}",
+        f"training.phases.critic_pretrain={args.critic_pretrain}",
+        f"training.phases.adversarial={cycles}",
+        f"adversarial.g_steps={args.g_steps}",
+    ]
+
+
+def train_and_evaluate(args, model: str, seed: int, threads: int) -> None:
+    folder = args.out / f"{model}-s{seed}"
+    if (folder / "eval" / "metrics.json").exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    data = SMOKE if args.smoke else real_data(args.data_root)
+    if not (folder / "checkpoints" / "last.ckpt").exists():
+        command = [
+            python(), "train.py", *data, *MODELS[model], *budget(args, model), f"seed={seed}",
+            f"experiment_name={args.out.name}", f"run_name={model}-s{seed}", f"paths.output_dir={folder}",
+            f"trainer.val_check_interval={args.val_every}", "callbacks.checkpoint.monitor=null",
+            "trainer.enable_progress_bar=false", "training.sample_generations=0", *args.overrides,
+        ]  # fmt: skip
+        run(command, folder / "train.log", threads)
+    command = [
+        python(), "-m", "empdg.evaluate", f"ckpt_path={folder / 'checkpoints' / 'last.ckpt'}",
+        *([] if args.smoke else real_data(args.data_root)), "evaluate.subset=all",
+        f"paths.output_dir={folder / 'eval'}", f"experiment_name={args.out.name}-eval",
+    ]  # fmt: skip
+    run(command, folder / "evaluate.log", threads)
+
+
+def finished(out: Path, model: str, seeds: list[int]) -> list[int]:
+    return [s for s in seeds if (out / f"{model}-s{s}" / "eval" / "metrics.json").exists()]
+
+
+def table(out: Path, seeds: list[int]) -> str:
+    """One row per model: test metrics, parameters and MLE training throughput, mean ± std over seeds."""
+    header = ["model", "seeds", "n", *METRICS, "parameters", "MLE steps/s", "MLE examples/s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for model in MODELS:
+        done = finished(out, model, seeds)
+        if not done:
+            continue
+        metrics = [json.loads((out / f"{model}-s{s}" / "eval" / "metrics.json").read_text()) for s in done]
+        speed = [json.loads((out / f"{model}-s{s}" / "throughput.json").read_text()) for s in done]
+        mle = [t["phases"]["generator_pretrain"] for t in speed if "generator_pretrain" in t["phases"]]
+        cells = [model, ",".join(map(str, done)), mean_std([m["n_examples"] for m in metrics], 5)]
+        cells += [mean_std([m[k] for m in metrics if isinstance(m.get(k), (int, float))]) for k in METRICS]
+        cells += [f"{speed[0]['generator_parameters'] / 1e6:.2f} M"]
+        cells += [mean_std([p["steps_per_s"] for p in mle]), mean_std([p["examples_per_s"] for p in mle])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data_root", nargs="?", help="folder with the official train/valid/test.csv")
+    parser.add_argument("--smoke", action="store_true", help="the built-in corpus and tiny budgets")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (CPU threads are split among them)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
+    parser.add_argument("--updates", type=int, default=1500, help="generator updates of every model")
+    parser.add_argument("--adversarial-updates", type=int, default=500, help="EmpDG's share in adversarial cycles")
+    parser.add_argument("--g-steps", type=int, default=5)
+    parser.add_argument("--critic-pretrain", type=int, default=100)
+    parser.add_argument("--val-every", type=int, default=500)
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "baselines")
+    parser.add_argument("--tables-only", action="store_true", help="write the table from the runs finished so far")
+    parser.add_argument("--only", nargs="+", default=None, metavar="MODEL:SEED", help="run just these, in order")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every training run")
+    args, unknown = parser.parse_known_args()
+    args.overrides += unknown
+    if not args.smoke and not args.data_root:
+        parser.error("give DATA_ROOT (a folder with train/valid/test.csv) or --smoke")
+    if args.smoke:  # the pipeline in minutes on the built-in corpus: numbers mean nothing
+        args.updates, args.adversarial_updates, args.critic_pretrain, args.val_every = 30, 10, 5, 15
+        args.out = args.out.with_name(args.out.name + "_smoke")
+    args.out.mkdir(parents=True, exist_ok=True)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    jobs = [(model, seed) for seed in args.seeds for model in MODELS]
+    if args.only:
+        jobs = [(name, int(seed)) for name, seed in (item.split(":") for item in args.only)]
+        unknown_models = sorted({name for name, _ in jobs} - set(MODELS))
+        if unknown_models:
+            parser.error(f"unknown model(s) {unknown_models}; choose from {list(MODELS)}")
+        args.seeds = sorted({seed for _, seed in jobs} | set(args.seeds))
+    if not args.tables_only:
+        print(f"{len(jobs)} runs, {args.jobs} at a time, {threads} thread(s) each", flush=True)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for future in [pool.submit(train_and_evaluate, args, m, s, threads) for m, s in jobs]:
+                future.result()
+    text = "# Baselines: results\n\n" + table(args.out, args.seeds)
+    (args.out / "results.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
