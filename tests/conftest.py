@@ -13,6 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
 REAL_SAMPLE_DIR = SHARED_DIR / "data" / "ed-real-sample"
 RELEASE_OUTPUTS_DIR = SHARED_DIR / "data" / "empdg-release-outputs"
+PEER_OUTPUTS_DIR = SHARED_DIR / "data" / "peer-release-outputs"
 
 torch.set_num_threads(1)
 
@@ -35,6 +36,12 @@ def real_sample_dir() -> Path:
 @pytest.fixture(scope="session")
 def release_outputs_dir() -> Path:
     return _require(RELEASE_OUTPUTS_DIR)
+
+
+@pytest.fixture(scope="session")
+def peer_outputs_dir() -> Path:
+    """The MoEL, MIME and KEMP test-set releases (5,255 turns each)."""
+    return _require(PEER_OUTPUTS_DIR)
 
 
 #: Overrides that make any training config tiny: seconds per run on one CPU thread.

@@ -57,9 +57,7 @@ def test_empdg_file_parses_and_matches_published_distinct(release_outputs_dir: P
         "water",
         "road",
     ]
-    assert (
-        first.pred == "oh no ! i am so sorry . i am so sorry . i am so sorry . i am so sorry to hear that ."
-    )
+    assert first.pred == "oh no ! i am so sorry . i am so sorry . i am so sorry . i am so sorry to hear that ."
     assert first.ref == "did you suffer any injuries ?"
     preds = [record.pred.split() for record in records]
     refs = [record.ref.split() for record in records]
@@ -99,8 +97,9 @@ def test_release_round_trip_of_real_file(release_outputs_dir: Path, tmp_path: Pa
 def test_synthetic_moel_like_file(tmp_path: Path) -> None:
     path = tmp_path / "pred_MoEL.txt"
     path.write_text(MOEL_LIKE)
-    records = read_release_file(path)
-    # the repeated first block is dropped, trailing spaces are stripped, Greedy is the prediction
+    with pytest.warns(UserWarning, match=r"dropped 1 block\(s\) identical to the block before them \(line\(s\) 5\)"):
+        records = read_release_file(path)
+    # the repeated first block is dropped (a counted warning), trailing spaces are stripped, Greedy is the prediction
     assert [r.emotion for r in records] == ["guilty", "caring"]
     assert records[0] == PredictionRecord(
         emotion="guilty",
@@ -122,9 +121,7 @@ def test_unescaped_quote_in_context_is_recovered(tmp_path: Path) -> None:
 
 def test_jsonl_round_trip_and_detection(tmp_path: Path) -> None:
     records = [
-        PredictionRecord(
-            "joyful", ["i won !"], "congrats !", "nice !", example_id="test-0", predicted_emotion="proud"
-        ),
+        PredictionRecord("joyful", ["i won !"], "congrats !", "nice !", example_id="test-0", predicted_emotion="proud"),
         PredictionRecord("sad", ["a", "b"], "sorry", "oh no", emotion_context=["sad"]),
     ]
     path = tmp_path / "preds.jsonl"

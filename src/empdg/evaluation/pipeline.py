@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from empdg.data.conversation import EMOTIONS
 from empdg.errors import ConfigError, user_errors_from
 from empdg.evaluation.data_choice import choose_data_config
-from empdg.evaluation.release_format import read_predictions, write_release_file
+from empdg.evaluation.release_format import PredictionFile, SystemChoiceError, load_predictions, write_release_file
 from empdg.evaluation.reports import metrics_markdown, plot_confusion_matrix, plot_length_histogram
 from empdg.evaluation.run_link import find_training_run, linked_logger_config, log_test_metrics
 from empdg.evaluation.runner import (
@@ -113,6 +113,16 @@ def log_to_mlflow(
     return where
 
 
+def read_prediction_file(source: str, system: str | None) -> PredictionFile:
+    """The file's records of system ``system`` (``evaluate.system``); every problem is a user error."""
+    with user_errors_from():  # a missing or malformed file: `error: <file:line: problem>`
+        try:
+            return load_predictions(source, None if system is None else str(system))
+        except SystemChoiceError as error:
+            fix = "pass evaluate.system=NAME, one of them" if error.choices else "leave evaluate.system null"
+            raise ConfigError(f"evaluate.system: {error}; {fix}") from error
+
+
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``ckpt_path`` or score ``predictions_file``; print the table and return the metrics (+ subset)."""
     if bool(cfg.ckpt_path) == bool(cfg.predictions_file):
@@ -121,13 +131,14 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     subset = str(cfg.evaluate.subset)
     if cfg.ckpt_path and subset not in SUBSETS:  # before any data is read
         raise ConfigError(f"evaluate.subset={subset!r} must be one of {SUBSETS}")
+    extra: dict[str, str] = {}
     if cfg.predictions_file:
         source = str(Path(cfg.predictions_file).expanduser().resolve())
-        with user_errors_from():  # a missing or malformed file: `error: <file:line: problem>`
-            records = read_predictions(source)
-        result = score_records(records)
-        name, subset = Path(source).stem.removeprefix("pred_"), "file"
-        tags = {"mode": "predictions_file", "predictions_file": source, "subset": subset}
+        predictions = read_prediction_file(source, cfg.evaluate.get("system"))
+        result = score_records(predictions.records)
+        name, subset = predictions.system or Path(source).stem.removeprefix("pred_"), "file"
+        extra = {"system": name, "format": predictions.format}
+        tags = {"mode": "predictions_file", "predictions_file": source, "subset": subset, **extra}
     else:
         with user_errors_from():  # a missing, unsafe or foreign checkpoint, bad decoding settings
             loaded = load_checkpoint(cfg.ckpt_path)
@@ -157,4 +168,4 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     print(f"outputs: {out}")
     if where:
         print(where)
-    return {**result.metrics, "subset": subset}
+    return {**result.metrics, "subset": subset, **extra}

@@ -1,22 +1,31 @@
-"""Read and write prediction files: the EmpDG release block format and our own JSONL.
+"""Read and write prediction files: the EmpDG release block format and our own JSONL; read the MoEL, MIME and
+KEMP releases too (:mod:`empdg.evaluation.peer_release_formats`).
 
-The release format lets us score the published EmpDG/MoEL/baseline outputs with exactly the same code as our
-own predictions, which is the only way to check our metric implementation against the paper's numbers.
+The release formats let us score the published outputs of EmpDG, its baselines and its peers with exactly the
+same code as our own predictions, which is the only way to check our metric implementation against the papers'
+numbers. :func:`load_predictions` tells the format from the file's content, never from its name.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
-import re
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from empdg.evaluation.peer_release_formats import LAYOUTS, SystemChoiceError, choose_system, read_peer_file
+from empdg.evaluation.prediction_record import PredictionRecord, parse_list, where
+
 __all__ = [
+    "FORMATS",
+    "PredictionFile",
     "PredictionRecord",
+    "SystemChoiceError",
+    "detect_format",
+    "load_predictions",
     "read_jsonl",
     "read_predictions",
     "read_release_file",
@@ -28,59 +37,17 @@ __all__ = [
 _LIST_KEYS = {"Context": "context", "Emotion_context": "emotion_context", "Feedback": "feedback"}
 _PRED_KEYS = ("Pred", "Greedy")
 _KNOWN_KEYS = {"emotion", "Ref", *_LIST_KEYS, *_PRED_KEYS}
-_ITEM_SEPARATOR = re.compile(r"['\"], ['\"]")
 
 
-@dataclass
-class PredictionRecord:
-    """One generated response with its gold reference and dialogue context."""
-
-    emotion: str
-    context: list[str]
-    pred: str
-    ref: str
-    emotion_context: list[str] | None = None
-    feedback: list[str] | None = None
-    example_id: str | None = None
-    predicted_emotion: str | None = None
-
-
-def _where(path: Path, lineno: int) -> str:
-    return f"{path}:{lineno}"
-
-
-def _parse_list(value: str, path: Path, lineno: int) -> list[str]:
-    """Parse a ``[python list]`` of strings.
-
-    Falls back to splitting on the ``', '`` separators, so that an unescaped quote inside an utterance
-    (which breaks ``ast.literal_eval``) does not make a whole release file unreadable.
-    """
-    try:
-        parsed = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        parsed = None
-    if isinstance(parsed, (list, tuple)) and all(isinstance(item, str) for item in parsed):
-        return list(parsed)
-    inner = value[1:-1].strip() if value.startswith("[") and value.endswith("]") else None
-    if inner == "":
-        return []
-    if inner and len(inner) >= 2 and inner[0] in "'\"" and inner[-1] in "'\"":
-        return _ITEM_SEPARATOR.split(inner[1:-1])
-    raise ValueError(f"{_where(path, lineno)}: expected a python list of strings, got {value[:80]!r}")
-
-
-def _record_from_block(
-    block: dict[str, str], path: Path, start: int, lines: dict[str, int]
-) -> PredictionRecord:
+def _record_from_block(block: dict[str, str], path: Path, start: int, lines: dict[str, int]) -> PredictionRecord:
     pred_keys = [key for key in _PRED_KEYS if key in block]
     missing = [key for key in ("Context", "Ref") if key not in block] + ([] if pred_keys else ["Pred"])
     if missing:
-        raise ValueError(f"{_where(path, start)}: block lacks {', '.join(missing)} line(s)")
+        raise ValueError(f"{where(path, start)}: block lacks {', '.join(missing)} line(s)")
     if len(pred_keys) > 1:
-        raise ValueError(f"{_where(path, start)}: block has both Pred and Greedy lines")
+        raise ValueError(f"{where(path, start)}: block has both Pred and Greedy lines")
     lists = {
-        field: _parse_list(block[key], path, lines[key]) if key in block else None
-        for key, field in _LIST_KEYS.items()
+        field: parse_list(block[key], path, lines[key]) if key in block else None for key, field in _LIST_KEYS.items()
     }
     return PredictionRecord(emotion=block["emotion"], pred=block[pred_keys[0]], ref=block["Ref"], **lists)
 
@@ -100,22 +67,30 @@ def read_release_file(path: str | Path, drop_duplicates: bool = True) -> list[Pr
                 continue
             key, sep, value = line.partition(":")
             if not sep or key not in _KNOWN_KEYS:
-                raise ValueError(f"{_where(path, lineno)}: not a release-format line: {line[:80]!r}")
+                raise ValueError(f"{where(path, lineno)}: not a release-format line: {line[:80]!r}")
             if key == "emotion":
                 blocks.append((lineno, {}, {}))
             elif not blocks:
-                raise ValueError(f"{_where(path, lineno)}: {key} line before the first 'emotion:' line")
+                raise ValueError(f"{where(path, lineno)}: {key} line before the first 'emotion:' line")
             _, block, lines = blocks[-1]
             if key in block:
-                raise ValueError(f"{_where(path, lineno)}: second {key} line in one block")
+                raise ValueError(f"{where(path, lineno)}: second {key} line in one block")
             block[key] = value.strip()
             lines[key] = lineno
     records: list[PredictionRecord] = []
+    dropped: list[int] = []
     for start, block, lines in blocks:
         record = _record_from_block(block, path, start, lines)
         if drop_duplicates and records and record == records[-1]:
+            dropped.append(start)
             continue
         records.append(record)
+    if dropped:
+        lines_text = ", ".join(map(str, dropped[:5])) + (", ..." if len(dropped) > 5 else "")
+        warnings.warn(
+            f"{path}: dropped {len(dropped)} block(s) identical to the block before them (line(s) {lines_text})",
+            stacklevel=2,
+        )
     return records
 
 
@@ -149,12 +124,12 @@ def json_objects(path: str | Path, required: Iterable[str] = _REQUIRED) -> Itera
             try:
                 obj = json.loads(raw)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{_where(path, lineno)}: invalid JSON ({error.msg})") from error
+                raise ValueError(f"{where(path, lineno)}: invalid JSON ({error.msg})") from error
             if not isinstance(obj, dict):
-                raise ValueError(f"{_where(path, lineno)}: expected a JSON object")
+                raise ValueError(f"{where(path, lineno)}: expected a JSON object")
             missing = [key for key in required if key not in obj]
             if missing:
-                raise ValueError(f"{_where(path, lineno)}: missing key(s) {', '.join(missing)}")
+                raise ValueError(f"{where(path, lineno)}: missing key(s) {', '.join(missing)}")
             yield obj
 
 
@@ -171,20 +146,71 @@ def write_jsonl(path: str | Path, records: Iterable[PredictionRecord]) -> None:
             handle.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
-def read_predictions(path: str | Path) -> list[PredictionRecord]:
-    """Read a prediction file, telling JSONL from the release format by its first non-empty line."""
-    path = Path(path)
+#: Every format :func:`load_predictions` reads, as :func:`detect_format` names them.
+FORMATS = ("jsonl", "empdg", *LAYOUTS)
+_FORMAT_TITLES = {"jsonl": "JSONL", "empdg": "EmpDG release format"}
+
+
+@dataclass
+class PredictionFile:
+    """What a prediction file held: its format, the systems in it, the one read and that system's records."""
+
+    format: str
+    systems: tuple[str, ...]  # empty for the formats that name no system (JSONL, EmpDG release)
+    system: str | None
+    records: list[PredictionRecord]
+
+
+def _first_block(path: Path, limit: int = 20) -> list[tuple[int, str]]:
+    """Up to ``limit`` non-empty lines from the top: enough for the headers and the first block of any format."""
+    lines: list[tuple[int, str]] = []
     with path.open(encoding="utf-8") as handle:
         for lineno, raw in enumerate(handle, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            if line.startswith("{"):
-                return read_jsonl(path)
-            if line.startswith("emotion:"):
-                return read_release_file(path)
-            raise ValueError(
-                f"{_where(path, lineno)}: neither JSONL (a '{{' object) nor release format "
-                f"(an 'emotion:' line): {line[:80]!r}"
-            )
-    raise ValueError(f"{path}: empty prediction file")
+            if raw.strip():
+                lines.append((lineno, raw.strip()))
+            if len(lines) == limit:
+                break
+    return lines
+
+
+def detect_format(path: str | Path) -> str:
+    """One of :data:`FORMATS`, from the first lines of the file (its name plays no part)."""
+    path = Path(path)
+    lines = _first_block(path)
+    if not lines:
+        raise ValueError(f"{path}: empty prediction file")
+    lineno, first = lines[0]
+    keys = {line.partition(":")[0] for _, line in lines if ":" in line}
+    if first.startswith("{"):
+        return "jsonl"
+    if first.startswith(("#", "EVAL\t")) or {"Topk", "Beam"} & keys or (first.startswith("emotion:") and "\t" in first):
+        return "mime"
+    if first.startswith("emotion:"):
+        return "empdg"
+    if first.startswith("Emotion:") and {"Concept", "Pred"} & keys:
+        return "kemp"
+    if first.startswith("Emotion:") and {"ref", *LAYOUTS["moel"].systems} & keys:
+        return "moel"
+    raise ValueError(
+        f"{where(path, lineno)}: not a known prediction format (JSONL objects, or the EmpDG, MoEL, MIME or KEMP "
+        f"release blocks, which open with an 'emotion:' or 'Emotion:' line): {first[:80]!r}"
+    )
+
+
+def load_predictions(path: str | Path, system: str | None = None) -> PredictionFile:
+    """Read a prediction file of any of :data:`FORMATS`; ``system`` picks one system of a multi-system file
+    (MoEL, MIME) and may be None when the file holds one (:class:`SystemChoiceError` otherwise)."""
+    path = Path(path)
+    kind = detect_format(path)
+    if kind in LAYOUTS:
+        layout = LAYOUTS[kind]
+        records = read_peer_file(path, layout, system)
+        return PredictionFile(kind, layout.system_names, system or layout.system_names[0], records)
+    choose_system((), system, path, _FORMAT_TITLES[kind])  # these formats name no system: none can be chosen
+    records = read_jsonl(path) if kind == "jsonl" else read_release_file(path)
+    return PredictionFile(kind, (), None, records)
+
+
+def read_predictions(path: str | Path, system: str | None = None) -> list[PredictionRecord]:
+    """The records of a prediction file of any format (see :func:`load_predictions`)."""
+    return load_predictions(path, system).records

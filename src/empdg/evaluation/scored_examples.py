@@ -98,14 +98,15 @@ def examples_from_records(
     ]
 
 
-def read_scored_examples(path: str | Path) -> list[ScoredExample]:
+def read_scored_examples(path: str | Path, system: str | None = None) -> list[ScoredExample]:
     """Read our ``predictions.jsonl`` (with its per-example scores) or any release-format / JSONL prediction
-    file; release files carry no NLL, and a feedback flag only when they have ``Feedback:`` lines."""
+    file (``system``: one system of a multi-system release, as ``evaluate.system``); release files carry no
+    NLL, and a feedback flag only when they have ``Feedback:`` lines."""
     path = Path(path)
     with path.open(encoding="utf-8") as handle:
         first = next((line.strip() for line in handle if line.strip()), "")
     if not first.startswith("{"):
-        return examples_from_records(read_predictions(path))
+        return examples_from_records(read_predictions(path, system=system))
     return [_example(obj) for obj in json_objects(path, ("emotion", "pred", "ref"))]
 
 
