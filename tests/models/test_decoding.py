@@ -65,6 +65,23 @@ def test_cached_equals_uncached(copy: bool, strategy: str) -> None:
         assert torch.equal(greedy_decode(model, batch, max_len=12, use_cache=False), cached)
 
 
+@pytest.mark.parametrize(
+    "switches",
+    [
+        dict(emotion_classifier=False, emotion_encoder=False, emotion_injection="none"),  # transformer
+        dict(emotion_encoder=False, emotion_injection="none"),  # multi_trs
+        dict(emotion_encoder=False, emotion_injection="label_embedding"),  # emoprepend
+    ],
+    ids=["transformer", "multi_trs", "emoprepend"],
+)
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+def test_cached_equals_uncached_for_every_switch_setting(switches: dict, strategy: str) -> None:
+    model, batch = random_model(**switches), random_batch()
+    cfg = dict(strategy=strategy, max_len=10, beam_size=3, top_k=5, seed=7)
+    cached = decode(model, batch, DecodingConfig(**cfg, use_cache=True))
+    assert torch.equal(cached, decode(model, batch, DecodingConfig(**cfg, use_cache=False)))
+
+
 def test_beam_size_one_equals_greedy() -> None:
     model, batch = random_model(), random_batch()
     greedy = greedy_decode(model, batch, max_len=15)
