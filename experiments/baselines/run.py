@@ -68,14 +68,16 @@ def train_and_evaluate(args, model: str, seed: int, threads: int) -> None:
         command = [
             python(), "train.py", *data, *MODELS[model], *budget(args, model), f"seed={seed}",
             f"experiment_name={args.out.name}", f"run_name={model}-s{seed}", f"paths.output_dir={folder}",
-            f"trainer.val_check_interval={args.val_every}", "callbacks.checkpoint.monitor=null",
+            f"hydra.run.dir={folder / 'hydra'}", f"trainer.val_check_interval={args.val_every}",
+            "callbacks.checkpoint.monitor=null",
             "trainer.enable_progress_bar=false", "training.sample_generations=0", *args.overrides,
         ]  # fmt: skip
         run(command, folder / "train.log", threads)
     command = [
         python(), "-m", "empdg.evaluate", f"ckpt_path={folder / 'checkpoints' / 'last.ckpt'}",
         *([] if args.smoke else real_data(args.data_root)), "evaluate.subset=all",
-        f"paths.output_dir={folder / 'eval'}", f"experiment_name={args.out.name}-eval",
+        f"paths.output_dir={folder / 'eval'}", f"hydra.run.dir={folder / 'eval' / 'hydra'}",
+        f"experiment_name={args.out.name}-eval",
     ]  # fmt: skip
     run(command, folder / "evaluate.log", threads)
 
