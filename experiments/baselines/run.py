@@ -88,7 +88,7 @@ def finished(out: Path, model: str, seeds: list[int]) -> list[int]:
 
 def table(out: Path, seeds: list[int]) -> str:
     """One row per model: test metrics, parameters and MLE training throughput, mean ± std over seeds."""
-    header = ["model", "seeds", "n", *METRICS, "parameters", "MLE steps/s", "MLE examples/s"]
+    header = ["model", "seeds", "n", *METRICS, "parameters", "in-run MLE steps/s", "in-run MLE examples/s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model in MODELS:
         done = finished(out, model, seeds)
@@ -97,7 +97,7 @@ def table(out: Path, seeds: list[int]) -> str:
         metrics = [json.loads((out / f"{model}-s{s}" / "eval" / "metrics.json").read_text()) for s in done]
         speed = [json.loads((out / f"{model}-s{s}" / "throughput.json").read_text()) for s in done]
         mle = [t["phases"]["generator_pretrain"] for t in speed if "generator_pretrain" in t["phases"]]
-        cells = [model, ",".join(map(str, done)), mean_std([m["n_examples"] for m in metrics], 5)]
+        cells = [model, ",".join(map(str, done)), "/".join(sorted({str(m["n_examples"]) for m in metrics}))]
         cells += [mean_std([m[k] for m in metrics if isinstance(m.get(k), (int, float))]) for k in METRICS]
         cells += [f"{speed[0]['generator_parameters'] / 1e6:.2f} M"]
         cells += [mean_std([p["steps_per_s"] for p in mle]), mean_std([p["examples_per_s"] for p in mle])]
