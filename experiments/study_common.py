@@ -5,6 +5,7 @@ The scripts add ``experiments/`` to ``sys.path`` and import this module; it is n
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -47,3 +48,31 @@ def mean_std(values: list[float], digits: int = 3) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}g}"
     return f"{statistics.mean(values):.{digits}g} ± {statistics.stdev(values):.2g}"
+
+
+def study_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments every study takes first: DATA_ROOT or --smoke, the seeds, runs at a time, threads."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data_root", nargs="?", help="folder with the official train/valid/test.csv")
+    parser.add_argument("--smoke", action="store_true", help="the built-in corpus and tiny budgets")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (CPU threads are split among them)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
+    return parser
+
+
+def parse_study_args(parser: argparse.ArgumentParser, out: Path, unit: str) -> argparse.Namespace:
+    """Add the arguments every study takes last (where results go, which runs) and parse the command line.
+
+    Unknown arguments are Hydra overrides for every training run; ``args.threads`` is set.
+    """
+    parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument("--tables-only", action="store_true", help="write the tables from the runs finished so far")
+    parser.add_argument("--only", nargs="+", default=None, metavar=f"{unit}:SEED", help="run just these, in order")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every training run")
+    args, unknown = parser.parse_known_args()
+    args.overrides += unknown
+    if not args.smoke and not args.data_root:
+        parser.error("give DATA_ROOT (a folder with train/valid/test.csv) or --smoke")
+    args.threads = args.threads or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    return args

@@ -19,7 +19,6 @@ Every step is skipped when its output exists, so a stopped study resumes where i
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -29,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from study_common import REPO, mean_std, python, real_data, run  # noqa: E402
+from study_common import REPO, mean_std, parse_study_args, python, real_data, run, study_parser  # noqa: E402
 
 SMOKE = [
     "experiment=quickstart",
@@ -187,11 +186,7 @@ def pooled_comparison(out: Path, arms: list[str], seeds: list[int], subset: str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data_root", nargs="?", help="folder with the official train/valid/test.csv")
-    parser.add_argument("--smoke", action="store_true", help="the built-in corpus and tiny budgets")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (CPU threads are split among them)")
+    parser = study_parser(__doc__)
     parser.add_argument("--pretrain-updates", type=int, default=2000)
     parser.add_argument("--generator-updates", type=int, default=500)
     parser.add_argument("--g-steps", type=int, default=5)
@@ -204,20 +199,13 @@ def main() -> None:
         help="the estimator whose ablations (no mismatch, no feedback) run",
     )
     parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "adversarial_study")
-    parser.add_argument("--tables-only", action="store_true", help="write the tables from the runs finished so far")
-    parser.add_argument("--only", nargs="+", default=None, metavar="ARM:SEED", help="run just these, in this order")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every training run")
-    args, unknown = parser.parse_known_args()
-    args.overrides += unknown
-    if not args.smoke and not args.data_root:
-        parser.error("give DATA_ROOT (a folder with train/valid/test.csv) or --smoke")
+    args = parse_study_args(parser, REPO / "outputs" / "adversarial_study", "ARM")
     if args.smoke:  # the pipeline in minutes on the built-in corpus: numbers mean nothing
         args.pretrain_updates, args.generator_updates, args.critic_pretrain, args.val_every = 30, 10, 5, 15
         args.bootstrap = min(args.bootstrap, 100)
         args.out = args.out.with_name(args.out.name + "_smoke")
     args.out.mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    threads = args.threads
     arms = arms_for(args.best)
     if not args.tables_only:
         init = pretrain(args, args.out, os.cpu_count() or 1)

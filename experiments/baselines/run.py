@@ -20,15 +20,13 @@ Every step is skipped when its output exists, so a stopped study resumes. Result
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from study_common import REPO, mean_std, python, real_data, run  # noqa: E402
+from study_common import REPO, mean_std, parse_study_args, python, real_data, run, study_parser  # noqa: E402
 
 #: model -> overrides; the order of the table
 MODELS: dict[str, list[str]] = {
@@ -106,30 +104,18 @@ def table(out: Path, seeds: list[int]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data_root", nargs="?", help="folder with the official train/valid/test.csv")
-    parser.add_argument("--smoke", action="store_true", help="the built-in corpus and tiny budgets")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (CPU threads are split among them)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
+    parser = study_parser(__doc__)
     parser.add_argument("--updates", type=int, default=1500, help="generator updates of every model")
     parser.add_argument("--adversarial-updates", type=int, default=500, help="EmpDG's share in adversarial cycles")
     parser.add_argument("--g-steps", type=int, default=5)
     parser.add_argument("--critic-pretrain", type=int, default=100)
     parser.add_argument("--val-every", type=int, default=500)
-    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "baselines")
-    parser.add_argument("--tables-only", action="store_true", help="write the table from the runs finished so far")
-    parser.add_argument("--only", nargs="+", default=None, metavar="MODEL:SEED", help="run just these, in order")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every training run")
-    args, unknown = parser.parse_known_args()
-    args.overrides += unknown
-    if not args.smoke and not args.data_root:
-        parser.error("give DATA_ROOT (a folder with train/valid/test.csv) or --smoke")
+    args = parse_study_args(parser, REPO / "outputs" / "baselines", "MODEL")
     if args.smoke:  # the pipeline in minutes on the built-in corpus: numbers mean nothing
         args.updates, args.adversarial_updates, args.critic_pretrain, args.val_every = 30, 10, 5, 15
         args.out = args.out.with_name(args.out.name + "_smoke")
     args.out.mkdir(parents=True, exist_ok=True)
-    threads = args.threads or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    threads = args.threads
     jobs = [(model, seed) for seed in args.seeds for model in MODELS]
     if args.only:
         jobs = [(name, int(seed)) for name, seed in (item.split(":") for item in args.only)]

@@ -87,9 +87,7 @@ class EmpDGGenerator(Generator):
         self.embedding_projection = nn.Linear(cfg.emb_dim, h, bias=False) if cfg.emb_dim != h else nn.Identity()
         self.input_dropout = nn.Dropout(cfg.input_dropout)
         self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, h), persistent=False)
-        stack = StackSizes(
-            h, cfg.attn_dim, cfg.num_heads, cfg.ff_dim, cfg.num_layers, cfg.dropout, cfg.attention_dropout
-        )
+        stack = StackSizes.from_settings(cfg)
         self.semantic_encoder = TransformerEncoder(stack)
         self.emotion_encoder = TransformerEncoder(stack) if cfg.emotion_encoder else None
         n_summary = 2 if cfg.emotion_encoder else 1

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from empdg.models.settings import GeneratorSettings
+
 
 def sinusoidal_positions(length: int, dim: int) -> Tensor:
     """Fixed sine/cosine timing signal [length, dim] (no parameters, any length)."""
@@ -107,6 +109,19 @@ class StackSizes:
     layers: int
     dropout: float
     attn_dropout: float
+
+    @classmethod
+    def from_settings(cls, settings: GeneratorSettings) -> StackSizes:
+        """The stack a generator's shared sizes describe (``model.hidden_dim``, ``model.num_heads`` ...)."""
+        return cls(
+            settings.hidden_dim,
+            settings.attn_dim,
+            settings.num_heads,
+            settings.ff_dim,
+            settings.num_layers,
+            settings.dropout,
+            settings.attention_dropout,
+        )
 
 
 class FeedForward(nn.Sequential):

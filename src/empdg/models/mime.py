@@ -157,9 +157,7 @@ class MIMEGenerator(Generator):
         self.register_buffer("is_positive", is_positive, persistent=False)
         self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, h), persistent=False)
 
-        stack = StackSizes(
-            h, cfg.attn_dim, cfg.num_heads, cfg.ff_dim, cfg.num_layers, cfg.dropout, cfg.attention_dropout
-        )
+        stack = StackSizes.from_settings(cfg)
         self.embedding = nn.Embedding(vocab_size, e, padding_idx=PAD_ID)
         self.input_dropout = nn.Dropout(cfg.input_dropout)
         self.encoder_projection = nn.Linear(e, h, bias=False)

@@ -89,6 +89,12 @@ class MoELState:
     memory: Tensor  # [B, Tc, H] the encoded context
     memory_pad_mask: Tensor  # [B, Tc]
     weights: Tensor  # [B, E] each emotion listener's weight
+    # which listeners some row weighs (the others add exactly 0 and are skipped): read once per encoding,
+    # not at every decoding step
+    active: tuple[bool, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.active = tuple(self.weights.ne(0).any(dim=0).tolist())
 
 
 @dataclass
@@ -114,9 +120,7 @@ class MoELGenerator(Generator):
         self.embedding_projection = nn.Linear(cfg.emb_dim, h, bias=False) if cfg.emb_dim != h else nn.Identity()
         self.input_dropout = nn.Dropout(cfg.input_dropout)
         self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, h), persistent=False)
-        stack = StackSizes(
-            h, cfg.attn_dim, cfg.num_heads, cfg.ff_dim, cfg.num_layers, cfg.dropout, cfg.attention_dropout
-        )
+        stack = StackSizes.from_settings(cfg)
         self.encoder = TransformerEncoder(stack)
         self.emotion_classifier = nn.Linear(h, cfg.num_emotions, bias=False)  # MoEL's decoder_key
         listener = dataclasses.replace(stack, layers=1)  # a listener is one layer whatever num_layers is
@@ -202,9 +206,8 @@ class MoELGenerator(Generator):
     def listen(self, x: Tensor, state: MoELState, cache: MoELCache | None = None) -> Tensor:
         """The meta-listener's input [B, T, H]: sum_i weight_i * listener_i(x), plus the shared listener's."""
         mixed = torch.zeros_like(x)
-        active = state.weights.ne(0).any(dim=0).tolist()  # a listener no row weighs adds exactly 0: skip it
         for i, listener in enumerate(self.listeners):
-            if not active[i]:
+            if not state.active[i]:
                 continue
             layer_cache = None if cache is None else cache.listeners[i]
             if cache is not None and cache.position > 0 and not layer_cache:
