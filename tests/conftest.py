@@ -61,6 +61,25 @@ def compose_train(tmp_path):
     return _compose
 
 
+#: sizes of the session's tiny pretrained-format models (seconds to build, milliseconds a step)
+TINY_PRETRAINED_SIZES = dict(vocab_size=400, layers=1, hidden=32, heads=2, ffn=64, max_positions=512)
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory) -> dict[str, Path]:
+    """A tiny random Hugging Face folder per family (``seq2seq``: BART, ``causal``: GPT-2), built once.
+
+    Made by ``python -m empdg.make_tiny_pretrained``'s function and loaded by the models through the
+    same ``from_pretrained`` path as a real checkpoint.
+    """
+    from empdg.commands.make_tiny_pretrained import make_tiny_pretrained
+
+    return {
+        family: make_tiny_pretrained(tmp_path_factory.mktemp(f"tiny-{family}"), family, **TINY_PRETRAINED_SIZES)
+        for family in ("seq2seq", "causal")
+    }
+
+
 #: A tiny MLE-only run: the checkpoint the evaluation and chat tests share.
 TINY_RUN = [
     *tiny_overrides(train=4, test=2, mle_only=True),

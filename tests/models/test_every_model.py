@@ -11,6 +11,7 @@ that changes the critics (``ablation.needs_critics``) is refused for a run witho
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
+from tiny import tiny_hf_overrides
 
 from empdg.config import CONFIG_DIR, compose
 from empdg.models.decoding import DecodingConfig, decode
@@ -27,6 +29,13 @@ from empdg.training.run import run_training, validate_config
 
 MODELS = sorted(path.stem for path in (CONFIG_DIR / "model").glob("*.yaml"))
 ABLATIONS = sorted(path.stem for path in (CONFIG_DIR / "ablation").glob("*.yaml"))
+#: pretrained-format models: their folder comes from the session's tiny ones (family by model file)
+PRETRAINED_FAMILY = {"hf_seq2seq": "seq2seq", "hf_causal": "causal"}
+
+
+def pretrained_override(model: str, tiny_pretrained: dict[str, Path]) -> list[str]:
+    family = PRETRAINED_FAMILY.get(model)
+    return [f"model.pretrained={tiny_pretrained[family]}"] if family else []
 
 
 def model_names() -> dict[str, str]:
@@ -49,16 +58,25 @@ def expected_refusal(model: str, ablation: str, has_critics: bool) -> str | None
 
 def test_the_matrix_covers_every_model_and_ablation() -> None:
     assert {"empdg", "transformer", "multi_trs", "emoprepend", "moel", "mime", "seq2seq"} <= set(MODELS)
+    pretrained = {m for m in MODELS if OmegaConf.load(CONFIG_DIR / "model" / f"{m}.yaml").get("pretrained")}
+    assert pretrained == set(PRETRAINED_FAMILY), "a new pretrained-format model needs its family here"
     assert {"none", "no_critics", "no_emotion_encoder", "no_feedback", "vanilla_gan", "woG"} <= set(ABLATIONS)
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_every_model_with_every_ablation_builds_or_is_refused_saying_why(model: str, tmp_path: Path) -> None:
+def test_every_model_with_every_ablation_builds_or_is_refused_saying_why(
+    model: str, tmp_path: Path, tiny_pretrained
+) -> None:
     has_critics = bool(compose("train", [f"model={model}"]).adversarial.semantic_critic)
+    vocab_size = 64
+    if model in PRETRAINED_FAMILY:  # the tokenizer's ids after the 8 specials
+        vocab_size = 8 + len(json.loads((tiny_pretrained[PRETRAINED_FAMILY[model]] / "tokenizer.json").read_text())
+                                      ["model"]["vocab"])
     outcomes = {}
     for ablation in ABLATIONS:
         expected = expected_refusal(model, ablation, has_critics)
         overrides = [f"model={model}", f"ablation={ablation}", f"paths.output_dir={tmp_path}"]
+        overrides += pretrained_override(model, tiny_pretrained)
         try:
             cfg = compose("train", overrides)
         except HydraException as error:  # the ablation sets a key this model does not have
@@ -76,7 +94,7 @@ def test_every_model_with_every_ablation_builds_or_is_refused_saying_why(model: 
             continue
         assert expected is None, f"{model} x {ablation} should be refused ({expected})"
         model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-        generator = build_generator(model_cfg, vocab_size=64)
+        generator = build_generator(model_cfg, vocab_size=vocab_size)
         assert generator.settings == generator_class(cfg.model.name).settings_class.from_mapping(
             {k: v for k, v in model_cfg.items() if k not in ("name", "embeddings", "init_from")}
         )
@@ -123,12 +141,17 @@ class Watch(pl.Callback):
 @pytest.mark.parametrize("ablation", ["none", "no_critics"])
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_trains_with_both_critics_or_alone_reloads_and_decodes(
-    model: str, ablation: str, compose_train
+    model: str, ablation: str, compose_train, tiny_pretrained
 ) -> None:
     """``model=X`` with the game's critics (forced for the baselines that default to none), or alone."""
     torch.manual_seed(0)
     critics = ["adversarial=empdg"] if ablation == "none" else []
-    cfg = compose_train(f"model={model}", f"ablation={ablation}", *critics, *CRITIC_RUN)
+    if model in PRETRAINED_FAMILY:  # the word-level tiny sizes mean nothing to a pretrained folder
+        base = [*tiny_hf_overrides(tiny_pretrained[PRETRAINED_FAMILY[model]]), "logger=none"]
+        cfg = compose_train(*base, "training.sample_generations=0", f"model={model}", f"ablation={ablation}",
+                            *critics, *CRITIC_RUN, tiny=False)  # fmt: skip
+    else:
+        cfg = compose_train(f"model={model}", f"ablation={ablation}", *critics, *CRITIC_RUN)
     watch = Watch()
     metrics = run_training(cfg, [watch])
     run = Path(cfg.paths.output_dir)

@@ -36,7 +36,7 @@ CRITIC_NAMES = ("semantic", "emotion")  # the critic switches: adversarial.<name
 PHASES = ("generator_pretrain", "critic_pretrain", "adversarial")
 CRITIC_PHASES = ("critic_pretrain", "adversarial")
 ON_NONFINITE = ("error", "skip")
-SCHEDULERS = ("none", "noam")
+SCHEDULERS = ("none", "noam", "linear_warmup")
 
 T = TypeVar("T")
 
@@ -237,6 +237,7 @@ class OptimConfig:
     scheduler: str = "none"
     warmup_steps: int = 8000
     noam_factor: float = 1.0
+    decay_steps: Optional[int] = None  # linear_warmup: the lr falls linearly to 0 at this step (null: stays)
 
     def __post_init__(self) -> None:
         found = _positive("optim.lr", self.lr) + _betas("optim.betas", self.betas)
@@ -245,6 +246,12 @@ class OptimConfig:
         if self.scheduler == "noam":
             found += _at_least("optim.warmup_steps", self.warmup_steps, 1)
             found += _positive("optim.noam_factor", self.noam_factor)
+        if self.scheduler == "linear_warmup":
+            found += _at_least("optim.warmup_steps", self.warmup_steps, 0)
+            if self.decay_steps is not None and self.decay_steps <= self.warmup_steps:
+                found.append(
+                    f"optim.decay_steps={self.decay_steps} must be > optim.warmup_steps={self.warmup_steps} (or null)"
+                )
         _raise_if("optim", found)
 
 

@@ -51,35 +51,61 @@ class EncodedExample:
     has_feedback: bool
 
 
+def _pieces(words: list[str], vocab: Vocab) -> tuple[list[int], list[int]]:
+    """Every word's ids (one per word, or a word's subword pieces) and the index of the word each came from."""
+    ids: list[int] = []
+    owners: list[int] = []
+    for index, word in enumerate(words):
+        pieces = vocab.pieces(word)
+        ids.extend(pieces)
+        owners.extend([index] * len(pieces))
+    return ids, owners
+
+
 def encode_example(example: DialogueExample, vocab: Vocab, limits: SequenceLimits) -> EncodedExample:
-    """Truncate from the left for the context (recent turns matter most), from the right for replies."""
+    """Truncate from the left for the context (recent turns matter most), from the right for replies.
+
+    With a subword vocabulary every word becomes its pieces (each piece inherits the word's state and
+    emotion flag) and every utterance starts with its speaker's [SPK]/[LST] id (``vocab.turn_markers``).
+    """
     words: list[str] = []
+    ids: list[int] = []
     states: list[int] = []
     for role, utterance in zip(example.context_roles, example.context):
-        words.extend(utterance)
-        states.extend([SPK_ID if role == SPEAKER else LST_ID] * len(utterance))
+        state = SPK_ID if role == SPEAKER else LST_ID
+        if vocab.turn_markers:
+            words.append("")
+            ids.append(state)
+            states.append(state)
+        pieces, owners = _pieces(utterance, vocab)
+        words.extend(utterance[i] for i in owners)
+        ids.extend(pieces)
+        states.extend([state] * len(pieces))
     keep = limits.max_context_len - 1
-    words, states = words[-keep:], states[-keep:]
-    context_ids = [CLS_ID] + vocab.encode(words)
+    words, ids, states = words[-keep:], ids[-keep:], states[-keep:]
+    context_ids = [CLS_ID] + ids
     oovs: list[str] = []
     context_ext = [CLS_ID]
-    for word, wid in zip(words, context_ids[1:]):
+    for word, wid in zip(words, ids):
         if wid == UNK_ID:
             if word not in oovs:
                 oovs.append(word)
             wid = len(vocab) + oovs.index(word)
         context_ext.append(wid)
 
-    target_words = example.target[: limits.max_target_len - 1]
-    target_ids = vocab.encode(target_words) + [EOS_ID]
+    target_pieces, target_owners = _pieces(example.target, vocab)
+    target_pieces = target_pieces[: limits.max_target_len - 1]
+    target_owners = target_owners[: len(target_pieces)]
+    target_words = [example.target[i] for i in target_owners]
+    target_ids = target_pieces + [EOS_ID]
     target_ext = [
         len(vocab) + oovs.index(w) if tid == UNK_ID and w in oovs else tid
         for w, tid in zip(target_words, target_ids)
     ] + [EOS_ID]
-    emotion_mask = [float(m) for m in example.target_emotion_mask[: len(target_words)]] + [0.0]
+    emotion_mask = [float(example.target_emotion_mask[i]) for i in target_owners] + [0.0]
 
-    emotion_words = example.context_emotion_words[-(limits.max_emotion_words - 1) :]
-    feedback = (example.feedback or [])[: limits.max_target_len - 1]
+    emotion_words = vocab.encode(example.context_emotion_words)[-(limits.max_emotion_words - 1) :]
+    feedback = vocab.encode(example.feedback or [])[: limits.max_target_len - 1]
     return EncodedExample(
         example_id=example.example_id,
         emotion=example.emotion,
@@ -87,12 +113,12 @@ def encode_example(example: DialogueExample, vocab: Vocab, limits: SequenceLimit
         context_state=[CLS_ID] + states,
         context_ext_ids=context_ext,
         oovs=oovs,
-        emotion_context_ids=[LAB_ID] + vocab.encode(emotion_words),
+        emotion_context_ids=[LAB_ID] + emotion_words,
         target_ids=target_ids,
         target_ext_ids=target_ext,
         target_emotion_mask=emotion_mask,
-        feedback_ids=vocab.encode(feedback) + [EOS_ID] if feedback else [],
-        feedback_emotion_ids=vocab.encode(example.feedback_emotion_words[: limits.max_emotion_words]),
+        feedback_ids=feedback + [EOS_ID] if feedback else [],
+        feedback_emotion_ids=vocab.encode(example.feedback_emotion_words)[: limits.max_emotion_words],
         has_feedback=example.has_feedback,
     )
 

@@ -26,7 +26,14 @@ FORMAT_VERSION = 1
 
 
 class Vocab:
-    """Bidirectional token <-> id map; ids ``0..7`` are always the special tokens."""
+    """Bidirectional token <-> id map; ids ``0..7`` are always the special tokens.
+
+    Word-level: one id per word. :class:`empdg.data.subword_vocab.SubwordVocab` gives a pretrained
+    tokenizer's pieces behind the same interface (``unit``, ``pieces``, ``turn_markers`` tell them apart).
+    """
+
+    unit = "word"  # what one id is: perplexity is per this unit
+    turn_markers = False  # True: the context carries an [SPK]/[LST] id before every utterance
 
     def __init__(self, tokens: Sequence[str], counts: dict[str, int] | None = None) -> None:
         tokens = list(tokens)
@@ -92,6 +99,14 @@ class Vocab:
     def encode(self, tokens: Iterable[str]) -> list[int]:
         return [self._stoi.get(tok, UNK_ID) for tok in tokens]
 
+    def pieces(self, word: str) -> list[int]:
+        """The ids one word becomes: itself (or UNK) here, several subword pieces in a SubwordVocab."""
+        return [self._stoi.get(word, UNK_ID)]
+
+    def spec(self) -> dict | None:
+        """What a checkpoint stores besides the token list to rebuild this vocabulary (nothing here)."""
+        return None
+
     def decode(self, ids: Iterable[int], strip_special: bool = True, stop_at_eos: bool = True) -> list[str]:
         """Ids -> tokens; by default stops at the first EOS and drops specials except UNK."""
         out: list[str] = []
@@ -128,6 +143,13 @@ class Vocab:
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise ValueError(f"{path}: vocabulary format version {version!r}, expected {FORMAT_VERSION}")
+        if data.get("kind") == "subword":  # a pretrained model's tokenizer (empdg.data.subword_vocab)
+            from empdg.data.subword_vocab import SubwordVocab
+
+            vocab = SubwordVocab(data["tokenizer_json"], data.get("normalization", "moel"))
+            if data.get("fingerprint") not in (None, vocab.fingerprint()):
+                raise ValueError(f"{path}: fingerprint does not match its tokenizer (file edited?)")
+            return vocab
         vocab = cls(data["tokens"], data.get("counts"))
         if data.get("fingerprint") not in (None, vocab.fingerprint()):
             raise ValueError(f"{path}: fingerprint does not match its token list (file edited?)")

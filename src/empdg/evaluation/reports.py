@@ -16,12 +16,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 # The order of the paper's tables, then anything else.
 METRIC_ORDER = (
-    "ppl", "emotion_acc", "emotion_macro_f1", "dist_1", "dist_2",
+    "ppl", "subword_ppl", "emotion_acc", "emotion_macro_f1", "dist_1", "dist_2",
     "bleu_1", "bleu_2", "bleu_3", "bleu_4", "avg_len", "rep_3",
     "unique_replies", "unique_reply_share", "valence_agreement", "valence_neutral_share", "n_examples",
 )
 # What the rows mean, for the metrics the paper's table does not have (shown under the table).
 METRIC_NOTES = {
+    "subword_ppl": "perplexity per subword token of a pretrained model's tokenizer: not comparable with ppl (per word)",
     "unique_replies": "distinct replies after whitespace normalisation (unique_reply_share: / n_examples)",
     "valence_agreement": (
         "share of replies whose VADER compound is >= +0.05 for a positive-group gold emotion or <= -0.05 for a "

@@ -25,6 +25,9 @@ from torch import Tensor, nn
 from empdg.data.vocab import SPECIAL_TOKENS, UNK_ID
 from empdg.models.settings import GeneratorSettings
 
+#: the log-probability of an id a generator can never produce (finite: 0 * it stays 0 in entropies)
+IMPOSSIBLE_LOG_PROB = -1.0e9
+
 
 @dataclass(frozen=True)
 class GeneratorSizes:

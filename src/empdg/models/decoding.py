@@ -247,7 +247,12 @@ def sequence_log_probs(model: Generator, batch: dict, ids: Tensor) -> tuple[Tens
 
 
 def ids_to_text(ids: list[int], vocab: Vocab, oovs: list[str]) -> str:
-    """Whitespace-joined tokens up to EOS; extended ids become the copied context word."""
+    """Whitespace-joined tokens up to EOS; extended ids become the copied context word.
+
+    A subword vocabulary detokenises the pieces and re-tokenises the text as ED references are.
+    """
+    if vocab.unit != "word":
+        return " ".join(vocab.decode(ids))
     words = []
     for token_id in ids:
         if token_id == EOS_ID:

@@ -74,11 +74,25 @@ def load_checkpoint_file(
     return checkpoint
 
 
+def with_local_pretrained(hparams: dict[str, Any], ckpt_path: Path) -> dict[str, Any]:
+    """A pretrained generator whose ``model.pretrained`` is gone (a temporary folder, a hub name offline)
+    is rebuilt from the run's own Hugging Face copy (``hf_model/`` beside ``checkpoints/``); the
+    checkpoint's weights replace it anyway."""
+    model = hparams.get("model") or {}
+    pretrained = model.get("pretrained")
+    if not pretrained or Path(str(pretrained)).expanduser().exists():
+        return hparams
+    local = ckpt_path.parent.parent / "hf_model"
+    if (local / "config.json").is_file():
+        return {**hparams, "model": {**model, "pretrained": str(local)}}
+    return hparams
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
     """Load weights-only, rebuild the module in eval mode; clear errors for non-EmpDG files."""
     path = Path(path).expanduser()
     checkpoint = load_checkpoint_file(path, "ckpt_path", map_location)
-    hparams = checkpoint["hyper_parameters"]
+    hparams = with_local_pretrained(checkpoint["hyper_parameters"], path)
     module = EmpDGModule(**hparams)
     module.load_state_dict(checkpoint["state_dict"])
     module.eval()

@@ -9,6 +9,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from empdg.data.vocab import PAD_ID
+from empdg.models.base import IMPOSSIBLE_LOG_PROB
 
 
 @dataclass
@@ -22,14 +23,17 @@ def sequence_nll(log_probs: Tensor, target: Tensor, label_smoothing: float, voca
     """Label-smoothed NLL on log-probabilities (works for the copy mechanism's mixture too).
 
     Smoothing spreads its mass over the ``vocab_size`` real words only: extended (OOV copy) slots
-    of other examples have no probability and must not be rewarded.
+    of other examples have no probability and must not be rewarded, nor the ids a generator can
+    never produce (log-prob ``IMPOSSIBLE_LOG_PROB``: a pretrained model's structural ids).
     """
     mask = target.ne(PAD_ID)
     nll = -log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
     n_tokens = mask.sum()
     nll_sum = (nll * mask).sum()
     if label_smoothing > 0:
-        uniform = -log_probs[..., :vocab_size].mean(dim=-1)
+        words = log_probs[..., :vocab_size]
+        possible = words > IMPOSSIBLE_LOG_PROB / 2
+        uniform = -(words * possible).sum(dim=-1) / possible.sum(dim=-1).clamp_min(1)
         per_token = (1 - label_smoothing) * nll + label_smoothing * uniform
     else:
         per_token = nll

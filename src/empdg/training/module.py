@@ -22,7 +22,7 @@ from torch import Tensor
 
 from empdg.config.schema import AdversarialConfig, OptimConfig, TrainingConfig, typed
 from empdg.data.emotion_words import get_lexicon
-from empdg.data.vocab import Vocab
+from empdg.data.subword_vocab import vocab_from_spec
 from empdg.models.base import GeneratorOutput
 from empdg.models.decoding import greedy_decode, ids_to_text
 from empdg.models.registry import build_generator
@@ -58,6 +58,7 @@ class EmpDGModule(AdversarialSteps, pl.LightningModule):
         training: Mapping[str, Any],
         vocab_tokens: list[str],
         adversarial: Mapping[str, Any] | None = None,
+        vocab_spec: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         model, adversarial = critic_switches_from_model(model, adversarial)
@@ -68,11 +69,12 @@ class EmpDGModule(AdversarialSteps, pl.LightningModule):
                 "training": dict(training),
                 "vocab_tokens": list(vocab_tokens),
                 "adversarial": adversarial,
+                "vocab_spec": dict(vocab_spec) if vocab_spec else None,  # a pretrained model's tokenizer
             },
             logger=False,
         )
         self.automatic_optimization = False
-        self.vocab = Vocab(vocab_tokens)
+        self.vocab = vocab_from_spec(dict(vocab_spec) if vocab_spec else None, list(vocab_tokens))
         self.generator = build_generator(model, vocab_size=len(self.vocab))
         self.generator_config = self.generator.settings  # the model's typed settings (its own dataclass)
         self.optim_cfg = typed(OptimConfig, optim, "optim")
@@ -86,7 +88,7 @@ class EmpDGModule(AdversarialSteps, pl.LightningModule):
         self.game = AdversarialGame(self.generator, self.critics, self.adv, lambda: self.emotion_vocab)
         self.counters = TrainingCounters()
         self.resume = ExactResume(self.phases, self.counters)
-        self.val_metrics = ValidationMetrics(self.generator.sizes.num_emotions, len(self.vocab))
+        self.val_metrics = ValidationMetrics(self.generator.sizes.num_emotions, len(self.vocab), self.vocab.unit)
         self.report = CriticReportCollector()
         self.critic_reports: list[dict[str, float]] = []  # every validation's report (critic_report.md)
         self.wasserstein_history: list[dict[str, float]] = []  # every critic update's estimates (the plot)

@@ -23,8 +23,10 @@ from empdg.config.schema import (
     typed,
 )
 from empdg.data.datamodule import DialogueDataModule
+from empdg.data.subword_vocab import SubwordVocab
 from empdg.data.word_vectors import load_word_vectors
 from empdg.errors import user_errors_from
+from empdg.models.hf_pretrained import PretrainedGenerator, load_tokenizer_json
 from empdg.tracking.mlflow_tracking import build_logger, describe_run, log_artifact, run_tags
 from empdg.tracking.run_record import record_training_run
 from empdg.training.callbacks import SampleGenerations, WassersteinPlot
@@ -84,6 +86,10 @@ def validate_config(cfg: DictConfig) -> None:
             "trains without critics by default): add adversarial=empdg, or choose another ablation"
         )
     model = cfg.model
+    if model.get("pretrained") is not None and model.embeddings.path:
+        problems.append(
+            f"model={model.name} reads its checkpoint's own word vectors: remove model.embeddings.path"
+        )
     if model.copy and cfg.data.max_context_len < 2:
         problems.append("model.copy=true needs context tokens (data.max_context_len >= 2)")
     if model.embeddings.path and model.tie_embeddings and model.embeddings.freeze:
@@ -118,6 +124,7 @@ def build_module(cfg: DictConfig, datamodule: DialogueDataModule) -> EmpDGModule
         training=container["training"],
         vocab_tokens=datamodule.vocab.tokens,
         adversarial=container["adversarial"],
+        vocab_spec=datamodule.vocab.spec(),
     )
     generator = module.generator
     if cfg.model.embeddings.path:
@@ -256,7 +263,8 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     if rank_zero:
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
 
-    datamodule = DialogueDataModule(OmegaConf.to_container(cfg.data, resolve=True), seed=int(cfg.seed))
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    datamodule = DialogueDataModule(data_cfg, seed=int(cfg.seed), vocab=pretrained_vocab(cfg))
     datamodule.prepare_data()
     datamodule.setup("fit")
     if rank_zero:
@@ -271,7 +279,7 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     checkpoint_cfg = cfg.callbacks.checkpoint
     checkpoint = ModelCheckpoint(
         dirpath=str(output_dir / "checkpoints"),
-        monitor=checkpoint_cfg.monitor,
+        monitor=monitored_metric(checkpoint_cfg.monitor, datamodule.vocab),
         mode=checkpoint_cfg.mode,
         save_last=checkpoint_cfg.save_last,
         save_top_k=checkpoint_cfg.save_top_k,
@@ -302,9 +310,38 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
         log.warning("training was interrupted")
     trainer.validate(module, datamodule=datamodule, verbose=False)  # every rank: it is collective
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if trainer.is_global_zero and isinstance(module.generator, PretrainedGenerator):
+        save_hugging_face_format(module, output_dir / "hf_model", logger)
     if trainer.is_global_zero:
         print_summary(metrics, logger, output_dir, checkpoint, samples)
     return metrics
+
+
+def pretrained_vocab(cfg: DictConfig) -> SubwordVocab | None:
+    """A pretrained generator's own tokenizer as the vocabulary (None: build a word vocabulary from the data)."""
+    pretrained = cfg.model.get("pretrained")
+    if not pretrained:
+        return None
+    return SubwordVocab(load_tokenizer_json(str(pretrained)), str(cfg.data.get("normalization", "moel")))
+
+
+def monitored_metric(monitor: str | None, vocab) -> str | None:
+    """``val/ppl`` of a subword model is logged as ``val/subword_ppl``: monitor that instead."""
+    if monitor in ("val/ppl", "val/nll") and vocab.unit != "word":
+        renamed = monitor.replace("val/", f"val/{vocab.unit}_")
+        log.info("callbacks.checkpoint.monitor=%s: this model's perplexity is per %s, monitoring %s",
+                 monitor, vocab.unit, renamed)
+        return renamed
+    return monitor
+
+
+def save_hugging_face_format(module: EmpDGModule, folder: Path, logger) -> None:
+    """The fine-tuned model as ``transformers`` loads it (safetensors + tokenizer), also logged to MLflow."""
+    spec = module.vocab.spec() or {}
+    module.generator.save_hf(folder, spec.get("tokenizer_json"))
+    log.info("Hugging Face format: %s (AutoModel...from_pretrained loads it)", folder)
+    for path in sorted(folder.iterdir()):
+        log_artifact(logger, path, "hf_model")
 
 
 def progress_callbacks(cfg: DictConfig) -> list[pl.Callback]:

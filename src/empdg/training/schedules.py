@@ -18,8 +18,26 @@ def noam_lambda(model_dim: int, warmup: int, factor: float):
     return scale
 
 
+def linear_warmup_lambda(warmup: int, decay_steps: int | None):
+    """Multiplier: rises linearly to 1 over ``warmup`` steps, then stays, or falls linearly to 0 at ``decay_steps``.
+
+    The usual schedule for fine-tuning pretrained models (BERT, BART, GPT-2 recipes).
+    """
+
+    def scale(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if decay_steps is None:
+            return 1.0
+        return max(0.0, (decay_steps - step) / (decay_steps - warmup))
+
+    return scale
+
+
 def build_scheduler(optimizer: Optimizer, optim: OptimConfig, model_dim: int) -> LambdaLR | None:
     """``optim.scheduler`` for the generator's optimizer (its names are checked by OptimConfig)."""
     if optim.scheduler == "noam":
         return LambdaLR(optimizer, noam_lambda(model_dim, optim.warmup_steps, optim.noam_factor))
+    if optim.scheduler == "linear_warmup":
+        return LambdaLR(optimizer, linear_warmup_lambda(optim.warmup_steps, optim.decay_steps))
     return None
