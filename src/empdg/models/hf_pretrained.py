@@ -212,7 +212,7 @@ class PretrainedGenerator(Generator):
             import peft
         except ImportError as error:  # pragma: no cover
             raise ImportError("model.lora_rank > 0 needs peft: pip install 'empdg[hf]'") from error
-        targets = settings.lora_targets or self.default_lora_targets()
+        targets = settings.lora_targets or self.default_lora_targets(model)
         config = peft.LoraConfig(
             r=settings.lora_rank, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
             target_modules=list(targets),
@@ -222,7 +222,7 @@ class PretrainedGenerator(Generator):
         except ValueError as error:
             raise ValueError(f"model.lora_targets={list(targets)}: {error}") from error
 
-    def default_lora_targets(self) -> list[str]:
+    def default_lora_targets(self, model: nn.Module) -> list[str]:
         raise NotImplementedError
 
     def _token_id(self, tokenizer: Any, token: str | None, fallback: int, key: str) -> int:

@@ -4,7 +4,8 @@ The encoder reads the dialogue (``[CLS] [SPK] u_1 [LST] u_2 ...`` mapped onto th
 separators); x̃0 is its states' mean over the real tokens. With ``model.emotion_encoder=true`` EmpDG's
 emotion encoder reads the context's emotion words and its states are appended to the encoder memory,
 so every decoder layer cross-attends to both. The decoder starts from the model's own decoder-start
-token. Incremental decoding keeps the model's self- and cross-attention key/value cache.
+token. Incremental decoding keeps the model's self- and cross-attention key/value cache (re-reads the
+prefix instead under ``model.gradient_checkpointing`` in training mode, where the model keeps none).
 """
 
 from __future__ import annotations
@@ -30,14 +31,15 @@ class Seq2SeqMemory:
 class Seq2SeqCache:
     self_attention: list = field(default_factory=list)  # per layer (keys, values) of the decoded prefix
     cross_attention: list = field(default_factory=list)  # per layer (keys, values) of the memory
+    inputs: Tensor | None = None  # the decoder inputs so far, when the model keeps no cache (re-read each step)
 
 
 @register_generator("hf_seq2seq")
 class HFSeq2SeqGenerator(PretrainedGenerator):
     family = "seq2seq"
 
-    def default_lora_targets(self) -> list[str]:
-        return lora_targets_for(self.hf, (("q_proj", "v_proj"), ("q", "v")))
+    def default_lora_targets(self, model: nn.Module) -> list[str]:
+        return lora_targets_for(model, (("q_proj", "v_proj"), ("q", "v")))
 
     def decoder_module(self) -> nn.Module:
         return self.base_model.get_decoder()
@@ -85,6 +87,10 @@ class HFSeq2SeqGenerator(PretrainedGenerator):
         from transformers import DynamicCache, EncoderDecoderCache
 
         inputs = self._start(encoded) if previous is None else previous.unsqueeze(1)
+        if cache.inputs is not None or (self.training and self.settings.gradient_checkpointing):
+            # Hugging Face keeps no cache under gradient checkpointing in training: re-read the prefix
+            cache.inputs = inputs if cache.inputs is None else torch.cat([cache.inputs, inputs], dim=1)
+            return self.project_log_probs(self._run(encoded, cache.inputs).logits[:, -1])
         model_cache = EncoderDecoderCache(DynamicCache(cache.self_attention), DynamicCache(cache.cross_attention))
         out = self._run(encoded, inputs, model_cache)
         cache.self_attention = [(layer.keys, layer.values) for layer in out.cache.self_attention_cache.layers]
