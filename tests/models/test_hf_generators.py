@@ -219,3 +219,15 @@ def test_gradient_checkpointing_changes_memory_not_results(tiny_pretrained, voca
     assert grads and all(torch.allclose(a, b, atol=1e-4) for a, b in grads)
     config = DecodingConfig(strategy="greedy", max_len=6, min_len=3)
     assert torch.equal(decode(checkpointed, batch, config), decode(plain.eval(), batch, config))
+
+
+def test_the_word_vectors_follow_the_generator_to_a_new_device(tiny_pretrained, vocabs) -> None:
+    """``.to(device)`` replaces buffers: the critics' view of the word vectors must read the new ones."""
+    generator = make(tiny_pretrained, vocabs, "causal")
+    generator._apply(lambda t: t.clone())  # what .to(other device) does to every parameter and buffer
+    ids = torch.tensor([[OFFSET + 5]])
+    generator.project_to_model[OFFSET + 5] = 7  # the generator's buffer after the move
+    expected = generator.hf.get_input_embeddings().weight[7]
+    assert torch.equal(generator.embed_tokens(ids)[0, 0], expected)
+    assert torch.equal(generator.word_embedding.weight[OFFSET + 5], expected)
+    assert "_mapped_embedding" not in dict(generator.named_modules())

@@ -117,20 +117,23 @@ class PretrainedSettings(GeneratorSettings):
 
 
 class MappedEmbedding(nn.Module):
-    """The model's input embedding read with project ids; ``weight`` is [project vocab, emb_dim]."""
+    """The model's input embedding read with project ids; ``weight`` is [project vocab, emb_dim].
 
-    def __init__(self, embedding: nn.Module, project_to_model: Tensor) -> None:
+    It reads the generator's embedding and id map when called (not copies taken at construction):
+    ``.to(device)`` replaces the generator's buffers, and this view must follow.
+    """
+
+    def __init__(self, owner: PretrainedGenerator) -> None:
         super().__init__()
-        object.__setattr__(self, "embedding", embedding)  # not a submodule: its weights belong to the model
-        object.__setattr__(self, "project_to_model", project_to_model)
+        object.__setattr__(self, "owner", owner)  # not a submodule: the weights belong to the generator
 
     @property
     def weight(self) -> Tensor:
         # the rows as the embedding returns them (BART-style scaled embeddings multiply inside forward)
-        return self.embedding(self.project_to_model)
+        return self.owner.hf.get_input_embeddings()(self.owner.project_to_model)
 
     def forward(self, ids: Tensor) -> Tensor:
-        return self.embedding(self.project_to_model[ids])
+        return self.owner.hf.get_input_embeddings()(self.owner.project_to_model[ids])
 
 
 def masked_mean(states: Tensor, valid: Tensor) -> Tensor:
@@ -202,7 +205,7 @@ class PretrainedGenerator(Generator):
         )
         summary = hidden * (2 if settings.emotion_encoder else 1)
         self.emotion_head = nn.Linear(summary, settings.num_emotions) if settings.emotion_classifier else None
-        self._mapped_embedding = MappedEmbedding(self.hf.get_input_embeddings(), self.project_to_model)
+        object.__setattr__(self, "_mapped_embedding", MappedEmbedding(self))  # a view, not a submodule
 
     # -- construction ----------------------------------------------------------------------
     def _with_lora(self, model: nn.Module, settings: PretrainedSettings) -> nn.Module:
