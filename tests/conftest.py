@@ -72,7 +72,7 @@ def tiny_pretrained(tmp_path_factory) -> dict[str, Path]:
     Made by ``python -m empdg.make_tiny_pretrained``'s function and loaded by the models through the
     same ``from_pretrained`` path as a real checkpoint.
     """
-    from empdg.commands.make_tiny_pretrained import make_tiny_pretrained
+    from empdg.models.tiny_pretrained import make_tiny_pretrained
 
     return {
         family: make_tiny_pretrained(tmp_path_factory.mktemp(f"tiny-{family}"), family, **TINY_PRETRAINED_SIZES)

@@ -194,9 +194,9 @@ def main() -> None:
     parser.add_argument("--val-every", type=int, default=250)
     parser.add_argument(
         "--best",
-        default="reinforce",
+        default="gumbel",
         choices=[a for a in ARMS if a != "control"],
-        help="the estimator whose ablations (no mismatch, no feedback) run",
+        help="the estimator whose ablations (no mismatch, no feedback) run (default: gumbel, the default estimator)",
     )
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parse_study_args(parser, REPO / "outputs" / "adversarial_study", "ARM")

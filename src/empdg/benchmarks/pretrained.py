@@ -104,7 +104,7 @@ class _Runner:
 
             hf_logging.disable_progress_bar()  # stderr noise around the table
         if spec.family is not None and spec.tiny:
-            from empdg.commands.make_tiny_pretrained import make_tiny_pretrained
+            from empdg.models.tiny_pretrained import make_tiny_pretrained
 
             with contextlib.redirect_stdout(io.StringIO()):  # its "wrote ..." line would break the table
                 make_tiny_pretrained(Path(pretrained), spec.family, force=True, **spec.tiny)
