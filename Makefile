@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
+# pytest-xdist workers for `make test` (the suite's tests run single-threaded; a file's tests stay on one worker)
+TEST_WORKERS ?= 2
 
 .PHONY: setup quickstart test lint clean
 
@@ -20,7 +22,7 @@ quickstart: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check .
