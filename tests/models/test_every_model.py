@@ -58,7 +58,8 @@ def expected_refusal(model: str, ablation: str, has_critics: bool) -> str | None
 
 def test_the_matrix_covers_every_model_and_ablation() -> None:
     assert {"empdg", "transformer", "multi_trs", "emoprepend", "moel", "mime", "seq2seq"} <= set(MODELS)
-    pretrained = {m for m in MODELS if "pretrained" in OmegaConf.load(CONFIG_DIR / "model" / f"{m}.yaml").keys()}
+    files = {m: OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model" / f"{m}.yaml")) for m in MODELS}
+    pretrained = {m for m, keys in files.items() if "pretrained" in keys}
     assert pretrained == set(PRETRAINED_FAMILY), "a new pretrained-format model needs its family here"
     assert {"none", "no_critics", "no_emotion_encoder", "no_feedback", "vanilla_gan", "woG"} <= set(ABLATIONS)
 
