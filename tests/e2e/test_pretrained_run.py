@@ -8,6 +8,8 @@ import math
 import shutil
 from pathlib import Path
 
+import mlflow
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from tiny import tiny_hf_overrides
@@ -17,6 +19,7 @@ from empdg.config import compose
 from empdg.evaluation.pipeline import run_evaluation
 from empdg.models.decoding import DecodingConfig
 from empdg.serving.chat_session import ChatSession, ChatSettings
+from empdg.serving.registry import register_run_folder
 from empdg.training.checkpoint import load_checkpoint
 from empdg.training.run import run_training
 
@@ -66,6 +69,18 @@ def test_a_fine_tuned_seq2seq_trains_saves_evaluates_and_chats(tiny_pretrained, 
     session = ChatSession(loaded.module, DecodingConfig(strategy="sample", max_len=6, min_len=2, seed=0), settings)
     turn = session.respond("i finally got the job i wanted , i am so happy !")
     assert turn.reply and turn.emotions
+    (hope,), (the,) = loaded.module.vocab.pieces("hope"), loaded.module.vocab.pieces("the")  # one piece each
+    assert session._is_emotion_id(hope) and not session._is_emotion_id(the)  # what the emotional critic reads
+
+    # registered as an MLflow model: served from the run's Hugging Face copy, with the HF stack as requirements
+    registration = register_run_folder(run, "tiny-bart")
+    staged = Path(mlflow.artifacts.download_artifacts(f"runs:/{registration.run_id}/model",
+                                                      tracking_uri=record["tracking_uri"]))  # fmt: skip
+    assert any(staged.rglob("hf_model/model.safetensors"))
+    assert "transformers" in (staged / "requirements.txt").read_text()
+    model = mlflow.pyfunc.load_model(str(staged))
+    (answer,) = model.predict(pd.DataFrame([{"history": ["my dog died yesterday ."]}]))
+    assert answer["reply"] or answer["fallback"]
 
 
 @pytest.mark.slow

@@ -165,6 +165,7 @@ class ChatSession:
         self.memory = EmotionMemory(EMOTIONS[: sizes.num_emotions], decay=settings.emotion_decay)
         self.random = torch.Generator().manual_seed(int(settings.seed))
         self.lexicon = get_lexicon()
+        self._emotion_ids: set[int] | None = None  # the vocabulary's emotion-word ids, found at first use
         self.history: list[list[str]] = []
         self.roles: list[int] = []
 
@@ -289,8 +290,10 @@ class ChatSession:
         return found
 
     def _is_emotion_id(self, token_id: int) -> bool:
-        vocab = self.module.vocab
-        return token_id < len(vocab) and self.lexicon.is_emotion_word(vocab.id_to_token(token_id))
+        """An emotion word's id (for a subword vocabulary: a piece that is a whole emotion word)."""
+        if self._emotion_ids is None:
+            self._emotion_ids = set(self.module.vocab.emotion_token_ids(self.lexicon.is_emotion_word))
+        return token_id in self._emotion_ids
 
 
 def find_critic(module: EmpDGModule, name: str):

@@ -137,8 +137,9 @@ def choose_checkpoint(folder: Path, which: str = "auto") -> Path | None:
 def _stage(
     ckpt: Path, run_folder: Path | None, stage: Path, decoding: Mapping[str, Any], chat: Mapping[str, Any]
 ) -> None:
-    """The model's artifact folder: weights + hyper-parameters only, config.yaml, vocab.json, serving.json."""
-    from empdg.data.vocab import Vocab
+    """The model's artifact folder: weights + hyper-parameters only, config.yaml, vocab.json, serving.json,
+    and a pretrained generator's Hugging Face copy (``hf_model/``: its architecture is rebuilt from it)."""
+    from empdg.data.subword_vocab import vocab_from_spec
     from empdg.models.decoding import DecodingConfig
     from empdg.serving.chat_session import ChatSettings
     from empdg.serving.pyfunc_model import CHECKPOINT_FILE, SERVING_FILE
@@ -154,7 +155,16 @@ def _stage(
     config = (run_folder / "config.yaml") if run_folder else ckpt.resolve().parent.parent / "config.yaml"
     if config.is_file():
         shutil.copyfile(config, stage / "config.yaml")
-    Vocab(list(checkpoint["hyper_parameters"]["vocab_tokens"])).save(stage / "vocab.json")
+    hparams = checkpoint["hyper_parameters"]
+    vocab_from_spec(hparams.get("vocab_spec"), list(hparams["vocab_tokens"])).save(stage / "vocab.json")
+    hf_model = ckpt.resolve().parent.parent / "hf_model"
+    if (hparams.get("model") or {}).get("pretrained"):
+        if not (hf_model / "config.json").is_file():
+            raise MissingFileError(
+                f"{hf_model} is missing: a pretrained generator is served from the run's Hugging Face copy, "
+                "which training writes at its end (re-run the training, or pass the checkpoint of a finished run)"
+            )
+        shutil.copytree(hf_model, stage / "hf_model")
     run_data = ((load_run_config(ckpt) or {}).get("data")) or None
     if run_data is None and config.is_file():
         run_data = (OmegaConf.to_container(OmegaConf.load(config), resolve=False) or {}).get("data")
@@ -172,11 +182,14 @@ def chat_defaults() -> dict[str, Any]:
     return dict(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "chat.yaml").chat, resolve=True))
 
 
-def _pip_requirements() -> list[str]:
+HF_PACKAGES = ("transformers", "tokenizers", "safetensors", "peft")
+
+
+def _pip_requirements(extra: tuple[str, ...] = ()) -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = []
-    for package in ("empdg", "torch", "mlflow"):
+    for package in ("empdg", "torch", "mlflow", *extra):
         try:
             found.append(f"{package}=={version(package)}")
         except PackageNotFoundError:
@@ -276,7 +289,8 @@ def register_run(
                 artifacts={ARTIFACT: str(stage)},
                 signature=signature,
                 input_example=INPUT_EXAMPLE,
-                pip_requirements=_pip_requirements(),
+                # a pretrained generator also needs the Hugging Face stack where it is served
+                pip_requirements=_pip_requirements(HF_PACKAGES if (stage / "hf_model").is_dir() else ()),
                 registered_model_name=name,
             )
     version = str(info.registered_model_version)
