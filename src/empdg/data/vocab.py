@@ -99,6 +99,10 @@ class Vocab:
     def encode(self, tokens: Iterable[str]) -> list[int]:
         return [self._stoi.get(tok, UNK_ID) for tok in tokens]
 
+    def metric_name(self, name: str) -> str:
+        """A per-token metric's name for this unit: ``ppl`` for words, ``subword_ppl`` for subword pieces."""
+        return name if self.unit == "word" else f"{self.unit}_{name}"
+
     def pieces(self, word: str) -> list[int]:
         """The ids one word becomes: itself (or UNK) here, several subword pieces in a SubwordVocab."""
         return [self._stoi.get(word, UNK_ID)]

@@ -133,10 +133,10 @@ def evaluate_model(
         text.update(hyps, refs)
         records.extend(record_for(raw, hyp, emo) for (raw, _), hyp, emo in zip(chunk, hyps, predicted))
     # perplexity per the vocabulary's unit: a subword model's is `subword_ppl`, never in the `ppl` column
-    unit = "" if module.vocab.unit == "word" else f"{module.vocab.unit}_"
-    metrics: dict[str, Any] = {f"{unit}ppl": float(ppl.compute())}
-    if unit:  # per-example NLL under its own names too, so bootstrap tables never mix it with word-level ppl
-        scores = [{k if k == "has_feedback" else f"{unit}{k}": v for k, v in row.items()} for row in scores]
+    name = module.vocab.metric_name
+    metrics: dict[str, Any] = {name("ppl"): float(ppl.compute())}
+    if name("ppl") != "ppl":  # per-example NLL under its own names too, so bootstrap tables never mix units
+        scores = [{k if k == "has_feedback" else name(k): v for k, v in row.items()} for row in scores]
     matrix = None
     if has_classifier and records:
         metrics["emotion_acc"] = float(accuracy.compute())

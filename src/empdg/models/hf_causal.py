@@ -45,7 +45,7 @@ class CausalCache:
 
 @register_generator("hf_causal")
 class HFCausalGenerator(PretrainedGenerator):
-    family = "causal"
+    auto_class = "AutoModelForCausalLM"
 
     def __init__(self, settings, vocab_size: int) -> None:
         super().__init__(settings, vocab_size)

@@ -25,12 +25,11 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from empdg.data.vocab import CLS_ID, EOS_ID, LAB_ID, LST_ID, PAD_ID, SOS_ID, SPECIAL_TOKENS, SPK_ID, UNK_ID
+from empdg.data.subword_vocab import OFFSET
+from empdg.data.vocab import CLS_ID, EOS_ID, LAB_ID, LST_ID, PAD_ID, SOS_ID, SPK_ID, UNK_ID
 from empdg.models.base import IMPOSSIBLE_LOG_PROB, Generator, GeneratorSizes
 from empdg.models.settings import GeneratorSettings
 
-OFFSET = len(SPECIAL_TOKENS)
-FAMILIES = ("seq2seq", "causal")
 _SIZE_KEYS = ("emb_dim", "hidden_dim", "num_layers", "num_heads", "attn_dim", "ff_dim", "max_positions")
 
 
@@ -136,11 +135,6 @@ class MappedEmbedding(nn.Module):
         return self.owner.hf.get_input_embeddings()(self.owner.project_to_model[ids])
 
 
-def masked_mean(states: Tensor, valid: Tensor) -> Tensor:
-    weights = valid.unsqueeze(-1).to(states.dtype)
-    return (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-
-
 class EmotionEncoder(nn.Module):
     """EmpDG's emotion encoder for a pretrained generator: a transformer encoder over the emotion words.
 
@@ -164,11 +158,11 @@ class PretrainedGenerator(Generator):
     """Base of ``hf_seq2seq`` and ``hf_causal``: a Hugging Face model behind the generator seam."""
 
     settings_class = PretrainedSettings
-    family: str = ""
+    auto_class: str = ""  # the transformers Auto class that loads this family
 
     def __init__(self, settings: PretrainedSettings, vocab_size: int) -> None:
         transformers = _require_hf()
-        auto = transformers.AutoModelForSeq2SeqLM if self.family == "seq2seq" else transformers.AutoModelForCausalLM
+        auto = getattr(transformers, self.auto_class)
         try:
             model = auto.from_pretrained(settings.pretrained)
         except (OSError, ValueError) as error:
@@ -331,11 +325,7 @@ class PretrainedGenerator(Generator):
         model.save_pretrained(folder)
         if tokenizer_json is not None:
             self._save_tokenizer(folder, tokenizer_json)
-        heads = {
-            f"emotion_head.{k}": v for k, v in (self.emotion_head.state_dict() if self.emotion_head else {}).items()
-        }
-        if self.emotion_encoder is not None:
-            heads.update({f"emotion_encoder.{k}": v for k, v in self.emotion_encoder.state_dict().items()})
+        heads = {k: v for k, v in self.state_dict().items() if k.startswith(("emotion_head.", "emotion_encoder."))}
         if heads:
             save_file(
                 {k: v.detach().contiguous().cpu() for k, v in heads.items()}, str(folder / "empdg_heads.safetensors")

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from empdg.data.vocab import SOS_ID
 from empdg.models.base import EncodedDialogue
-from empdg.models.hf_pretrained import PretrainedGenerator, lora_targets_for, masked_mean
+from empdg.models.hf_pretrained import PretrainedGenerator, lora_targets_for
+from empdg.models.layers import masked_mean
 from empdg.models.registry import register_generator
 
 
@@ -36,7 +37,7 @@ class Seq2SeqCache:
 
 @register_generator("hf_seq2seq")
 class HFSeq2SeqGenerator(PretrainedGenerator):
-    family = "seq2seq"
+    auto_class = "AutoModelForSeq2SeqLM"
 
     def default_lora_targets(self, model: nn.Module) -> list[str]:
         return lora_targets_for(model, (("q_proj", "v_proj"), ("q", "v")))
@@ -77,7 +78,8 @@ class HFSeq2SeqGenerator(PretrainedGenerator):
         )
 
     def decode_sequence(self, encoded: EncodedDialogue, token_vectors: Tensor) -> Tensor:
-        inputs = torch.cat([self._start(encoded), token_vectors.to(self._start(encoded).dtype)], dim=1)
+        start = self._start(encoded)
+        inputs = torch.cat([start, token_vectors.to(start.dtype)], dim=1)
         return self.project_log_probs(self._run(encoded, inputs).logits)
 
     def new_cache(self, encoded: EncodedDialogue) -> Seq2SeqCache:

@@ -216,3 +216,9 @@ class TransformerDecoder(nn.Module):
             )
             weights = w if last else weights
         return self.norm(x), weights
+
+
+def masked_mean(states: Tensor, valid: Tensor) -> Tensor:
+    """Mean of ``states`` [B, S, d] over the positions where ``valid`` [B, S] is true (zeros for none)."""
+    weights = valid.unsqueeze(-1).to(states.dtype)
+    return (states * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)

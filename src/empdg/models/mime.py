@@ -43,7 +43,7 @@ from empdg.data.conversation import EMOTIONS
 from empdg.data.emotion_polarity import positive_emotion_ids
 from empdg.data.vocab import PAD_ID, SOS_ID
 from empdg.models.base import EncodedDialogue, Generator, GeneratorSizes
-from empdg.models.layers import StackSizes, TransformerDecoder, TransformerEncoder, sinusoidal_positions
+from empdg.models.layers import StackSizes, TransformerDecoder, TransformerEncoder, masked_mean, sinusoidal_positions
 from empdg.models.registry import register_generator
 from empdg.models.settings import GeneratorSettings
 
@@ -225,8 +225,7 @@ class MIMEGenerator(Generator):
         m = self.mimic_encoder(context, mimicry.mimic, mask, positions)
         m_tilde = self.non_mimic_encoder(context, mimicry.non_mimic, mask, positions)
         mixed = self.gate(m, m_tilde)
-        real = (~mask).unsqueeze(-1).to(mixed.dtype)
-        w0 = (mixed * real).sum(dim=1) / real.sum(dim=1).clamp_min(1.0)
+        w0 = masked_mean(mixed, ~mask)
         state = MIMEState(memory=mixed, memory_pad_mask=mask)
         return EncodedDialogue(x0=x0, w0=w0, emotion_logits=logits, state=state)
 

@@ -88,7 +88,7 @@ class EmpDGModule(AdversarialSteps, pl.LightningModule):
         self.game = AdversarialGame(self.generator, self.critics, self.adv, lambda: self.emotion_vocab)
         self.counters = TrainingCounters()
         self.resume = ExactResume(self.phases, self.counters)
-        self.val_metrics = ValidationMetrics(self.generator.sizes.num_emotions, len(self.vocab), self.vocab.unit)
+        self.val_metrics = ValidationMetrics(self.generator.sizes.num_emotions, len(self.vocab), self.vocab.metric_name)
         self.report = CriticReportCollector()
         self.critic_reports: list[dict[str, float]] = []  # every validation's report (critic_report.md)
         self.wasserstein_history: list[dict[str, float]] = []  # every critic update's estimates (the plot)

@@ -327,12 +327,13 @@ def pretrained_vocab(cfg: DictConfig) -> SubwordVocab | None:
 
 def monitored_metric(monitor: str | None, vocab) -> str | None:
     """``val/ppl`` of a subword model is logged as ``val/subword_ppl``: monitor that instead."""
-    if monitor in ("val/ppl", "val/nll") and vocab.unit != "word":
-        renamed = monitor.replace("val/", f"val/{vocab.unit}_")
+    if monitor not in ("val/ppl", "val/nll"):
+        return monitor
+    renamed = "val/" + vocab.metric_name(monitor.removeprefix("val/"))
+    if renamed != monitor:
         log.info("callbacks.checkpoint.monitor=%s: this model's perplexity is per %s, monitoring %s",
                  monitor, vocab.unit, renamed)
-        return renamed
-    return monitor
+    return renamed
 
 
 def save_hugging_face_format(module: EmpDGModule, folder: Path, logger) -> None:

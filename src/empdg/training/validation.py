@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
@@ -23,11 +25,11 @@ from empdg.training.losses import Perplexity
 
 
 class ValidationMetrics(nn.Module):
-    def __init__(self, num_emotions: int, vocab_size: int, token_unit: str = "word") -> None:
-        """``token_unit``: what one id is; subword perplexity is logged as ``val/subword_ppl``, never ``val/ppl``."""
+    def __init__(self, num_emotions: int, vocab_size: int, metric_name: Callable[[str], str] = str) -> None:
+        """``metric_name``: the vocabulary's (``Vocab.metric_name``): subword perplexity is ``val/subword_ppl``."""
         super().__init__()
         self.vocab_size = vocab_size
-        self.prefix = "" if token_unit == "word" else f"{token_unit}_"
+        self.metric_name = metric_name
         self.loss = MeanMetric()  # unsmoothed NLL per token + emotion CE, averaged over examples
         self.perplexity = Perplexity()
         self.emotion_acc = MulticlassAccuracy(num_classes=num_emotions, average="micro")
@@ -53,8 +55,8 @@ class ValidationMetrics(nn.Module):
         positions = self.positions.compute().clamp_min(1)
         metrics = {
             "val/loss": self.loss.compute(),
-            f"val/{self.prefix}ppl": ppl,
-            f"val/{self.prefix}nll": torch.log(ppl),
+            f"val/{self.metric_name('ppl')}": ppl,
+            f"val/{self.metric_name('nll')}": torch.log(ppl),
             "val/entropy": self.entropy.compute() / positions,
             "val/max_prob": self.max_prob.compute() / positions,
         }
