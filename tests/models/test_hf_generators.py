@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from empdg.data.builtin import generate_builtin_corpus
 from empdg.data.dataset import SequenceLimits, collate, encode_example
@@ -177,6 +177,8 @@ def test_lora_trains_adapters_only_and_saves_a_merged_model_transformers_loads(
     folder = generator.save_hf(tmp_path / "hf", vocabs[family].tokenizer_json)
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     plain = AUTO[family].from_pretrained(folder).eval()  # transformers alone, no peft
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert tokenizer.eos_token_id == generator.special_ids["eos"] == plain.config.eos_token_id  # GPT-2: eos = bos
     assert not any("lora" in name for name, _ in plain.named_parameters())
     rebuilt = build_generator({"name": f"hf_{family}", "pretrained": str(folder)}, len(vocabs[family])).eval()
     rebuilt.emotion_head.load_state_dict(generator.emotion_head.state_dict())

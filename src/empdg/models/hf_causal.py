@@ -76,7 +76,7 @@ class HFCausalGenerator(PretrainedGenerator):
             w0 = emotion_states[:, 0]
             inputs = torch.cat([self.prefix(emotion_states).to(inputs.dtype), inputs], dim=1)
             valid = torch.cat([~emotion_pad, valid], dim=1)
-        self._check_length(inputs.shape[1] + batch["target_ids"].shape[1] if "target_ids" in batch else 0)
+        self._check_length(inputs.shape[1] + (batch["target_ids"].shape[1] if "target_ids" in batch else 0))
         positions = (valid.long().cumsum(1) - 1).clamp_min(0)
         out = self.base_model(
             inputs_embeds=inputs, attention_mask=valid.long(), position_ids=positions,

@@ -336,10 +336,9 @@ class PretrainedGenerator(Generator):
         transformers = _require_hf()
         from tokenizers import Tokenizer
 
-        names = {v: k for k, v in (("eos_token", self.special_ids["eos"]), ("bos_token", self.special_ids["bos"]),
-                                   ("pad_token", self.special_ids["pad"]))}  # fmt: skip
         tokenizer = Tokenizer.from_str(tokenizer_json)
-        special = {name: tokenizer.id_to_token(index) for index, name in names.items()}
+        # by role, so one token in two roles (GPT-2's bos = eos) keeps both
+        special = {f"{role}_token": tokenizer.id_to_token(self.special_ids[role]) for role in ("eos", "bos", "pad")}
         transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, **special).save_pretrained(folder)
 
 
