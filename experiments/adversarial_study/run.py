@@ -35,23 +35,27 @@ SMOKE = [
     "trainer.val_check_interval=15",
     "training.sample_generations=0",
 ]
+PLAIN = "adversarial.critic.word_match=false"  # the critics of the paper (summary vectors only)
 ARMS: dict[str, list[str]] = {
-    "control": ["adversarial.estimator=reinforce", "adversarial.same_batch_control=true"],
-    "reinforce": ["adversarial.estimator=reinforce"],
-    "gumbel": ["adversarial.estimator=gumbel"],
-    "soft_unit": ["adversarial.estimator=soft", "adversarial.input_norm=unit"],
+    "control": ["adversarial.estimator=reinforce", "adversarial.same_batch_control=true", PLAIN],
+    "reinforce": ["adversarial.estimator=reinforce", PLAIN],
+    "gumbel": ["adversarial.estimator=gumbel", PLAIN],
+    "soft_unit": ["adversarial.estimator=soft", "adversarial.input_norm=unit", PLAIN],
+    # critics that also match the reply's words to the context's and the feedback's (the default since)
+    "gumbel_match": ["adversarial.estimator=gumbel", "adversarial.critic.word_match=true"],
 }
 CRITIC_KEYS = ("gold_beats_greedy", "gold_beats_sample", "gold_beats_mismatch", "gold_beats_soft")
+EMOTIONAL_KEY = "gold_beats_mismatch_emotional"
 TEST_METRICS = ("ppl", "emotion_acc", "dist_1", "dist_2", "bleu_4", "unique_replies", "valence_agreement")
 
 
-def arms_for(best: str) -> dict[str, list[str]]:
-    base = ARMS[best]
-    return {
-        **ARMS,
-        f"{best}_no_mismatch": [*base, "adversarial.mismatched_negatives=false"],
-        f"{best}_no_feedback": [*base, "adversarial.feedback=false"],
-    }
+def arms_for(best: list[str]) -> dict[str, list[str]]:
+    """Every arm, then each ``best`` arm without mismatched negatives and without feedback."""
+    arms = dict(ARMS)
+    for name in best:
+        arms[f"{name}_no_mismatch"] = [*ARMS[name], "adversarial.mismatched_negatives=false"]
+        arms[f"{name}_no_feedback"] = [*ARMS[name], "adversarial.feedback=false"]
+    return arms
 
 
 def data_overrides(args) -> list[str]:
@@ -71,7 +75,8 @@ def pretrain(args, out: Path, threads: int) -> Path:
         f"training.phases.generator_pretrain={args.pretrain_updates}",
         "training.phases.critic_pretrain=0", "training.phases.adversarial=0",
         "trainer.enable_progress_bar=false", f"experiment_name={out.name}", "run_name=pretrain-mle",
-        f"seed={args.seeds[0]}", f"paths.output_dir={folder}", *args.overrides,
+        f"seed={args.seeds[0]}", f"paths.output_dir={folder}", f"hydra.run.dir={folder / 'hydra'}",
+        *args.overrides,
     ]  # fmt: skip
     print(f"pre-training the shared generator ({args.pretrain_updates} MLE updates)", flush=True)
     run(command, folder / "train.log", threads)
@@ -86,22 +91,26 @@ def train_and_evaluate(args, out: Path, arm: str, arm_overrides: list[str], seed
     folder.mkdir(parents=True, exist_ok=True)
     g_steps = args.g_steps
     cycles = max(1, args.generator_updates // g_steps)
-    if not (folder / "checkpoints" / "last.ckpt").exists():
+    trained = folder / "TRAINED"  # last.ckpt alone is no proof: it is also written mid-run
+    if not trained.exists():
         command = [
             python(), "train.py", *data_overrides(args), "model=empdg", f"model.init_from={init}",
             "training.phases.generator_pretrain=0",
             f"training.phases.critic_pretrain={args.critic_pretrain}",
             f"training.phases.adversarial={cycles}", f"adversarial.g_steps={g_steps}",
             "trainer.enable_progress_bar=false", f"experiment_name={out.name}",
-            f"run_name={arm}-s{seed}", f"seed={seed}", f"paths.output_dir={folder}",
+            f"run_name={arm}-s{seed}", f"seed={seed}",
+            f"paths.output_dir={folder}", f"hydra.run.dir={folder / 'hydra'}",
             f"trainer.val_check_interval={args.val_every}", "callbacks.checkpoint.monitor=null",
             *arm_overrides, *args.overrides,
         ]  # fmt: skip
         run(command, folder / "train.log", threads)
+        trained.touch()
     command = [
         python(), "-m", "empdg.evaluate", f"ckpt_path={folder / 'checkpoints' / 'last.ckpt'}",
         *([] if args.smoke else real_data(args.data_root)),
-        "evaluate.subset=all", f"paths.output_dir={evaluation}", f"experiment_name={out.name}-eval",
+        "evaluate.subset=all", f"paths.output_dir={evaluation}", f"hydra.run.dir={evaluation / 'hydra'}",
+        f"experiment_name={out.name}-eval",
     ]  # fmt: skip
     run(command, folder / "evaluate.log", threads)
 
@@ -118,6 +127,7 @@ def finished(out: Path, arm: str, seeds: list[int]) -> list[int]:
 def seed_table(out: Path, arms: list[str], seeds: list[int]) -> str:
     """Per arm, mean ± std over seeds of test metrics (all turns) and the critics' last report."""
     header = ["arm", "seeds", *TEST_METRICS, *(f"sem {k}" for k in CRITIC_KEYS), *(f"emo {k}" for k in CRITIC_KEYS)]
+    header.append(f"emo {EMOTIONAL_KEY}")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm in arms:
         done = finished(out, arm, seeds)
@@ -128,6 +138,8 @@ def seed_table(out: Path, arms: list[str], seeds: list[int]) -> str:
         for critic in ("sem", "emo"):
             for key in CRITIC_KEYS:
                 cells.append(mean_std([r[f"critic/{critic}_{key}"] for r in reports if f"critic/{critic}_{key}" in r]))
+        key = f"critic/emo_{EMOTIONAL_KEY}"  # replies with an emotion word only (older runs: –)
+        cells.append(mean_std([r[key] for r in reports if key in r]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -194,9 +206,10 @@ def main() -> None:
     parser.add_argument("--val-every", type=int, default=250)
     parser.add_argument(
         "--best",
-        default="gumbel",
+        nargs="+",
+        default=["gumbel", "gumbel_match"],
         choices=[a for a in ARMS if a != "control"],
-        help="the estimator whose ablations (no mismatch, no feedback) run (default: gumbel, the default estimator)",
+        help="the arms whose ablations (no mismatch, no feedback) run (default: gumbel and gumbel_match)",
     )
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parse_study_args(parser, REPO / "outputs" / "adversarial_study", "ARM")

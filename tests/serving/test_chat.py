@@ -142,3 +142,23 @@ def test_emotion_memory_decays() -> None:
     assert memory.distribution is None and memory.turns == 0
     with pytest.raises(ValueError):
         EmotionMemory(EMOTIONS, decay=1.0)
+
+
+def test_rerank_scores_with_word_match_critics(tiny_checkpoint: Path) -> None:
+    """A checkpoint with word-match critics: the chat gives them the dialogue's words and rarity weights."""
+    from empdg.training.module import EmpDGModule
+
+    loaded = load_checkpoint(tiny_checkpoint)
+    hparams = dict(loaded.module.hparams)
+    adversarial = dict(hparams["adversarial"])
+    critic = {**dict(adversarial.get("critic", {})), "word_match": True}
+    hparams["adversarial"] = {**adversarial, "semantic_critic": True, "emotion_critic": True, "critic": critic}
+    module = EmpDGModule(**hparams)
+    module.generator.load_state_dict(loaded.module.generator.state_dict())
+    assert module.match_vocab is not None and set(module.critics) == {"semantic", "emotion"}
+    cfg = chat_config("chat.rerank=3")
+    settings = ChatSettings.from_config(cfg.chat, (loaded.run_config or {}).get("data"), cfg.data)
+    session = ChatSession(module, DecodingConfig(strategy="sample", max_len=4, seed=0), settings)
+    turn = session.respond("my dog died last week and i miss him")
+    assert not any("critic not used" in note for note in turn.notes), turn.notes
+    assert all({"semantic", "emotion"} <= set(c.scores) for c in turn.candidates)

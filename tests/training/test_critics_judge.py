@@ -136,6 +136,34 @@ def test_critic_loss_includes_mismatched_negatives_when_on(compose_train):
     assert "train/d_sem_mismatch" not in logs
 
 
+@pytest.mark.parametrize("estimator", ["reinforce", "gumbel"])
+def test_word_match_critics_read_the_contexts_words_and_mismatches_move_them(compose_train, estimator):
+    """With ``word_match`` the conditions carry the context's word vectors without special ids, a
+    mismatched negative gets another dialogue's words, and both losses still train end to end."""
+    torch.manual_seed(0)
+    overrides = ["adversarial.critic.word_match=true", f"adversarial.estimator={estimator}"]
+    datamodule, module = build(compose_train(*overrides))
+    batch = feedback_batch(datamodule)
+    rows = module.game.rows(batch)
+    conditions = module.game.conditions(batch, module.generator.encode(batch), rows)
+    semantic = conditions["semantic"]
+    ids = batch["context_ids"][rows]
+    assert torch.equal(semantic.context_words_mask, ids >= 8)
+    torch.testing.assert_close(semantic.context_words, module.generator.embed_tokens(ids))
+    emotion_ids = batch["emotion_context_ids"][rows]
+    assert torch.equal(conditions["emotion"].context_words_mask, emotion_ids >= 8)
+    assert not conditions["emotion"].context_words_mask[:, 0].any()  # [LAB] is no word
+    shifted = semantic.rows(mismatch_permutation(rows.numel(), generator=torch.Generator().manual_seed(0)))
+    assert not torch.equal(shifted.context_words, semantic.context_words)
+    critic_loss, logs = module.critic_losses(batch)
+    critic_loss.backward()
+    assert module.critics["semantic"].match_gate.weight.grad.abs().sum() > 0
+    assert torch.isfinite(logs["train/d_loss"])
+    loss, parts = module.adversarial_generator_loss(batch)
+    loss.backward()
+    assert sum(float(p.grad.norm()) for p in module.generator.decoder.parameters() if p.grad is not None) > 0
+
+
 def test_relative_weight_sets_the_adversarial_share_of_the_decoder_gradient(compose_train):
     torch.manual_seed(0)
     cfg = compose_train("adversarial.w_adv_mode=relative", "adversarial.w_adv_share=0.3", "adversarial.estimator=soft")
@@ -198,6 +226,7 @@ class _StubGame:
         self.critics = {"semantic": None}
         self.settings = AdversarialConfig()
         self.emotion_vocab = torch.zeros(10)
+        self.match_vocab = None
 
     def decode(self, encoded, strategy, rng=None):
         # greedy replies [4, EOS, 0] score 4 + 3 = 7, sampled [6, EOS, 0] score 9: counted up to EOS (id 3)
@@ -235,6 +264,16 @@ def test_critic_report_counts_against_a_hand_built_case():
     assert shares["sem_gold_beats_greedy"] == 0.5
     report = render_critic_report([{"step": 7.0, **{f"critic/{k}": v for k, v in shares.items()}}])
     assert "| sem | 50.0% | 25.0% |" in report and "FAILS" in report
+
+
+def test_emotional_shares_count_only_replies_with_an_emotion_word():
+    counts = {"n": 4.0, "n_emotional": 2.0, "emo_gold_beats_mismatch": 3.0, "emo_gold_beats_mismatch_emotional": 2.0}
+    shares = shares_from_counts(counts)
+    assert shares["emo_gold_beats_mismatch"] == 0.75 and shares["emo_gold_beats_mismatch_emotional"] == 1.0
+    assert shares["n_emotional"] == 2.0
+    assert "emo_gold_beats_mismatch_emotional" not in shares_from_counts({**counts, "n_emotional": 0.0})
+    report = render_critic_report([{"step": 1.0, **{f"critic/{k}": v for k, v in shares.items()}}])
+    assert "emo on the 2 examples whose gold reply has an emotion word" in report and "100.0%" in report
 
 
 def test_reply_diversity_is_hand_computed():

@@ -86,6 +86,9 @@ class CriticSizes:
     kernel_sizes: list[int] = field(default_factory=lambda: [2, 3, 4])
     dropout: float = 0.0
     fusion: str = "sum"  # what a run stored before the key existed used; new runs: sum_product (the YAML)
+    word_match: bool = False  # what a run stored before the key existed used; new runs: the YAML
+    match_scale: float = 30.0
+    match_idf_power: float = 2.0
 
     def problems(self) -> list[str]:
         found = _at_least("adversarial.critic.hidden_dim", self.hidden_dim, 1)
@@ -94,6 +97,10 @@ class CriticSizes:
             found.append(f"adversarial.critic.kernel_sizes={list(self.kernel_sizes)} must be one or more sizes >= 1")
         found += _fraction("adversarial.critic.dropout", self.dropout)
         found += _choice("adversarial.critic.fusion", self.fusion, FUSIONS)
+        if not self.match_scale > 0:
+            found.append(f"adversarial.critic.match_scale={self.match_scale} must be > 0")
+        if self.match_idf_power < 0:
+            found.append(f"adversarial.critic.match_idf_power={self.match_idf_power} must be >= 0")
         return found
 
 

@@ -23,6 +23,15 @@ class CriticConfig:
     # sum: ReLU(f + d_F + W_c x̃0) as in the paper (response and condition interact only through the
     # ReLU); sum_product: also f ⊙ (d_F + W_c x̃0), so the score can depend on how well they fit
     fusion: str = "sum"
+    # word_match: the score also reads how well the response's words match the context's and the
+    # feedback's words (gated mean over response positions of the best cosine with any of their words,
+    # on the input vectors and on a learned projection). A summary vector alone (x̃0, d_F) left both
+    # critics at chance on "gold vs another dialogue's gold" (experiments/adversarial_study).
+    word_match: bool = False
+    # the word-match term is multiplied by this: its features are cosines (|difference| < 1) while a
+    # critic's scores spread over tens of units, and Adam moves a weight ~lr per update, so at scale 1
+    # a few hundred updates leave the term drowned in the rest of the score
+    match_scale: float = 30.0
 
 
 FUSIONS = ("sum", "sum_product")
@@ -46,6 +55,39 @@ def _run_lstm(lstm: nn.LSTM, inputs: Tensor) -> Tensor:
         allow_tf32=cudnn.allow_tf32,
     ):
         return lstm(inputs)[0]
+
+
+def _soft_unit(x: Tensor, kappa: float | Tensor) -> Tensor:
+    """x / sqrt(|x|² + κ²): nearly the unit vector for |x| ≫ κ, but with slope at most 1/κ near 0.
+
+    The gradient penalty interpolates responses towards zero vectors (padding, D_emo's non-emotion
+    positions); an exact cosine's gradient grows as 1/|x| there (measured: penalties in the thousands).
+    """
+    return x * torch.rsqrt(x.pow(2).sum(dim=-1, keepdim=True) + kappa * kappa)
+
+
+def best_match(
+    response: Tensor, response_mask: Tensor, words: Tensor, words_mask: Tensor, kappa: float | Tensor = 1.0
+) -> Tensor:
+    """[B, T]: each response position's best (softened, see :func:`_soft_unit`) cosine with any real
+    position of ``words``; 0 where there are none."""
+    sim = torch.einsum("btd,bsd->bts", _soft_unit(response, kappa), _soft_unit(words, kappa))
+    sim = sim.masked_fill(~words_mask.bool().unsqueeze(1), -2.0)
+    best = sim.max(dim=2).values
+    has_words = words_mask.bool().any(dim=1, keepdim=True)
+    return torch.where(has_words & response_mask.bool(), best, torch.zeros_like(best))
+
+
+def softening_scale(words: Tensor, words_mask: Tensor) -> Tensor:
+    """κ for :func:`_soft_unit`: half the median norm of the real words (data-side, no gradient), so
+    the softened cosine's slope near 0 (1/κ) is of the order of a cosine's at a real word (1/|x|),
+    whatever the embedding's scale (word vectors of norm ~17 here, ~1 in pretrained models)."""
+    norms = words.detach().norm(dim=-1)
+    real = words_mask.bool()
+    if not bool(real.any()):  # nothing to match anyway
+        return norms.new_ones(())
+    kappa = norms[real].median() / 2  # a tensor: no device sync
+    return torch.where(kappa > 1e-6, kappa, torch.ones_like(kappa))
 
 
 def _last_state(states: Tensor, mask: Tensor) -> Tensor:
@@ -88,12 +130,20 @@ class ResponseCritic(nn.Module):
         self.response_lstm = nn.LSTM(config.input_dim, hidden, batch_first=True)
         self.convs = nn.ModuleList(nn.Conv1d(hidden, config.num_filters, k) for k in config.kernel_sizes)
         self.response_proj = nn.Linear(config.num_filters * len(config.kernel_sizes), hidden)
-        self.feedback_lstm = (
-            nn.LSTM(config.input_dim, hidden, batch_first=True) if config.use_feedback else None
-        )
+        self.feedback_lstm = nn.LSTM(config.input_dim, hidden, batch_first=True) if config.use_feedback else None
         self.context_proj = nn.Linear(config.context_dim, hidden)
         self.dropout = nn.Dropout(config.dropout)
         self.out = nn.Linear(hidden * (2 if config.fusion == "sum_product" else 1), 1)
+        if config.word_match:
+            # which response positions count (learns to ignore function words) and a learned space
+            # in which related words match; features: {context, feedback} x {input, learned} space
+            self.match_gate = nn.Linear(config.input_dim, 1)
+            self.match_proj = nn.Linear(config.input_dim, hidden, bias=False)
+            self.match_out = nn.Linear(4, 1)
+            # start from "a reply that echoes its dialogue is real": the sign a random init may miss
+            # for the few hundred critic updates a run gives it
+            nn.init.constant_(self.match_out.weight, 1.0)
+            nn.init.zeros_(self.match_out.bias)
 
     def encode_response(self, response: Tensor, response_mask: Tensor) -> Tensor:
         """Response features f [B, hidden]: LSTM, convolutions, ReLU, masked max-pool over time."""
@@ -118,11 +168,17 @@ class ResponseCritic(nn.Module):
         context: Tensor,
         feedback: Tensor | None = None,
         feedback_mask: Tensor | None = None,
+        context_words: Tensor | None = None,
+        context_words_mask: Tensor | None = None,
+        response_weight: Tensor | None = None,
     ) -> Tensor:
         """Score [B] for ``response`` [B,T,D] (mask True = real token) given ``context`` [B,context_dim].
 
         ``feedback`` [B,Tf,D] with ``feedback_mask`` [B,Tf] is required when ``use_feedback`` is on and
         ignored otherwise. Examples with empty feedback get d_F = 0 (finite; the caller should drop them).
+        ``context_words`` [B,Tc,D] (mask [B,Tc]): the context's word vectors, read with ``word_match``
+        only; without them the context's match features are 0. ``response_weight`` [B,T]: how much each
+        response position counts in the match (rare words more; a data-side constant); None: alike.
         """
         response_features = self.encode_response(response, response_mask)
         condition = self.context_proj(context)
@@ -140,4 +196,35 @@ class ResponseCritic(nn.Module):
         hidden = response_features + condition
         if self.config.fusion == "sum_product":
             hidden = torch.cat([hidden, response_features * condition], dim=-1)
-        return self.out(self.dropout(F.relu(hidden))).squeeze(-1)
+        score = self.out(self.dropout(F.relu(hidden))).squeeze(-1)
+        if self.config.word_match:
+            sources = [(context_words, context_words_mask)]
+            sources.append((feedback, feedback_mask) if self.feedback_lstm is not None else (None, None))
+            score = score + self.match_score(response, response_mask, sources, response_weight)
+        return score
+
+    def match_score(
+        self, response: Tensor, response_mask: Tensor, sources: list, response_weight: Tensor | None = None
+    ) -> Tensor:
+        """The word-match term [B]: learned weights over gated weighted means of best-match features.
+
+        A position counts by a learned gate times ``response_weight`` (data-side: word rarity, and
+        for D_emo how much the position is an emotion word), never by anything computed from the
+        vector's size, so the gradient penalty's interpolated inputs stay well-behaved.
+        """
+        mask = response_mask.to(response.dtype)
+        weight = mask if response_weight is None else mask * response_weight.detach().to(response.dtype)
+        gate = torch.sigmoid(self.match_gate(response)).squeeze(-1) * weight
+        total = gate.sum(dim=1).clamp_min(1e-6)
+        projected = self.match_proj(response)
+        features = []
+        for words, words_mask in sources:
+            if words is None:
+                features += [response.new_zeros(response.shape[0])] * 2
+                continue
+            if words_mask is None:
+                words_mask = torch.ones(words.shape[:2], dtype=torch.bool, device=words.device)
+            for a, b in ((response, words), (projected, self.match_proj(words))):
+                kappa = softening_scale(b, words_mask)
+                features.append((best_match(a, response_mask, b, words_mask, kappa) * gate).sum(dim=1) / total)
+        return self.config.match_scale * self.match_out(torch.stack(features, dim=1)).squeeze(-1)

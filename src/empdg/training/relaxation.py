@@ -31,24 +31,36 @@ RelaxedResponse = ResponseView  # a relaxed response is a view whose vectors car
 
 
 def soft_response(
-    generator: Generator, log_probs: Tensor, target_pad_mask: Tensor, emotion_vocab: Tensor, tau: float
+    generator: Generator,
+    log_probs: Tensor,
+    target_pad_mask: Tensor,
+    emotion_vocab: Tensor,
+    tau: float,
+    match_vocab: Tensor | None = None,
 ) -> RelaxedResponse:
-    """Expected embeddings under teacher forcing; aligned with the gold response position by position."""
+    """Expected embeddings under teacher forcing; aligned with the gold response position by position.
+    Per-token weights (emotion, word match) are their expectations under the same distribution."""
     vocab_size = generator.sizes.vocab_size
     probs = torch.softmax(log_probs[..., :vocab_size] / tau, dim=-1)
     vectors = probs @ generator.word_embedding.weight
-    return RelaxedResponse(vectors, ~target_pad_mask, probs @ emotion_vocab)
+    match = None if match_vocab is None else probs.detach() @ match_vocab
+    return RelaxedResponse(vectors, ~target_pad_mask, probs @ emotion_vocab, match)
 
 
 def gumbel_response(
-    generator: Generator, encoded: EncodedDialogue, emotion_vocab: Tensor, tau: float, max_len: int
+    generator: Generator,
+    encoded: EncodedDialogue,
+    emotion_vocab: Tensor,
+    tau: float,
+    max_len: int,
+    match_vocab: Tensor | None = None,
 ) -> RelaxedResponse:
     """Free-running straight-through Gumbel-softmax decoding with the generator's cache."""
     vocab_size = generator.sizes.vocab_size
     cache = generator.new_cache(encoded)
     previous = None  # the word vectors of the last sample: differentiable, fed back as the next input
     finished = torch.zeros(encoded.batch_size, dtype=torch.bool, device=encoded.device)
-    vectors, masks, weights = [], [], []
+    vectors, masks, weights, matches = [], [], [], []
     for _ in range(max_len):
         log_probs = generator.decode_step(encoded, cache, previous)
         sample = F.gumbel_softmax(log_probs[:, :vocab_size], tau=tau, hard=True)  # [B, V]
@@ -56,7 +68,10 @@ def gumbel_response(
         previous = sample @ generator.word_embedding.weight
         vectors.append(previous)
         weights.append(sample @ emotion_vocab)
+        if match_vocab is not None:
+            matches.append(sample.detach() @ match_vocab)
         finished = finished | sample[:, EOS_ID].detach().bool()
         if bool(finished.all()):
             break
-    return RelaxedResponse(torch.stack(vectors, 1), torch.stack(masks, 1), torch.stack(weights, 1))
+    match = torch.stack(matches, 1) if matches else None
+    return RelaxedResponse(torch.stack(vectors, 1), torch.stack(masks, 1), torch.stack(weights, 1), match)
