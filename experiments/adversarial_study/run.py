@@ -144,6 +144,41 @@ def seed_table(out: Path, arms: list[str], seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def wilson(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a share (the critic report's shares are counts out of ``n``)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def critic_check_table(out: Path, arms: list[str], seeds: list[int]) -> str:
+    """The sanity checks pooled over seeds (last report of each run), with 95% Wilson intervals."""
+    checks = [
+        ("sem", "gold_beats_greedy", "n"),
+        ("sem", "gold_beats_mismatch", "n"),
+        ("emo", "gold_beats_greedy", "n"),
+        ("emo", "gold_beats_mismatch", "n"),
+        ("emo", "gold_beats_mismatch_emotional", "n_emotional"),
+    ]
+    header = ["arm", "examples", *(f"{c} {k} [95% CI]" for c, k, _ in checks)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for arm in arms:
+        reports = [last_critic_report(out / f"{arm}-s{s}") for s in finished(out, arm, seeds)]
+        reports = [r for r in reports if "critic/n" in r]
+        cells = [arm, str(int(sum(r["critic/n"] for r in reports)))]
+        for critic, key, count in checks:
+            pairs = [(r[f"critic/{critic}_{key}"] * r[f"critic/{count}"], r[f"critic/{count}"])
+                     for r in reports if f"critic/{critic}_{key}" in r and f"critic/{count}" in r]  # fmt: skip
+            wins, n = sum(w for w, _ in pairs), sum(n for _, n in pairs)
+            low, high = wilson(wins, n)
+            cells.append(f"{wins / n:.1%} [{low:.1%}, {high:.1%}]" if n else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 INSTRUMENTS = (
     ("train/adv_mle_grad_cos", "mean"),
     ("train/adv_mle_grad_ratio", "mean"),
@@ -235,6 +270,8 @@ def main() -> None:
     names = list(arms)
     report = ["# Adversarial study: results", "", "## Per arm, mean ± std over seeds (test, all turns)", ""]
     report += [seed_table(args.out, names, args.seeds)]
+    report += ["## Critic sanity checks, pooled over seeds (last report of each run)", ""]
+    report += [critic_check_table(args.out, names, args.seeds)]
     report += ["## Instruments logged during training (mean over seeds)", ""]
     report += [instrument_table(args.out, names, args.seeds)]
     for subset in ("all", "feedback"):

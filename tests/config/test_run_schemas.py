@@ -126,9 +126,10 @@ def test_the_default_run_config_equals_the_schemas_defaults_where_they_should():
     assert typed(TrainingConfig, cfg.training, "training") == TrainingConfig()
     assert typed(OptimConfig, cfg.optim, "optim") == OptimConfig()
     adversarial = typed(AdversarialConfig, cfg.adversarial, "adversarial")
-    # the one deliberate difference: a run stored before `critic.fusion` existed used "sum"
+    # the deliberate differences: a run stored before `critic.fusion` / `critic.word_match` existed used
+    # "sum" / no word match
     expected = AdversarialConfig()
-    expected.critic = dataclasses.replace(expected.critic, fusion="sum_product")
+    expected.critic = dataclasses.replace(expected.critic, fusion="sum_product", word_match=True)
     assert adversarial == expected
 
 
