@@ -123,6 +123,7 @@ class AdversarialGame:
             rows,
             use_feedback=s.feedback,
             grad_to_encoders=s.critic_grad_to_encoders,
+            with_words=s.critic.word_match,
         )
 
     def score(self, name: str, view: ResponseView, condition: CriticCondition) -> Tensor:

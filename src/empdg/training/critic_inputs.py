@@ -169,29 +169,26 @@ def critic_conditions(
     *,
     use_feedback: bool,
     grad_to_encoders: bool,
+    with_words: bool = False,
 ) -> dict[str, CriticCondition]:
-    """Both critics' conditions ('semantic', 'emotion'), restricted to ``rows``."""
+    """Both critics' conditions ('semantic', 'emotion'), restricted to ``rows``; the context's words
+    only ``with_words`` (critics with ``word_match``: the lookups are wasted on the others)."""
     x0 = encoded.x0[rows]
     w0 = encoded.w0[rows] if encoded.w0 is not None else x0
     if not grad_to_encoders:
         x0, w0 = x0.detach(), w0.detach()
+    conditions = {"semantic": CriticCondition(x0, None, None), "emotion": CriticCondition(w0, None, None)}
+    sources = {"semantic": ("context", "feedback"), "emotion": ("emotion_context", "feedback_emotion")}
     with torch.no_grad():
-        words, words_mask = context_words(generator, batch["context_ids"][rows])
-        emotion_words, emotion_words_mask = context_words(generator, batch["emotion_context_ids"][rows])
-        if use_feedback:
-            feedback = generator.embed_tokens(batch["feedback_ids"][rows])
-            feedback_emotion = generator.embed_tokens(batch["feedback_emotion_ids"][rows])
-    if not use_feedback:
-        return {
-            "semantic": CriticCondition(x0, None, None, words, words_mask),
-            "emotion": CriticCondition(w0, None, None, emotion_words, emotion_words_mask),
-        }
-    return {
-        "semantic": CriticCondition(x0, feedback, ~batch["feedback_pad_mask"][rows], words, words_mask),
-        "emotion": CriticCondition(
-            w0, feedback_emotion, ~batch["feedback_emotion_pad_mask"][rows], emotion_words, emotion_words_mask
-        ),
-    }
+        for name, (context_key, feedback_key) in sources.items():
+            condition = conditions[name]
+            if use_feedback:
+                condition.feedback = generator.embed_tokens(batch[f"{feedback_key}_ids"][rows])
+                condition.feedback_mask = ~batch[f"{feedback_key}_pad_mask"][rows]
+            if with_words:
+                words = context_words(generator, batch[f"{context_key}_ids"][rows])
+                condition.context_words, condition.context_words_mask = words
+    return conditions
 
 
 def context_words(generator: Generator, ids: Tensor) -> tuple[Tensor, Tensor]:
