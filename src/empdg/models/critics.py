@@ -84,9 +84,9 @@ def softening_scale(words: Tensor, words_mask: Tensor) -> Tensor:
     whatever the embedding's scale (word vectors of norm ~17 here, ~1 in pretrained models)."""
     norms = words.detach().norm(dim=-1)
     real = words_mask.bool()
-    if not bool(real.any()):  # nothing to match anyway
+    if not bool(real.any()):  # nothing to match anyway (this and the masked select sync a GPU once per call)
         return norms.new_ones(())
-    kappa = norms[real].median() / 2  # a tensor: no device sync
+    kappa = norms[real].median() / 2
     return torch.where(kappa > 1e-6, kappa, torch.ones_like(kappa))
 
 
