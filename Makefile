@@ -5,7 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 # pytest-xdist workers for `make test` (the suite's tests run single-threaded; a file's tests stay on one worker)
 TEST_WORKERS ?= 2
 
-.PHONY: setup quickstart test lint clean
+.PHONY: setup quickstart test lint clean gpu-check
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,11 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+
+# The GPU check of docs/gpu.md (no set-up: the GPU machine has its own Python; .whl/ from scripts/build_gpu_wheels.sh).
+# Dry run on CPU: make gpu-check PYTHON=.venv/bin/python GPU_CHECK_ARGS="--device cpu --quick"
+gpu-check:
+	PYTHON=$(or $(PYTHON),python3) bash scripts/gpu_check.sh $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf outputs multirun comparisons .cache .pytest_cache build dist

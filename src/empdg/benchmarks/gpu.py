@@ -1,0 +1,280 @@
+"""GPU figures: every model's update and decoding costs at several batch sizes, peak memory, FLOP utilisation.
+
+    python -m empdg.benchmarks.gpu [--device cuda] [--batch-sizes 16,64,256] [--models empdg,moel,...]
+        [--precision bf16-mixed] [--repeats 5] [--warmup 2] [--json PATH] [hydra overrides ...]
+
+For each model (``conf/model`` configs at their configured, i.e. paper, sizes; the pretrained generators are
+tiny random folders from :func:`~empdg.models.tiny_pretrained.make_tiny_pretrained`, and the MiniLM BERT2BERT
+when its packaged weights are installed) and each batch size, on the same batches:
+
+- ``mle``: an MLE update (teacher forcing, backward, Adam step);
+- ``critic``: a critic update of both critics with the WGAN gradient penalty (its double backward);
+- ``cycle_<estimator>``: one adversarial cycle, ``n_critic`` critic + ``g_steps`` generator updates, for the
+  gumbel, reinforce and soft estimators;
+- ``greedy``: cached greedy decoding of one batch, at most 30 tokens;
+- ``peak_mib``: ``torch.cuda.max_memory_allocated`` over that model's and batch size's measurements;
+- ``mfu``: the MLE update's FLOPs (counted once by ``torch.utils.flop_counter.FlopCounterMode``) per second,
+  over the bf16 dense peak (``--peak-tflops``, 790 for an H200); on CPU the figure is printed but meaningless.
+
+Times are medians of ``--repeats`` after ``--warmup`` untimed runs, with ``torch.cuda.synchronize`` around each
+(the GPU runs asynchronously). ``--precision bf16-mixed`` runs the forward passes under ``torch.autocast`` as
+Lightning's bf16-mixed does (the gradient penalty itself is float32 by design).
+
+The projection: the paper's schedule (``training.phases``: generator updates, critic updates, adversarial
+cycles, at the configured batch size ``data.batch_size``) costs phases x the measured update times; at a
+larger batch size B the same number of examples takes ``batch_size / B`` times the updates. An epoch over
+``--train-examples`` (40,000: about the full ED training split's listener turns) is that many examples / B
+MLE updates. Validation, data loading and checkpointing are not included, so the real run is longer.
+
+Data: the built-in corpus (``data=builtin``) unless overrides choose another; its small vocabulary makes
+the output projection cheaper than on ED's (~20k words), so ED costs more per update than printed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ESTIMATORS = ("gumbel", "reinforce", "soft")
+DEFAULT_MODELS = ("empdg", "moel", "mime", "hf_seq2seq", "hf_causal")
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
+    """Median seconds of ``fn`` on ``device`` (synchronised: CUDA kernels finish before the clock stops)."""
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of ``fn`` (forward and backward matmuls, attention, convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _model_overrides(name: str, folders: dict[str, Path]) -> list[str]:
+    if name == "bert2bert":
+        return ["model=hf_seq2seq", f"model.pretrained={folders['bert2bert']}", "optim=finetune"]
+    if name.startswith("hf_"):
+        family = "seq2seq" if name == "hf_seq2seq" else "causal"
+        return [f"model={name}", f"model.pretrained={folders[family]}", "optim=finetune"]
+    return [f"model={name}"]
+
+
+def pretrained_folders(names: list[str], root: Path) -> dict[str, Path]:
+    """The pretrained generators' folders: tiny random ones, and the MiniLM BERT2BERT when asked for."""
+    from empdg.models.tiny_pretrained import make_tiny_pretrained
+
+    folders: dict[str, Path] = {}
+    for family in ("seq2seq", "causal"):
+        if f"hf_{family}" in names:
+            folders[family] = make_tiny_pretrained(root / f"tiny-{family}", family)
+    if "bert2bert" in names:
+        from empdg.models.bert2bert import make_bert2bert
+
+        folders["bert2bert"] = make_bert2bert(root / "bert2bert")
+    return folders
+
+
+def make_updates(m, batches: list[dict], autocast) -> tuple[Callable[[], None], ...]:
+    """The MLE, critic (with penalty) and adversarial generator updates of module ``m``, each on the next batch."""
+    g_opt = torch.optim.Adam(m.generator.parameters(), lr=1e-4)
+    d_opt = torch.optim.Adam(m.critics.parameters(), lr=1e-4) if m.critics else None
+    turn = [0]
+
+    def batch() -> dict:
+        turn[0] += 1
+        return batches[turn[0] % len(batches)]
+
+    def step(loss_fn: Callable[[dict], torch.Tensor], opt) -> None:
+        with autocast:
+            loss = loss_fn(batch())
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    mle = lambda: step(lambda b: m.generator_losses(b)["loss"], g_opt)
+    critic = lambda: step(lambda b: m.critic_losses(b)[0], d_opt)
+    gen = lambda: step(lambda b: m.adversarial_generator_loss(b)[0], g_opt)
+    return mle, critic, gen
+
+
+def measure_model(
+    name: str, base: list[str], folders: dict[str, Path], args: argparse.Namespace, device: torch.device
+) -> list[dict[str, Any]]:
+    """One row per batch size for model ``name``."""
+    from omegaconf import OmegaConf
+
+    from empdg.config import compose
+    from empdg.data.datamodule import DialogueDataModule
+    from empdg.data.dataset import collate
+    from empdg.models.decoding import DecodingConfig, decode
+    from empdg.training.run import build_module, pretrained_vocab
+
+    overrides = [*base, *_model_overrides(name, folders)]
+    cfg = compose("train", overrides)
+    datamodule = DialogueDataModule(OmegaConf.to_container(cfg.data, resolve=True), seed=0, vocab=pretrained_vocab(cfg))
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    items = [it for it in datamodule.datasets["train"].items if it.has_feedback]
+    torch.manual_seed(0)
+    modules = {
+        e: build_module(compose("train", [*overrides, f"adversarial.estimator={e}"]), datamodule) for e in ESTIMATORS
+    }
+    for module in modules.values():
+        module.to(device).train()
+    module = modules["gumbel"]
+    params = sum(p.numel() for p in module.generator.parameters() if p.requires_grad)
+    n_critic, g_steps = int(cfg.adversarial.n_critic), int(cfg.adversarial.g_steps)
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if args.precision == "bf16-mixed"
+        else contextlib.nullcontext()
+    )
+    greedy = DecodingConfig(strategy="greedy", max_len=30)
+    rows = []
+    for size in args.batch_sizes:
+        # the same examples for every model; repeated when the corpus has fewer than 4 batches of them
+        picked = [items[i % len(items)] for i in range(size * 4)]
+        batches = [_to(collate(picked[i : i + size]), device) for i in range(0, size * 4, size)]
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        row: dict[str, Any] = {"model": name, "batch": size, "params_m": params / 1e6, "vocab": len(datamodule.vocab)}
+
+        mle, critic, gen = make_updates(module, batches, autocast)
+        row["mle_ms"] = timed(mle, device, args.repeats, args.warmup) * 1000
+        row["examples_per_s"] = size / (row["mle_ms"] / 1000)
+        flops = count_flops(mle)
+        row["mle_gflop"] = flops / 1e9
+        row["mfu"] = flops / (row["mle_ms"] / 1000) / (args.peak_tflops * 1e12)
+        if module.critics:
+            row["critic_ms"] = timed(critic, device, args.repeats, args.warmup) * 1000
+            for estimator, m in modules.items():
+                _, _, gen_e = make_updates(m, batches, autocast)
+                g_ms = timed(gen_e, device, args.repeats, args.warmup) * 1000
+                row[f"adv_gen_{estimator}_ms"] = g_ms
+                row[f"cycle_{estimator}_ms"] = n_critic * row["critic_ms"] + g_steps * g_ms
+        module.eval()
+        first = batches[0]
+        with torch.no_grad(), autocast:
+            row["greedy_ms"] = (
+                timed(lambda b=first: decode(module.generator, b, greedy), device, args.repeats, 1) * 1000
+            )
+        module.train()
+        row["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        row.update(project(row, cfg, args.train_examples))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    del modules
+    return rows
+
+
+def project(row: dict[str, Any], cfg, train_examples: int) -> dict[str, float]:
+    """Hours of the configured schedule (scaled to this batch size by examples) and of one MLE epoch."""
+    phases = cfg.training.phases
+    scale = int(cfg.data.batch_size) / row["batch"]  # the same examples in fewer, larger updates
+    seconds = float(phases.generator_pretrain) * scale * row["mle_ms"] / 1000
+    if "critic_ms" in row:
+        cycle = row["cycle_gumbel_ms"] / 1000  # the default estimator
+        seconds += float(phases.critic_pretrain) * scale * row["critic_ms"] / 1000
+        seconds += float(phases.adversarial) * scale * cycle
+    epoch = math.ceil(train_examples / row["batch"]) * row["mle_ms"] / 1000
+    return {"schedule_h": seconds / 3600, "mle_epoch_min": epoch / 60}
+
+
+def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    def fmt(value: Any, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    lines = [
+        f"device: {meta['device_name']}; precision {meta['precision']}; median of {meta['repeats']} "
+        f"after {meta['warmup']} warm-up runs; MFU against {meta['peak_tflops']} TFLOP/s",
+        "",
+        "| model | batch | params (M) | MLE (ms) | examples/s | MFU | critic+GP (ms) | cycle gumbel / reinforce / "
+        "soft (ms) | greedy batch (ms) | peak (MiB) | schedule (h) | MLE epoch 40k (min) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cycles = " / ".join(fmt(r.get(f"cycle_{e}_ms"), ".1f") for e in ESTIMATORS)
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {r['params_m']:.2f} | {r['mle_ms']:.1f} | {r['examples_per_s']:.0f} | "
+            f"{r['mfu']:.2%} | {fmt(r.get('critic_ms'), '.1f')} | {cycles} | {r['greedy_ms']:.1f} | "
+            f"{fmt(r['peak_mib'], '.0f')} | {r['schedule_h']:.2f} | {r['mle_epoch_min']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[16, 64, 256])
+    parser.add_argument("--models", type=lambda s: s.split(","), default=list(DEFAULT_MODELS))
+    parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="bf16-mixed")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--peak-tflops", type=float, default=790.0, help="bf16 dense peak (H200: 790)")
+    parser.add_argument("--train-examples", type=int, default=40_000, help="listener turns of the full ED train split")
+    parser.add_argument("--json", type=Path, default=None, help="write rows and settings here")
+    return parser.parse_known_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args, overrides = parse_args(argv)
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = True  # as a GPU user runs it: fp32 matmuls on tensor cores
+    base = ["data=builtin", "logger=none", "paths.output_dir=/tmp/empdg-bench", *overrides]
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    meta = {"device_name": device_name, "torch": torch.__version__, **{k: str(v) for k, v in vars(args).items()}}
+    meta.update(precision=args.precision, repeats=args.repeats, warmup=args.warmup, peak_tflops=args.peak_tflops)
+    print(f"device={device_name} torch={torch.__version__} precision={args.precision} models={args.models}", flush=True)
+    rows: list[dict[str, Any]] = []
+    errors: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="empdg-gpu-bench-") as tmp:
+        folders = pretrained_folders(args.models, Path(tmp))
+        for name in args.models:
+            try:
+                rows += measure_model(name, base, folders, args, device)
+            except torch.cuda.OutOfMemoryError as error:  # a figure in itself: report it, go on with the others
+                errors[name] = f"out of memory: {error}".splitlines()[0]
+                torch.cuda.empty_cache()
+    table = markdown(rows, meta)
+    print(table)
+    for name, error in errors.items():
+        print(f"{name}: {error}")
+    if args.json:
+        args.json.write_text(json.dumps({"meta": meta, "rows": rows, "errors": errors}, indent=2) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
