@@ -80,6 +80,17 @@ def tiny_pretrained(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="session")
+def bert2bert(tmp_path_factory) -> Path:
+    """The BERT2BERT encoder-decoder made from the packaged all-MiniLM-L6-v2 (49 M parameters), built once.
+
+    ``python -m empdg.make_bert2bert``'s function; seconds, about 200 MB in a temporary folder.
+    """
+    from empdg.models.bert2bert import make_bert2bert
+
+    return make_bert2bert(tmp_path_factory.mktemp("bert2bert"))
+
+
 #: A tiny MLE-only run: the checkpoint the evaluation and chat tests share.
 TINY_RUN = [
     *tiny_overrides(train=4, test=2, mle_only=True),

@@ -22,6 +22,11 @@ quality.
   time) and the table gives each model's median and its ratio to EmpDG, from one run, so a load that comes
   and goes on a shared machine touches every model alike.
 
+``--suite bert2bert`` compares real sizes instead: the BERT2BERT encoder-decoder warm-started from the
+packaged all-MiniLM-L6-v2 (``python -m empdg.make_bert2bert``, built once before the workers start; its
+build time is printed) as ``model=hf_seq2seq`` against EmpDG at the paper's sizes (``model=empdg`` as
+configured: 300-d, 1 layer).
+
 Data: the built-in demonstration corpus (``data=builtin``); ``--data-root DIR`` reads the official
 EmpatheticDialogues CSVs in DIR instead. The output ends with one JSON line of the same numbers.
 
@@ -49,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 REFERENCE = "empdg"
+SUITES = ("tiny", "bert2bert")
 #: imported once by the fork server, before it forks the workers
 PRELOAD = ["torch", "transformers", "empdg.training.run", "empdg.data.subword_vocab", "empdg.models.hf_seq2seq",
            "empdg.models.hf_causal"]  # fmt: skip
@@ -261,6 +267,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", type=Path, default=None,
                         help="folder with the official ED CSVs (default: the built-in corpus)")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--suite", default="tiny", choices=SUITES,
+                        help="tiny: tiny random HF models vs a similar-size EmpDG (default); bert2bert: the "
+                        "MiniLM BERT2BERT vs EmpDG at the paper's sizes")  # fmt: skip
     tiny = parser.add_argument_group("sizes of the tiny pretrained folders (make_tiny_pretrained) and of EmpDG")
     tiny.add_argument("--vocab-size", type=int, default=1000)
     tiny.add_argument("--layers", type=int, default=2)
@@ -308,11 +317,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               "new_tokens": args.new_tokens, "device": args.device}  # fmt: skip
     context = _worker_context()
     with tempfile.TemporaryDirectory(prefix="empdg-bench-pretrained-") as folder:
-        specs = [
-            ModelSpec(REFERENCE, [*overrides, *empdg_size(args.hidden, args.layers, args.heads, args.ffn)], **common),
-            ModelSpec("hf_seq2seq", overrides, "seq2seq", str(Path(folder) / "seq2seq"), tiny, **common),
-            ModelSpec("hf_causal", overrides, "causal", str(Path(folder) / "causal"), tiny, **common),
-        ]
+        if args.suite == "bert2bert":
+            bert2bert, args.build_s = _build_bert2bert(Path(folder) / "bert2bert")
+            specs = [
+                ModelSpec(REFERENCE, overrides, **common),  # the paper's sizes: conf/model/empdg.yaml as it is
+                ModelSpec("hf_seq2seq", overrides, "seq2seq", str(bert2bert), **common),
+            ]
+        else:
+            specs = [
+                ModelSpec(
+                    REFERENCE, [*overrides, *empdg_size(args.hidden, args.layers, args.heads, args.ffn)], **common
+                ),
+                ModelSpec("hf_seq2seq", overrides, "seq2seq", str(Path(folder) / "seq2seq"), tiny, **common),
+                ModelSpec("hf_causal", overrides, "causal", str(Path(folder) / "causal"), tiny, **common),
+            ]
         workers = [_Worker(spec, context) for spec in specs]  # they build in parallel
         try:
             results = _run(workers, args)
@@ -320,6 +338,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for handle in workers:
                 handle.stop()
     return _report(results, args)
+
+
+def _build_bert2bert(folder: Path) -> tuple[Path, float]:
+    """The MiniLM BERT2BERT folder and the seconds its build took (digest checks included)."""
+    from empdg.models.bert2bert import make_bert2bert
+
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # its "wrote ..." line would break the table
+        make_bert2bert(folder)
+    return folder, time.perf_counter() - started
 
 
 def _worker_context():
@@ -360,10 +388,13 @@ def _report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> dic
     reference = results[REFERENCE]
     devices = sorted({result["device"] for result in results.values()})
     data = "built-in corpus" if args.data_root is None else f"ED CSVs in {args.data_root}"
+    build_s = getattr(args, "build_s", None)
     print(
-        f"threads={args.threads} batch={args.batch_size} batches={args.batches} rounds={args.rounds} "
-        f"steps/round={args.steps} new_tokens={args.new_tokens} device={','.join(devices)} data={data}; vocab: "
+        f"suite={args.suite} threads={args.threads} batch={args.batch_size} batches={args.batches} "
+        f"rounds={args.rounds} steps/round={args.steps} new_tokens={args.new_tokens} device={','.join(devices)} "
+        f"data={data}; vocab: "
         + ", ".join(f"{name} {result['vocab_size']}" for name, result in results.items())
+        + ("" if build_s is None else f"; BERT2BERT build {build_s:.1f} s")
     )
     print(f"| model | parameters | train step (ms) | x {REFERENCE} | greedy decode (ms/batch) | x {REFERENCE} "
           "| peak RSS growth (MiB) | CUDA peak (MiB) |")  # fmt: skip
@@ -372,6 +403,8 @@ def _report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> dic
         print(_row(name, result, reference))
     summary = {
         "benchmark": "pretrained",
+        "suite": args.suite,
+        "build_s": build_s,
         "threads": args.threads,
         "batch_size": args.batch_size,
         "new_tokens": args.new_tokens,

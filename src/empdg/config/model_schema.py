@@ -22,6 +22,7 @@ from empdg.models.settings import GeneratorSettings
 @dataclass
 class EmbeddingsSettings:
     path: Optional[str] = None  # local GloVe-format text file with emb_dim-d vectors
+    source: Optional[str] = None  # packaged vectors (empdg[weights]): glove-6b-50d, with model.emb_dim=50
     freeze: bool = False
 
 

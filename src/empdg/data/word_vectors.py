@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from empdg.data.errors import MissingDataError
 from empdg.data.vocab import PAD_ID, Vocab
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def load_word_vectors(path: Path, vocab: Vocab, dim: int, seed: int = 0) -> tupl
     """Return an embedding matrix ``[len(vocab), dim]`` and how many vocabulary words were found."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"word vector file {str(path)!r} not found; set model.embeddings.path to a local GloVe-format "
             "file or disable pretrained embeddings"
         )
@@ -84,3 +85,39 @@ def load_word_vectors(path: Path, vocab: Vocab, dim: int, seed: int = 0) -> tupl
     n_found = int(found.sum())
     log.info("word vectors: %d/%d vocabulary tokens found in %s", n_found, len(vocab), path)
     return weights, n_found
+
+
+def load_packaged_glove(vocab: Vocab, dim: int, seed: int = 0) -> tuple[torch.Tensor, int]:
+    """Like :func:`load_word_vectors`, from the packaged GloVe 6B 50-d vectors (``model.embeddings.source``).
+
+    Looked up by index (the parquet word list, then the rows of the memory-mapped ``.npy``), no text parsing.
+    Words GloVe lacks get random vectors with the found vectors' own scale (GloVe rows have norms near 5,
+    far from the ``dim**-0.5`` scale of a random table), so no group of rows starts out louder than another.
+    """
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from empdg.data.packaged_weights import GLOVE_6B_50D
+
+    if dim != 50:
+        raise ValueError(
+            f"model.embeddings.source={GLOVE_6B_50D.name} has 50-d vectors but model.emb_dim={dim}; "
+            "set model.emb_dim=50 (the model projects it to model.hidden_dim)"
+        )
+    table = pq.read_table(GLOVE_6B_50D.path("glove_6B_index.parquet"))
+    words = table.column(table.column_names[0]).to_pylist()
+    row_of = {word: row for row, word in enumerate(words)}
+    vectors = np.load(GLOVE_6B_50D.path("glove_6B_50d_emb.npy"), mmap_mode="r")
+    if vectors.shape != (len(words), dim):
+        raise ValueError(f"{GLOVE_6B_50D.distribution}: vectors {vectors.shape} do not match {len(words)} words")
+    ids = [i for i, token in enumerate(vocab.tokens) if token in row_of and i != PAD_ID]
+    rows = [row_of[vocab.tokens[i]] for i in ids]
+    found_vectors = torch.from_numpy(np.asarray(vectors[np.asarray(rows, dtype=np.int64)], dtype=np.float32))
+    scale = float(found_vectors.std()) if len(ids) > 1 else dim**-0.5
+    generator = torch.Generator().manual_seed(seed)
+    weights = torch.randn(len(vocab), dim, generator=generator) * scale
+    if ids:
+        weights[torch.tensor(ids)] = found_vectors
+    weights[PAD_ID] = 0.0
+    log.info("packaged GloVe: %d/%d vocabulary tokens found", len(ids), len(vocab))
+    return weights, len(ids)

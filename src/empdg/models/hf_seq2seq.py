@@ -1,4 +1,4 @@
-"""``model=hf_seq2seq``: a pretrained encoder-decoder (BART / T5 family) as the generator.
+"""``model=hf_seq2seq``: a pretrained encoder-decoder (BART / T5 family, BERT2BERT) as the generator.
 
 The encoder reads the dialogue (``[CLS] [SPK] u_1 [LST] u_2 ...`` mapped onto the tokenizer's bos and
 separators); x̃0 is its states' mean over the real tokens. With ``model.emotion_encoder=true`` EmpDG's
@@ -6,6 +6,10 @@ emotion encoder reads the context's emotion words and its states are appended to
 so every decoder layer cross-attends to both. The decoder starts from the model's own decoder-start
 token. Incremental decoding keeps the model's self- and cross-attention key/value cache (re-reads the
 prefix instead under ``model.gradient_checkpointing`` in training mode, where the model keeps none).
+
+The word vectors of the seam (what the decoder reads, what the critics read) are the decoder's input
+embedding: one matrix shared with the encoder in BART and T5, the decoder's own in a BERT2BERT
+``EncoderDecoderModel`` (``python -m empdg.make_bert2bert``), whose encoder reads its own copy.
 """
 
 from __future__ import annotations
@@ -40,10 +44,13 @@ class HFSeq2SeqGenerator(PretrainedGenerator):
     auto_class = "AutoModelForSeq2SeqLM"
 
     def default_lora_targets(self, model: nn.Module) -> list[str]:
-        return lora_targets_for(model, (("q_proj", "v_proj"), ("q", "v")))
+        return lora_targets_for(model, (("q_proj", "v_proj"), ("q", "v"), ("query", "value")))
 
     def decoder_module(self) -> nn.Module:
         return self.base_model.get_decoder()
+
+    def token_embedding(self) -> nn.Module:
+        return self.decoder_module().get_input_embeddings()
 
     def encode(self, batch: dict) -> EncodedDialogue:
         valid = ~batch["context_pad_mask"]

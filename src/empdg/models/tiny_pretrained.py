@@ -83,17 +83,18 @@ def _build_model(family: str, vocab_size: int, layers: int, hidden: int, heads: 
     return GPT2LMHeadModel(config)
 
 
-def _check_out_dir(out_dir: Path, force: bool) -> None:
-    """Refuse to write into a non-empty folder that is not an earlier tiny model, unless forced."""
+def check_out_dir(out_dir: Path, force: bool, marker: str = README_MARKER, what: str = "a tiny model") -> None:
+    """Refuse to write into a non-empty folder that is not an earlier build (its README starts with ``marker``),
+    unless forced: a model-building command never overwrites someone's files by a wrong OUT_DIR."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir} exists and is not a folder; choose another OUT_DIR")
     if force or not out_dir.exists() or not any(out_dir.iterdir()):
         return
     readme = out_dir / "README.md"
-    if readme.is_file() and readme.read_text(encoding="utf-8").startswith(README_MARKER):
+    if readme.is_file() and readme.read_text(encoding="utf-8").startswith(marker):
         return
     raise UserError(
-        f"{out_dir} is not empty and does not look like a tiny model made by this command; "
+        f"{out_dir} is not empty and does not look like {what} made by this command; "
         "choose an empty or new OUT_DIR, or pass --force to write into it anyway"
     )
 
@@ -145,7 +146,7 @@ def make_tiny_pretrained(
 
     out_dir = Path(out_dir)
     _check_sizes(family, vocab_size, layers, hidden, heads, ffn, max_positions)
-    _check_out_dir(out_dir, force)
+    check_out_dir(out_dir, force)
 
     tok = _train_tokenizer(family, vocab_size)
     specials = SPECIAL_TOKENS[family]
