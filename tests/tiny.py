@@ -53,3 +53,29 @@ def _tiny_corpus_and_critics(train: int, valid: int, test: int, batch_size: int)
         "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false",
     ]
+
+
+def random_decoding_batch(vocab: int, batch_size: int = 4, seed: int = 1, max_oov: int = 0, length: int = 9) -> dict:
+    """A random encoder batch for decoding tests: ``[CLS]`` first, one padded row, 4 emotion words per row."""
+    import torch
+
+    from empdg.data.vocab import CLS_ID, LAB_ID, PAD_ID, SPK_ID
+
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(8, vocab, (batch_size, length), generator=gen)
+    ids[:, 0] = CLS_ID
+    ids[0, -3:] = PAD_ID  # one padded row
+    ext = ids.clone()
+    if max_oov:
+        ext[:, 2] = vocab  # an OOV word the copy mechanism may reproduce
+    emo = torch.randint(8, vocab, (batch_size, 4), generator=gen)
+    emo[:, 0] = LAB_ID
+    return {
+        "context_ids": ids,
+        "context_pad_mask": ids.eq(PAD_ID),
+        "context_state": torch.full_like(ids, SPK_ID).masked_fill(ids.eq(PAD_ID), PAD_ID),
+        "context_ext_ids": ext,
+        "emotion_context_ids": emo,
+        "emotion_context_pad_mask": emo.eq(PAD_ID),
+        "max_oov": max_oov,
+    }

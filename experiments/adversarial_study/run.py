@@ -117,7 +117,9 @@ def train_and_evaluate(args, out: Path, arm: str, arm_overrides: list[str], seed
 
 def last_critic_report(folder: Path) -> dict[str, float]:
     path = folder / "critic_report.json"
-    return json.loads(path.read_text())[-1] if path.exists() else {}
+    last = json.loads(path.read_text())[-1] if path.exists() else {}
+    # runs before the metric rename (critic/* -> wgan/critic/*) still tabulate
+    return {f"wgan/{k}" if k.startswith("critic/") else k: v for k, v in last.items()}
 
 
 def finished(out: Path, arm: str, seeds: list[int]) -> list[int]:
@@ -137,8 +139,10 @@ def seed_table(out: Path, arms: list[str], seeds: list[int]) -> str:
         cells += [mean_std([m[k] for m in metrics if isinstance(m.get(k), (int, float))]) for k in TEST_METRICS]
         for critic in ("sem", "emo"):
             for key in CRITIC_KEYS:
-                cells.append(mean_std([r[f"critic/{critic}_{key}"] for r in reports if f"critic/{critic}_{key}" in r]))
-        key = f"critic/emo_{EMOTIONAL_KEY}"  # replies with an emotion word only (older runs: –)
+                cells.append(
+                    mean_std([r[f"wgan/critic/{critic}_{key}"] for r in reports if f"wgan/critic/{critic}_{key}" in r])
+                )
+        key = f"wgan/critic/emo_{EMOTIONAL_KEY}"  # replies with an emotion word only (older runs: –)
         cells.append(mean_std([r[key] for r in reports if key in r]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -167,11 +171,11 @@ def critic_check_table(out: Path, arms: list[str], seeds: list[int]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm in arms:
         reports = [last_critic_report(out / f"{arm}-s{s}") for s in finished(out, arm, seeds)]
-        reports = [r for r in reports if "critic/n" in r]
-        cells = [arm, str(int(sum(r["critic/n"] for r in reports)))]
+        reports = [r for r in reports if "wgan/critic/n" in r]
+        cells = [arm, str(int(sum(r["wgan/critic/n"] for r in reports)))]
         for critic, key, count in checks:
-            pairs = [(r[f"critic/{critic}_{key}"] * r[f"critic/{count}"], r[f"critic/{count}"])
-                     for r in reports if f"critic/{critic}_{key}" in r and f"critic/{count}" in r]  # fmt: skip
+            share, total = f"wgan/critic/{critic}_{key}", f"wgan/critic/{count}"
+            pairs = [(r[share] * r[total], r[total]) for r in reports if share in r and total in r]
             wins, n = sum(w for w, _ in pairs), sum(n for _, n in pairs)
             low, high = wilson(wins, n)
             cells.append(f"{wins / n:.1%} [{low:.1%}, {high:.1%}]" if n else "–")
@@ -180,9 +184,9 @@ def critic_check_table(out: Path, arms: list[str], seeds: list[int]) -> str:
 
 
 INSTRUMENTS = (
-    ("train/adv_mle_grad_cos", "mean"),
-    ("train/adv_mle_grad_ratio", "mean"),
-    ("train/reinforce_advantage_abs", "mean"),
+    ("wgan/adv_mle_grad_cos", "mean"),
+    ("wgan/adv_mle_grad_ratio", "mean"),
+    ("wgan/reinforce_advantage_abs", "mean"),
     ("val/entropy", "last"),
     ("val/max_prob", "last"),
     ("val/greedy_dist_2", "last"),
@@ -206,6 +210,8 @@ def instrument_table(out: Path, arms: list[str], seeds: list[int]) -> str:
             run_id = runs.get(str(out / f"{arm}-s{seed}"))
             for key, how in INSTRUMENTS if run_id else ():
                 history = [m.value for m in client.get_metric_history(run_id, key)]
+                if not history and key.startswith("wgan/"):  # a run logged before the rename: train/<name>
+                    history = [m.value for m in client.get_metric_history(run_id, "train/" + key.split("/", 1)[1])]
                 if history:
                     values[key].append(statistics.mean(history) if how == "mean" else history[-1])
         lines.append("| " + " | ".join([arm, *(mean_std(values[key]) for key, _ in INSTRUMENTS)]) + " |")

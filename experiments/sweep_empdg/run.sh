@@ -6,7 +6,7 @@ set -euo pipefail
 # shellcheck source=../common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 if [[ "$1" == "--smoke" ]]; then
-  # the small quickstart study (generator pre-training only) on the built-in data
+  # the small quickstart study (every phase, tiny budgets) on the built-in data
   STUDY=sweep_empdg_smoke; EXP=quickstart
   BASE=(sweep=quickstart sweep.study_name=$STUDY sweep.n_trials=6)
   GROUP=batch_size
@@ -17,5 +17,6 @@ else
 fi
 shift
 "$PYTHON" "$REPO/sweep.py" "${BASE[@]}" "$@"
-# completed trials only (pruned ones are KILLED, failed ones FAILED)
-"$PYTHON" -m empdg.compare experiment=$EXP group_by=$GROUP "filter=\"tags.sweep = '$STUDY'\"" statuses=[FINISHED]
+# completed trials only (pruned ones are KILLED, failed ones FAILED); compare leaves trials out unless asked
+"$PYTHON" -m empdg.compare experiment=$EXP group_by=$GROUP "filter=\"tags.sweep = '$STUDY'\"" statuses=[FINISHED] \
+  compare.include_sweep_trials=true

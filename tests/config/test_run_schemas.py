@@ -150,3 +150,38 @@ def test_the_critics_are_their_own_group_with_the_old_key_names():
         assert compose("train", [f"model={model}", "adversarial=empdg"]).adversarial.emotion_critic
     with pytest.raises(ConfigCompositionException):
         compose("train", ["model.semantic_critic=false"])  # the switches left the model group
+
+
+# -- the model's own settings and the trainer's, before any data ------------------------------------
+def test_a_pretrained_model_under_a_word_level_preset_stops_before_any_data_naming_the_fix(compose_train, tmp_path):
+    from empdg.errors import ConfigError
+
+    # experiment=quickstart (in the tiny overrides) sets the word-level sizes a pretrained model refuses
+    with pytest.raises(ConfigError) as error:
+        validate_config(compose_train("model=hf_seq2seq", f"model.pretrained={tmp_path / 'nowhere'}"))
+    message = str(error.value)
+    assert "model.emb_dim, model.hidden_dim, model.attn_dim, model.ff_dim have no effect" in message
+    assert "use experiment=hf_quickstart" in message
+    assert not (tmp_path / ".cache").exists()
+
+
+def test_impossible_model_sizes_stop_before_any_data(compose_train, tmp_path):
+    with pytest.raises(ValueError, match=re.escape("must be divisible by model.num_heads=3")):
+        validate_config(compose_train("model.num_heads=3"))  # 16 and 16 do not divide by 3
+    assert not (tmp_path / ".cache").exists()
+
+
+def test_ddp_without_a_gpu_and_devices_auto_is_refused_with_how_to_ask_for_cpu_processes(compose_train, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=re.escape("trainer=ddp found no GPU")) as error:
+        validate_config(compose_train("trainer=ddp"))
+    assert "trainer=ddp trainer.accelerator=cpu trainer.devices=2" in str(error.value)
+    with pytest.raises(ValueError, match=re.escape("trainer=ddp with trainer.accelerator=cpu trainer.devices=auto")):
+        validate_config(compose_train("trainer=ddp", "trainer.accelerator=cpu"))
+    validate_config(compose_train("trainer=ddp", "trainer.devices=2"))  # CPU processes, as the README says
+    validate_config(compose_train("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"))
+    validate_config(compose_train("trainer=ddp", "trainer.num_nodes=2"))  # one process per machine, by a launcher
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    validate_config(compose_train("trainer=ddp"))  # all GPUs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ def data_config(tmp_path: Path, **overrides) -> dict:
         "normalization": "moel", "vocab": {"min_count": 1, "max_size": None}, "max_context_len": 64,
         "max_target_len": 32, "max_emotion_words": 16, "batch_size": 4, "eval_batch_size": 4,
         "num_workers": 0, "bucketing": True, "bucket_size_multiplier": 4, "limit_examples": {},
-    }
+    }  # fmt: skip
     cfg.update(overrides)
     return cfg
 
@@ -38,3 +39,18 @@ def test_limit_examples_on_a_split_the_stage_does_not_read_is_allowed(tmp_path: 
     assert len(datamodule.datasets["valid"]) > 0
     with pytest.raises(DataError, match=r"test split is empty"):
         DialogueDataModule(cfg, vocab=datamodule.vocab).setup("test")
+
+
+def test_one_data_cache_line_per_process(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="empdg.data")
+    cfg = data_config(tmp_path)
+    for _ in range(2):  # two runs in one process, as the trials of a sweep
+        datamodule = DialogueDataModule(cfg)
+        datamodule.prepare_data()  # run_training
+        datamodule.setup("fit")
+        datamodule.prepare_data()  # trainer.fit
+        datamodule.prepare_data()  # trainer.validate
+    infos = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    cache_lines = [line for line in infos if "cache miss" in line or "cache hit" in line]
+    assert len(cache_lines) == 1 and cache_lines[0].startswith("data: builtin") and "cache miss" in cache_lines[0]
+    assert [line for line in infos if line.startswith("vocabulary:")] == ["vocabulary: 431 tokens"] * 2

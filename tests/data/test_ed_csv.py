@@ -137,6 +137,7 @@ def test_missing_file_names_expected_files_and_config_key(tmp_path: Path) -> Non
     with pytest.raises(FileNotFoundError, match=r"data\.root") as info:
         read_ed_csv(tmp_path / "train.csv")
     assert "train.csv, valid.csv, test.csv" in str(info.value)
+    assert isinstance(info.value, DataError)  # the user's to fix: one `error:` line, no traceback
 
 
 def test_missing_split_is_reported_before_reading(tmp_path: Path) -> None:
@@ -148,6 +149,7 @@ def test_missing_split_is_reported_before_reading(tmp_path: Path) -> None:
             load_ed_splits(tmp_path)
     message = str(info.value)
     assert "test.csv" in message and "data.root=" in message and "downloader" in message
+    assert isinstance(info.value, DataError)
     assert str(tmp_path / "train.csv") not in message
 
 

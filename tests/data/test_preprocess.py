@@ -112,8 +112,9 @@ def test_ed_key_follows_file_contents(tmp_path: Path) -> None:
 
 def test_ed_without_files_and_download_disabled_fails_clearly(tmp_path: Path) -> None:
     cfg = data_config("empathetic_dialogues", tmp_path, root=str(tmp_path / "missing"), download=False)
-    with pytest.raises(FileNotFoundError, match="data.download=false"):
+    with pytest.raises(FileNotFoundError, match="data.download=false") as caught:
         prepare_examples(cfg)
+    assert isinstance(caught.value, DataError)  # the user's to fix: `error: <message>`, exit 2, no traceback
 
 
 class _Exploit:
@@ -151,6 +152,58 @@ def test_cache_of_another_key_or_format_is_rebuilt(tmp_path: Path) -> None:
         first.cache_path.write_text(json.dumps(broken), encoding="utf-8")
         result = prepare_examples(cfg)
         assert not result.cache_hit and result.examples == first.examples
+
+
+def _set_row_field(position: int, value):
+    def mutate(payload: dict) -> str:
+        payload["splits"]["train"]["examples"][0][position] = value
+        return json.dumps(payload)
+
+    return mutate
+
+
+def _token_table_of_ints(payload: dict) -> str:
+    payload["splits"]["train"]["tokens"] = list(range(len(payload["splits"]["train"]["tokens"])))
+    return json.dumps(payload)
+
+
+def _index_past_the_table(payload: dict) -> str:
+    payload["splits"]["train"]["examples"][0][5] = len(payload["splits"]["train"]["tokens"])
+    return json.dumps(payload)
+
+
+def _deeply_nested(payload: dict) -> str:
+    return '{"format": "empdg-prepared-examples", "splits": ' + "[" * 100_000 + "]" * 100_000 + "}"
+
+
+# (crafted file, the field the warning must name): each one parses and has our format and key
+CRAFTED_CACHES = {
+    "nested": (_deeply_nested, "nested more than"),
+    "token_lists_replaced_by_ints": (_token_table_of_ints, "splits.train.tokens[0]: Input should be a valid list"),
+    "negative_index": (_set_row_field(2, -1), "splits.train.examples[0][2]: Input should be greater than or equal"),
+    "index_past_the_token_table": (_index_past_the_table, "splits.train.examples[0][5]: token index"),
+    "emotion_999": (_set_row_field(1, 999), "splits.train.examples[0][1]: Input should be less than 32"),
+    "string_for_a_list": (_set_row_field(4, "0"), "splits.train.examples[0][4]: Input should be a valid list"),
+    "float_emotion": (_set_row_field(1, 3.0), "splits.train.examples[0][1]: Input should be a valid integer"),
+    "roles_shorter_than_context": (_set_row_field(4, []), "splits.train.examples[0][4]: 0 role(s) for 1 context"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED_CACHES))
+def test_crafted_cache_is_rebuilt_with_a_warning_naming_file_and_field(
+    case: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    craft, field = CRAFTED_CACHES[case]
+    cfg = data_config("builtin", tmp_path, builtin=TINY)
+    first = prepare_examples(cfg)
+    first.cache_path.write_text(craft(json.loads(first.cache_path.read_bytes())), encoding="utf-8")
+
+    with caplog.at_level("WARNING", logger="empdg.data.preprocess"):
+        again = prepare_examples(cfg)
+    assert not again.cache_hit and again.examples == first.examples
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(first.cache_path) in warnings[0] and field in warnings[0], warnings
+    assert prepare_examples(cfg).cache_hit  # the bad file was overwritten by a good one
 
 
 def ed_root_with(tmp_path: Path, **texts: str) -> Path:
@@ -205,8 +258,13 @@ def test_unreadable_data_root_is_one_clear_error(tmp_path: Path, deny_listing, d
     """Not "files missing" and no download attempt: the folder exists but cannot be read."""
     root = ed_root_with(tmp_path)
     deny_listing(root)
-    cfg = data_config("empathetic_dialogues", tmp_path, root=str(root), download=download,
-                      url="http://127.0.0.1:9/never-contacted.tar.gz")
+    cfg = data_config(
+        "empathetic_dialogues",
+        tmp_path,
+        root=str(root),
+        download=download,
+        url="http://127.0.0.1:9/never-contacted.tar.gz",
+    )
     with pytest.raises(DataError) as info:
         prepare_examples(cfg)
     message = str(info.value)
@@ -224,8 +282,13 @@ def test_unreadable_csv_is_one_clear_error(tmp_path: Path, deny_reading) -> None
 def test_data_root_that_is_a_file_is_one_clear_error(tmp_path: Path) -> None:
     a_file = tmp_path / "ed.tar.gz"
     a_file.write_bytes(b"not a folder")
-    cfg = data_config("empathetic_dialogues", tmp_path, root=str(a_file), download=True,
-                      url="http://127.0.0.1:9/never-contacted.tar.gz")
+    cfg = data_config(
+        "empathetic_dialogues",
+        tmp_path,
+        root=str(a_file),
+        download=True,
+        url="http://127.0.0.1:9/never-contacted.tar.gz",
+    )
     with pytest.raises(DataError, match="is a file, not a folder"):
         prepare_examples(cfg)
 
@@ -233,8 +296,9 @@ def test_data_root_that_is_a_file_is_one_clear_error(tmp_path: Path) -> None:
 def test_download_timeout_and_retries_reach_the_downloader(tmp_path: Path, silent_server) -> None:
     """data.download_timeout / data.download_retries bound a server that accepts and never answers."""
     url = silent_server.url()
-    cfg = data_config("empathetic_dialogues", tmp_path, root=str(tmp_path / "ed"), url=url,
-                      download_timeout=0.5, download_retries=1)
+    cfg = data_config(
+        "empathetic_dialogues", tmp_path, root=str(tmp_path / "ed"), url=url, download_timeout=0.5, download_retries=1
+    )
     started = time.monotonic()
     with pytest.raises(DatasetDownloadError) as info:
         prepare_examples(cfg)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from empdg.data import vocab as V
+from empdg.data.errors import InvalidFileError
 from empdg.data.vocab import EOS_ID, PAD_ID, SOS_ID, UNK, UNK_ID, Vocab
 
 TOKENS = [["i", "am", "so", "happy"], ["i", "am", "sad"], ["so", "sad", "i", "am"], ["zebra"]]
@@ -72,3 +74,89 @@ def test_emotion_token_ids() -> None:
     vocab = Vocab.build(TOKENS)
     ids = vocab.emotion_token_ids(lambda tok: tok in {"happy", "sad", "[PAD]"})
     assert sorted(ids) == sorted(vocab.encode(["happy", "sad"]))
+
+
+def _saved(tmp_path: Path) -> dict:
+    path = tmp_path / "vocab.json"
+    Vocab.build(TOKENS).save(path)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _edit(**fields):
+    def edit(data: dict) -> str:
+        return json.dumps({**data, **fields})
+
+    return edit
+
+
+def _tokens(change):
+    def edit(data: dict) -> str:
+        data["tokens"] = change(data["tokens"])
+        data.pop("fingerprint")  # else the fingerprint check would catch every edit
+        return json.dumps(data)
+
+    return edit
+
+
+# (edit of a saved vocab.json, the field and problem the error must name)
+BAD_VOCAB_FILES = {
+    "nested": (lambda data: "[" * 100_000 + "]" * 100_000, "nested more than"),
+    "not_an_object": (lambda data: json.dumps(data["tokens"]), "expected a JSON object, found list"),
+    "tokens_are_ints": (
+        _tokens(lambda tokens: tokens[:8] + list(range(5))),
+        "tokens[8]: Input should be a valid string",
+    ),
+    "tokens_a_string": (_edit(tokens="[PAD] [UNK]"), "tokens: Input should be a valid list"),
+    "only_specials": (_tokens(lambda tokens: tokens[:8]), "tokens: List should have at least 9 items"),
+    "specials_missing": (_tokens(lambda tokens: tokens[1:]), "tokens[0]: expected the special token '[PAD]'"),
+    "duplicate_token": (_tokens(lambda tokens: [*tokens, tokens[8]]), f"tokens[{8 + 6}]: 'am' is also tokens[8]"),
+    "count_not_int": (_edit(counts={"am": "3"}), "counts.am: Input should be a valid integer"),
+    "count_of_no_token": (_edit(counts={"zzz": 3}), "counts.zzz: 'zzz' is not an ordinary token"),
+    "edited_token": (
+        _edit(tokens=[*V.SPECIAL_TOKENS, "am", "i", "so", "sad", "hapy", "zebra"], counts={}),
+        "fingerprint: does not",
+    ),
+    "tokenizer_not_a_string": (_edit(kind="subword", tokenizer_json={"model": {}}), "tokenizer_json: Input should be"),
+    "unknown_kind": (_edit(kind="bpe", tokenizer_json="{}"), "kind: Input should be 'subword'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VOCAB_FILES))
+def test_a_bad_vocab_file_is_an_invalid_file_naming_the_field(case: str, tmp_path: Path) -> None:
+    edit, problem = BAD_VOCAB_FILES[case]
+    path = tmp_path / "vocab.json"
+    path.write_text(edit(_saved(tmp_path)), encoding="utf-8")
+    with pytest.raises(InvalidFileError) as info:
+        Vocab.load(path)
+    assert str(info.value).startswith(f"{path}: ") and problem in str(info.value), str(info.value)
+
+
+def test_vocab_file_size_and_encoding_are_checked_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "vocab.json"
+    Vocab.build(TOKENS).save(path)
+    monkeypatch.setattr(V, "VOCAB_MAX_BYTES", 100)
+    with pytest.raises(InvalidFileError, match=r"vocab.json: vocabulary is \d+ bytes, over the limit of 100 bytes"):
+        Vocab.load(path)
+    monkeypatch.undo()
+    path.write_bytes(path.read_bytes().replace(b'"zebra"', '"zébra"'.encode("latin-1")))
+    with pytest.raises(InvalidFileError, match=r"vocab.json: vocabulary is not UTF-8 text \(byte \d+"):
+        Vocab.load(path)
+
+
+def test_subword_vocab_file_round_trips_and_a_broken_tokenizer_is_named(tmp_path: Path) -> None:
+    pytest.importorskip("tokenizers")
+    from tokenizers import Tokenizer, models
+
+    from empdg.data.subword_vocab import SubwordVocab
+
+    tokenizer = Tokenizer(models.WordLevel({"[unk]": 0, "happy": 1, "sad": 2}, unk_token="[unk]"))
+    path = tmp_path / "vocab.json"
+    SubwordVocab(tokenizer.to_str()).save(path)
+    assert Vocab.load(path) == SubwordVocab(tokenizer.to_str())
+    data = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**data, "tokenizer_json": '{"model": 3}'}), encoding="utf-8")
+    with pytest.raises(InvalidFileError, match=r"vocab.json: tokenizer_json: not a tokenizer the tokenizers library"):
+        Vocab.load(path)
+    path.write_text(json.dumps({**data, "normalization": "klingon"}), encoding="utf-8")
+    with pytest.raises(InvalidFileError, match=r"vocab.json: normalization: Input should be 'full' or 'moel'"):
+        Vocab.load(path)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from empdg.data.errors import DataError
 from empdg.data.vocab import PAD_ID, Vocab
 from empdg.data.word_vectors import load_word_vectors
 
@@ -49,8 +50,9 @@ def test_dimension_mismatch(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="model.embeddings.path"):
+    with pytest.raises(FileNotFoundError, match="model.embeddings.path") as caught:
         load_word_vectors(tmp_path / "nope.txt", VOCAB, dim=3)
+    assert isinstance(caught.value, DataError)  # the user's to fix: one `error:` line, no traceback
 
 
 def test_malformed_lines_warned_once(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def test_train_py_prints_progress_lines_and_no_library_noise(tmp_path: Path) -> 
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    progress = re.findall(r"progress: (\w+) \| update (\d+)/(\d+) .*updates/s \| ETA", output)
+    progress = re.findall(r"progress: (\w+) update \d+/\d+ \| run update (\d+)/(\d+) .*updates/s \| ETA", output)
     assert [(phase, int(done), int(total)) for phase, done, total in progress] == [
         ("generator_pretrain", 1, 5),
         ("generator_pretrain", 2, 5),

@@ -5,6 +5,7 @@ Bugs keep their traceback: only the project's user-error types are shortened (``
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import subprocess
@@ -159,3 +160,94 @@ def test_sweep_py_with_impossible_training_settings(tmp_path: Path) -> None:
         "adversarial.g_steps=0", f"paths.root_dir={tmp_path}",
     )  # fmt: skip
     assert_user_error(done, "invalid sweep configuration", "adversarial.n_critic + adversarial.g_steps = 0")
+
+
+def test_train_py_with_a_missing_data_root_and_no_download(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent"
+    done = run(
+        tmp_path, str(REPO / "train.py"), "data=empathetic_dialogues", f"data.root={missing}", "data.download=false",
+        "logger=none", f"paths.root_dir={tmp_path}",
+    )  # fmt: skip
+    assert_user_error(done, f"data.root={missing} does not hold train.csv", "data.download=true")
+
+
+# ---- Hydra's own composition errors, in every command ------------------------------------------------------------
+def test_train_py_with_a_misspelt_option(tmp_path: Path) -> None:
+    done = run(tmp_path, str(REPO / "train.py"), "model=empdgg", f"paths.root_dir={tmp_path}")
+    assert_user_error(done, "model=empdgg: no such option of the 'model' config group (did you mean model=empdg?)")
+    assert not (tmp_path / "outputs").exists()  # stopped while composing: no run folder
+
+
+@pytest.mark.parametrize(
+    ("command", "override", "expected"),
+    [
+        ("train", "model=empdgg", "model=empdgg: no such option of the 'model' config group (did you mean "
+                                  "model=empdg?); the options: emoprepend, empdg,"),
+        ("train", "modle.hidden_dim=8", "unknown key modle.hidden_dim (did you mean model.hidden_dim?)"),
+        ("train", "foo", "cannot read the override 'foo'"),
+        ("sweep", "sweep=quikstart", "sweep=quikstart: no such option of the 'sweep' config group (did you mean "
+                                     "sweep=quickstart?)"),
+        ("evaluate", "ckpt_pth=x.ckpt", "unknown key ckpt_pth (did you mean ckpt_path?)"),
+        ("chat", "chat.rerankk=2", "unknown key chat.rerankk (did you mean chat.rerank?)"),
+        ("compare", "group_byy=ablation", "unknown key group_byy (did you mean group_by?)"),
+        ("register", "run_idd=abc", "unknown key run_idd (did you mean run_id?)"),
+    ],
+)  # fmt: skip
+def test_a_misspelt_option_or_key_is_one_line_with_a_suggestion(
+    command: str, override: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """In-process (the same ``main`` the console script runs): Hydra fails while composing, before any work."""
+    main = importlib.import_module(f"empdg.commands.{command}").main
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
+    monkeypatch.setattr(sys, "argv", [f"empdg-{command}", override])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
+    assert not list(tmp_path.iterdir())  # no run folder, nothing written
+
+
+def test_hydra_full_error_still_shows_the_whole_trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hydra.errors import MissingConfigException
+
+    from empdg.commands.train import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # Hydra raises: the traceback is the user's to see
+    monkeypatch.setattr(sys, "argv", ["empdg-train", "model=empdgg"])
+    with pytest.raises(MissingConfigException):
+        main()
+
+
+# ---- pretrained folders and DDP ---------------------------------------------------------------------------------
+def test_train_py_with_a_pretrained_model_under_the_word_level_quickstart(tmp_path: Path) -> None:
+    done = run(
+        tmp_path, str(REPO / "train.py"), "experiment=quickstart", "model=hf_seq2seq",
+        f"model.pretrained={tmp_path / 'missing'}", "logger=none", f"paths.root_dir={tmp_path}",
+    )  # fmt: skip
+    assert_user_error(done, "have no effect on a pretrained generator", "use experiment=hf_quickstart")
+
+
+@pytest.mark.parametrize("folder", ["missing", "not_a_model"])
+def test_train_py_with_a_pretrained_folder_that_is_missing_or_not_a_model(tmp_path: Path, folder: str) -> None:
+    pretrained = tmp_path / folder
+    if folder == "not_a_model":
+        pretrained.mkdir()
+        (pretrained / "notes.txt").write_text("not a model\n", encoding="utf-8")
+    done = run(
+        tmp_path, str(REPO / "train.py"), "experiment=hf_quickstart", "model=hf_seq2seq",
+        f"model.pretrained={pretrained}", "logger=none", f"paths.root_dir={tmp_path}",
+    )  # fmt: skip
+    assert_user_error(done, f"model.pretrained={pretrained}" if folder == "not_a_model" else "make_tiny_pretrained")
+
+
+def test_train_py_with_ddp_on_a_machine_without_gpu(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("trainer=ddp uses the GPUs here")
+    done = run(tmp_path, str(REPO / "train.py"), "trainer=ddp", "logger=none", f"paths.root_dir={tmp_path}")
+    assert_user_error(done, "trainer=ddp found no GPU", "trainer=ddp trainer.accelerator=cpu trainer.devices=2")
+    assert not (tmp_path / ".cache").exists()  # stopped before any data was read

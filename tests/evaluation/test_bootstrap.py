@@ -12,6 +12,7 @@ import pytest
 
 from empdg.evaluation.bootstrap import (
     ALL_METRICS,
+    MEANING_METRICS,
     Difference,
     Estimate,
     ExampleStatistics,
@@ -75,7 +76,8 @@ def test_point_estimates_equal_the_evaluation_metrics() -> None:
     ]
     expected = score_records(records).metrics
     point = ExampleStatistics(examples).point()
-    assert set(point) == set(ALL_METRICS)
+    # every metric but those that read meaning (their per-example values come from the sentence encoder)
+    assert set(point) == set(ALL_METRICS) - set(MEANING_METRICS)
     for key in ALL_METRICS:
         if key in expected:
             assert point[key] == pytest.approx(expected[key], rel=1e-12), key
@@ -101,6 +103,31 @@ def test_hand_computed_resample() -> None:
     assert values["ppl"][0] == pytest.approx(math.exp((2 * 2.0 + 6.0) / (2 * 2 + 3)))
     # the full set: replies "a b" twice -> 2 unique of 3
     assert stats.point(["unique_replies"]) == {"unique_replies": 2.0}
+
+
+def test_meaning_metrics_resample_as_means_of_their_stored_values(tmp_path: Path) -> None:
+    examples = [
+        ScoredExample("a", "a", "sad", sim_reference=0.9, sim_context=0.1, reply_emotion="sad",
+                      reference_emotion="sad"),
+        ScoredExample("b", "c", "joyful", sim_reference=0.3, sim_context=0.5, reply_emotion="sad",
+                      reference_emotion="joyful"),
+        ScoredExample("d", "e", "angry", sim_reference=-0.2, sim_context=0.0, reply_emotion="angry",
+                      reference_emotion="sad"),
+    ]  # fmt: skip
+    stats = ExampleStatistics(examples)
+    names = ["sim_reference", "sim_context", "reply_emotion_acc", "reply_emotion_acc_gold"]
+    values = stats.compute(np.array([[2, 1, 0], [0, 0, 3]]), names)
+    assert values["sim_reference"] == pytest.approx([(2 * 0.9 + 0.3) / 3, -0.2])
+    assert values["sim_context"] == pytest.approx([(2 * 0.1 + 0.5) / 3, 0.0])
+    assert values["reply_emotion_acc"] == pytest.approx([2 / 3, 1.0])
+    assert values["reply_emotion_acc_gold"] == pytest.approx([1.0, 0.0])
+    # written and read back through predictions.jsonl, and absent where an evaluation did not compute them
+    records = [PredictionRecord(e.emotion, ["hi"], e.pred, e.ref) for e in examples]
+    scores = [{k: getattr(e, k) for k in ("sim_reference", "sim_context", "reply_emotion", "reference_emotion")}
+              for e in examples]  # fmt: skip
+    write_scored_jsonl(tmp_path / "p.jsonl", records, scores)
+    assert ExampleStatistics(read_scored_examples(tmp_path / "p.jsonl")).point(names) == stats.point(names)
+    assert not set(names) & set(ExampleStatistics(examples_from_records(records)).available)
 
 
 def test_interval_of_a_constant_is_degenerate() -> None:
@@ -239,5 +266,7 @@ def test_compare_prediction_files(tmp_path: Path) -> None:
     result.write_csv(tmp_path / "c.csv")
     header = (tmp_path / "c.csv").read_text().splitlines()[0]
     assert header == "system,metric,value,low,high,delta,delta_low,delta_high,p_value"
+    cells = {tuple(line.split(",")[:2]): line.split(",")[2:] for line in (tmp_path / "c.csv").read_text().splitlines()}
+    assert cells[("other", "unique_replies")][:3] == ["1", "1", "1"]  # a count as one, not 1.0
     assert json.loads(result.to_json())["n_resamples"] == 200
     assert examples_from_records(records, scores)[0] == read_scored_examples(ours)[0]

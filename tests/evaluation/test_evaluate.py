@@ -27,6 +27,9 @@ def last_json(stdout: str) -> dict:
 
 
 def evaluate(args: list[str], cwd: Path) -> tuple[dict, Path]:
+    """One evaluation; the MiniLM metrics only where a test asks (``evaluate.meaning=auto``): they cost seconds."""
+    if not any(arg.startswith("evaluate.meaning=") for arg in args):
+        args = [*args, "evaluate.meaning=false"]
     result = run([sys.executable, "-m", "empdg.evaluate", f"paths.root_dir={cwd}", *args], cwd=cwd)
     out_line = next(line for line in result.stdout.splitlines() if line.startswith("outputs: "))
     return last_json(result.stdout), Path(out_line.removeprefix("outputs: "))
@@ -43,8 +46,23 @@ def test_scores_release_file_like_the_paper(release_outputs_dir: Path, tmp_path:
 
 
 def test_evaluates_checkpoint_and_logs_to_mlflow(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    metrics, out = evaluate([f"ckpt_path={tiny_checkpoint}", "evaluate.subset=all", "decoding=beam"], tmp_path)
+    metrics, out = evaluate(
+        [f"ckpt_path={tiny_checkpoint}", "evaluate.subset=all", "decoding=beam", "evaluate.meaning=auto"], tmp_path
+    )
     assert math.isfinite(metrics["ppl"]) and 0.0 <= metrics["emotion_acc"] <= 1.0
+    # the metrics that read meaning: means of the per-example fields in predictions.jsonl
+    lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    for key in ("sim_reference", "sim_context"):
+        assert -1.0 <= metrics[key] <= 1.0
+        assert metrics[key] == pytest.approx(sum(line[key] for line in lines) / len(lines), abs=1e-5)
+    gold = [line["emotion"] for line in lines]
+    assert metrics["reply_emotion_acc"] == pytest.approx(
+        sum(line["reply_emotion"] == g for line, g in zip(lines, gold)) / len(lines)
+    )
+    assert metrics["reply_emotion_acc_gold"] == pytest.approx(
+        sum(line["reference_emotion"] == g for line, g in zip(lines, gold)) / len(lines)
+    )
+    assert list((tmp_path / ".cache" / "empdg").glob("reply-emotion-*.json"))  # the classifier, cached as JSON
     for key in ("dist_1", "dist_2", "bleu_1", "bleu_4", "avg_len", "rep_3", "emotion_macro_f1"):
         assert key in metrics
     jsonl = read_predictions(out / "predictions.jsonl")
@@ -63,6 +81,7 @@ def test_evaluates_checkpoint_and_logs_to_mlflow(tiny_checkpoint: Path, tmp_path
     assert mlflow_run.data.tags["subset"] == "all"
     assert mlflow_run.data.tags["ckpt_path"] == str(tiny_checkpoint.resolve())
     assert mlflow_run.data.metrics["ppl"] == pytest.approx(metrics["ppl"])
+    assert mlflow_run.data.metrics["sim_reference"] == pytest.approx(metrics["sim_reference"])
     artifacts = {Path(a.path).name for a in client.list_artifacts(mlflow_run.info.run_id, "evaluation")}
     assert {"predictions.jsonl", "emotion_confusion.png", "metrics.md"} <= artifacts
 

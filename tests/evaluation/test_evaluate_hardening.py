@@ -17,7 +17,7 @@ from empdg.training.checkpoint import LoadedCheckpoint
 
 def compose_evaluate(tmp_path: Path, *overrides: str):
     paths = [f"paths.root_dir={tmp_path / 'here'}", f"paths.output_dir={tmp_path / 'out'}"]
-    return compose("evaluate", ["logger=none", *paths, *overrides])
+    return compose("evaluate", ["logger=none", "evaluate.meaning=false", *paths, *overrides])
 
 
 class WritesMarker:

@@ -270,7 +270,14 @@ def test_real_kemp_release(peer_outputs_dir: Path) -> None:
 
 def test_cli_scores_one_system_and_logs_it(peer_outputs_dir: Path, tmp_path: Path) -> None:
     """End to end: the last stdout line is the metrics of MoEL's MOE system, the MLflow run names the system."""
-    args = [sys.executable, "-m", "empdg.evaluate", f"paths.root_dir={tmp_path}", "evaluate.system=MOE"]
+    args = [
+        sys.executable,
+        "-m",
+        "empdg.evaluate",
+        f"paths.root_dir={tmp_path}",
+        "evaluate.system=MOE",
+        "evaluate.meaning=false",
+    ]
     args.append(f"predictions_file={peer_outputs_dir / 'moel_generation_result.txt'}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
     result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)

@@ -148,3 +148,83 @@ def test_malformed_files_name_file_and_line(tmp_path: Path, text: str, where: st
     path.write_text(text)
     with pytest.raises(ValueError, match=rf"bad\.txt{where}"):
         read_predictions(path)
+
+
+_LINE = '{"emotion": "sad", "context": ["a"], "pred": "x", "ref": "y"}\n'
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('{"emotion": "sad", "context": 5, "pred": "x", "ref": "y"}', ":2: context: Input should be a valid list"),
+        ('{"emotion": "sad", "context": ["a"], "pred": ["x"], "ref": "y"}', ":2: pred: Input should be a valid string"),
+        ('{"emotion": 3, "context": ["a"], "pred": "x", "ref": "y"}', ":2: emotion: Input should be a valid string"),
+        ('{"emotion": "sad", "context": [1], "pred": "x", "ref": "y"}', ":2: context[0]: Input should be a valid str"),
+        ('{"emotion": "sad", "context": [], "pred": "x", "ref": "y", "nll_sum": "low"}', ":2: nll_sum: "),
+        ('{"emotion": "sad", "context": [], "pred": "x", "ref": "y", "n_tokens": -3}', ":2: n_tokens: "),
+        ('{"emotion": "sad", "context": ' + "[" * 50_000 + "]" * 50_000 + ', "pred": "x", "ref": "y"}', ":2: nested"),
+        ('{"emotion": "sad", "context": ' + "[" * 50_000, ":2: nested"),
+        ('["sad", [], "x", "y"]', ":2: expected a JSON object, found list"),
+    ],
+)
+def test_jsonl_lines_of_the_wrong_shape_name_file_line_and_key(tmp_path: Path, line: str, problem: str) -> None:
+    from empdg.data.errors import InvalidFileError
+    from empdg.evaluation.scored_examples import read_scored_examples
+
+    path = tmp_path / "preds.jsonl"
+    path.write_text(_LINE + line + "\n", encoding="utf-8")
+    for read in (read_predictions, read_scored_examples):  # evaluate and the bootstrap comparison
+        with pytest.raises(InvalidFileError) as info:
+            read(path)
+        assert str(info.value).startswith(f"{path}{problem}"), str(info.value)
+
+
+@pytest.mark.parametrize(("name", "line"), [("preds.jsonl", 2), ("pred_x.txt", 5)])
+def test_non_utf8_prediction_file_names_file_and_byte(tmp_path: Path, name: str, line: int) -> None:
+    from empdg.data.errors import InvalidFileError
+
+    path = tmp_path / name
+    body = _LINE if name.endswith(".jsonl") else "emotion:sad\nContext:['a']\nPred:x\nRef:y\n"
+    path.write_bytes(body.encode() + "emotion:café\n".encode("latin-1"))
+    with pytest.raises(InvalidFileError, match=rf"^{path}: prediction file is not UTF-8 text \(byte \d+, line {line}"):
+        read_predictions(path)
+
+
+def test_prediction_file_over_the_size_limit_is_refused_before_reading(tmp_path: Path) -> None:
+    from empdg.data.errors import InvalidFileError
+    from empdg.evaluation.prediction_record import DEFAULT_MAX_BYTES
+    from empdg.evaluation.scored_examples import read_scored_examples
+
+    path = tmp_path / "preds.jsonl"
+    path.write_text(_LINE * 10, encoding="utf-8")
+    size = path.stat().st_size
+    assert len(read_predictions(path, max_bytes=size)) == 10
+    for read in (read_predictions, read_scored_examples):
+        with pytest.raises(InvalidFileError, match=rf"over the limit of {size - 1} bytes; raise evaluate.max_file_mb"):
+            read(path, max_bytes=size - 1)
+    with path.open("r+b") as handle:  # 200 MB on disk, no page written: only the size is looked at
+        handle.truncate(200 * 1024 * 1024)
+    with pytest.raises(InvalidFileError, match=r"prediction file is 200.0 MB, over the limit of 64 MB"):
+        read_predictions(path)
+    assert DEFAULT_MAX_BYTES == 64 * 1024 * 1024
+
+
+def test_evaluate_max_file_mb_is_the_limit_of_predictions_file(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from empdg.config import compose
+    from empdg.data.errors import InvalidFileError
+    from empdg.errors import ConfigError
+    from empdg.evaluation.pipeline import max_file_bytes, read_prediction_file
+
+    assert compose("evaluate", []).evaluate.max_file_mb == 64
+    assert max_file_bytes(OmegaConf.create({"evaluate": {}})) == 64 * 1024 * 1024  # a config from before the key
+    small = OmegaConf.create({"evaluate": {"max_file_mb": 0.00001}})
+    assert max_file_bytes(small) == 10
+    path = tmp_path / "preds.jsonl"
+    path.write_text(_LINE, encoding="utf-8")
+    with pytest.raises(InvalidFileError, match=r"62 bytes, over the limit of 10 bytes; raise evaluate.max_file_mb"):
+        read_prediction_file(str(path), None, max_file_bytes(small))
+    for bad in (0, -1, "big", True):
+        with pytest.raises(ConfigError, match="evaluate.max_file_mb=.* must be a number of megabytes > 0"):
+            max_file_bytes(OmegaConf.create({"evaluate": {"max_file_mb": bad}}))

@@ -144,3 +144,67 @@ def test_critic_empty_response_gives_no_nan():
     inputs = _inputs()
     inputs["response_mask"][2] = False
     assert torch.isfinite(critic(**inputs)).all()
+
+
+# -- precision: the critics run in float32 whatever the trainer's precision -------------------------------------
+def _penalty_inputs(critic: ResponseCritic, inputs: dict[str, torch.Tensor]):
+    fake = torch.randn(B, T, D, generator=torch.Generator().manual_seed(7))
+    kwargs = {k: v for k, v in inputs.items() if k != "response"}
+    return (lambda x: critic(x, **kwargs)), inputs["response"], fake, torch.tensor([0.2, 0.5, 0.9])
+
+
+def test_critic_score_under_bf16_autocast_is_the_float32_score():
+    critic, inputs = _critic(), _inputs()
+    expected = critic(**inputs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        # the inputs as a bf16 generator hands them over
+        score = critic(**{k: v.bfloat16() if v.is_floating_point() else v for k, v in inputs.items()})
+        unchanged = critic(**inputs)
+    assert score.dtype == unchanged.dtype == torch.float32
+    assert torch.equal(unchanged, expected)
+    # bf16 inputs lose their low bits before the critic sees them, nothing more
+    torch.testing.assert_close(score, critic(**{k: v.bfloat16().float() if v.is_floating_point() else v
+                                               for k, v in inputs.items()}), rtol=0, atol=0)  # fmt: skip
+
+
+def test_gradient_penalty_under_bf16_autocast_is_the_float32_penalty():
+    from empdg.training.adversarial_losses import gradient_penalty
+
+    critic_fn, real, fake, alpha = _penalty_inputs(_critic(), _inputs())
+    expected, expected_norms = gradient_penalty(critic_fn, real, fake, alpha=alpha)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        penalty, norms = gradient_penalty(critic_fn, real, fake, alpha=alpha)
+    assert penalty.dtype == norms.dtype == torch.float32
+    assert torch.equal(penalty, expected) and torch.equal(norms, expected_norms)
+
+
+AVX2_CRITIC_STEP = """
+import torch
+from empdg.models.critics import CriticConfig, ResponseCritic
+from empdg.training.adversarial_losses import gradient_penalty, wgan_critic_loss
+
+torch.manual_seed(0)
+critic = ResponseCritic(CriticConfig(input_dim=8, hidden_dim=12, context_dim=10, num_filters=4))
+real, fake = torch.randn(3, 6, 8), torch.randn(3, 6, 8)
+mask, context = torch.ones(3, 6, dtype=torch.bool), torch.randn(3, 10)
+feedback, feedback_mask = torch.randn(3, 5, 8), torch.ones(3, 5, dtype=torch.bool)
+def score(x):
+    return critic(x, mask, context, feedback, feedback_mask)
+with torch.autocast("cpu", dtype=torch.bfloat16):
+    loss = wgan_critic_loss(score(real), score(fake)) + 10 * gradient_penalty(score, real, fake)[0]
+loss.backward()
+print("critic step ok", loss.dtype)
+"""
+
+
+def test_critic_step_runs_under_bf16_autocast_on_a_cpu_without_avx512():
+    """oneDNN has no bf16 LSTM below AVX-512; ONEDNN_MAX_CPU_ISA=AVX2 makes this CPU one of those."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", AVX2_CRITIC_STEP], env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "critic step ok torch.float32" in done.stdout

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny import random_decoding_batch
 from torch import Tensor, nn
 
-from empdg.data.vocab import CLS_ID, EOS_ID, LAB_ID, PAD_ID, SPK_ID
+from empdg.data.vocab import EOS_ID
 from empdg.models.base import EncodedDialogue, Generator, GeneratorSizes
 from empdg.models.decoding import (
     DecodingConfig,
@@ -31,25 +32,7 @@ def random_model(seed: int = 0, **overrides) -> EmpDGGenerator:
 
 
 def random_batch(batch_size: int = 4, seed: int = 1, max_oov: int = 0) -> dict:
-    gen = torch.Generator().manual_seed(seed)
-    length = 9
-    ids = torch.randint(8, VOCAB, (batch_size, length), generator=gen)
-    ids[:, 0] = CLS_ID
-    ids[0, -3:] = PAD_ID  # one padded row
-    ext = ids.clone()
-    if max_oov:
-        ext[:, 2] = VOCAB  # an OOV word the copy mechanism may reproduce
-    emo = torch.randint(8, VOCAB, (batch_size, 4), generator=gen)
-    emo[:, 0] = LAB_ID
-    return {
-        "context_ids": ids,
-        "context_pad_mask": ids.eq(PAD_ID),
-        "context_state": torch.full_like(ids, SPK_ID).masked_fill(ids.eq(PAD_ID), PAD_ID),
-        "context_ext_ids": ext,
-        "emotion_context_ids": emo,
-        "emotion_context_pad_mask": emo.eq(PAD_ID),
-        "max_oov": max_oov,
-    }
+    return random_decoding_batch(VOCAB, batch_size, seed, max_oov)
 
 
 @pytest.mark.parametrize("copy", [False, True])

@@ -158,11 +158,12 @@ def test_every_model_trains_with_both_critics_or_alone_reloads_and_decodes(
     run = Path(cfg.paths.output_dir)
     if ablation == "none":  # both critics trained, reported on, and played against
         assert set(watch.module.critics) == {"semantic", "emotion"} and watch.phases == ALL_PHASES
-        assert {"critic/sem_gold_beats_greedy", "critic/emo_gold_beats_greedy"} <= set(metrics), sorted(metrics)
+        reported = {"wgan/critic/sem_gold_beats_greedy", "wgan/critic/emo_gold_beats_greedy"}
+        assert reported <= set(metrics), sorted(metrics)
         assert watch.module.wasserstein_history and (run / "critic_report.md").exists()
     else:
         assert not watch.module.critics and watch.phases == {"generator_pretrain"}
-        assert not any(key.startswith("critic/") for key in metrics), sorted(metrics)
+        assert not any(key.startswith("wgan/critic/") for key in metrics), sorted(metrics)
     loaded = load_checkpoint(next((run / "checkpoints").glob("*.ckpt"))).module.generator
     assert type(loaded) is type(watch.module.generator) and loaded.settings == watch.module.generator.settings
     batch = next(iter(watch.module.trainer.datamodule.val_dataloader()))

@@ -162,3 +162,20 @@ def test_rerank_scores_with_word_match_critics(tiny_checkpoint: Path) -> None:
     turn = session.respond("my dog died last week and i miss him")
     assert not any("critic not used" in note for note in turn.notes), turn.notes
     assert all({"semantic", "emotion"} <= set(c.scores) for c in turn.candidates)
+
+
+def test_the_chat_says_when_the_model_was_trained_on_the_built_in_corpus(tiny_checkpoint: Path) -> None:
+    import io
+
+    from empdg.data.builtin import builtin_model_notice
+    from empdg.serving.terminal import build_session, chat_loop
+
+    session = build_session(compose("chat", [f"ckpt_path={tiny_checkpoint}"]))  # its run: data=builtin
+    out = io.StringIO()
+    chat_loop(session, False, io.StringIO("/quit\n"), out)
+    lines = out.getvalue().splitlines()
+    assert lines[1].startswith("note: trained on the built-in demonstration corpus (templated dialogues")
+    assert "'I lost my job today' may get 'that is so great to hear'" in lines[1]
+    # a model of real data, or of a run whose config is not beside the checkpoint: nothing to say
+    assert builtin_model_notice({"source": "ed", "name": "empathetic_dialogues"}) is None
+    assert builtin_model_notice(None) is None

@@ -43,6 +43,9 @@ STUDY = [
     "sweep.pruner.name=threshold",
     "+sweep.pruner.upper=0.0",
     "sweep.pruner.n_warmup_steps=8",
+    # generator pre-training only: the trial's budget is its `steps`, as the expected states assume
+    "training.phases.critic_pretrain=0",
+    "training.phases.adversarial=0",
 ]
 
 

@@ -22,6 +22,10 @@ TINY = [
     f"training.phases.generator_pretrain={BUDGET}",
     "trainer.val_check_interval=10",
     "trainer.limit_val_batches=2",
+    # the preset's critic phases are left out: these tests are about the study, not the run (the preset's phases:
+    # test_sweep_progress_and_plots.py)
+    "training.phases.critic_pretrain=0",
+    "training.phases.adversarial=0",
 ]
 
 
@@ -73,9 +77,14 @@ def test_sweep_completes_tracks_and_resumes(root: Path) -> None:
     out = next((root / "sweeps" / "main").iterdir())
     overrides = (out / "best_overrides.txt").read_text().split()
     assert f"optim.lr={best.params['lr']!r}" in overrides and not any("output_dir" in o for o in overrides)
-    assert (out / "optimization_history.png").exists() and (out / "param_importances.png").exists()
+    assert (out / "optimization_history.png").exists() and not (out / "param_importances.png").exists()
+    assert "parameter importances need >= 5 complete trials (sweep.importance_min_trials; have 3)" in done.stdout
+    assert [line.split(" after ")[0] for line in done.stdout.splitlines() if " COMPLETE after " in line] == [
+        "trial 1/3 COMPLETE", "trial 2/3 COMPLETE", "trial 3/3 COMPLETE",
+    ]  # fmt: skip
 
-    sweep(root, "sweep.study_name=main", "sweep.n_trials=1", no_pruning)  # same study name: resumed, not restarted
+    done = sweep(root, "sweep.study_name=main", "sweep.n_trials=1", no_pruning)  # same name: resumed, not restarted
+    assert "trial 1/1 (study trial 3) started: lr=" in done.stdout
     study = load(root, "main")
     assert len(study.trials) == 4 and all(t.state == TrialState.COMPLETE for t in study.trials)
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4  # no repeated random start-up points

@@ -23,6 +23,10 @@ TINY = [
     "training.phases.generator_pretrain=20",
     "trainer.val_check_interval=10",
     "trainer.limit_val_batches=2",
+    # the preset's critic phases are left out: these tests are about the study, not the run (the preset's phases:
+    # test_sweep_progress_and_plots.py)
+    "training.phases.critic_pretrain=0",
+    "training.phases.adversarial=0",
 ]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -137,3 +141,83 @@ def test_each_trial_draws_with_its_own_seed_and_one_process_stays_reproducible()
     assert len(set(first)) == 5
     assert len({trial_seed(7, n) for n in range(1000)}) == 1000
     assert trial_seed(7, 0) != trial_seed(8, 0)
+
+
+# ---- the study's storage: a file SQLite cannot use is the user's to fix (exit 2, not 1: "every trial failed")
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda path: path.write_bytes(b"not a database, just some text that is long"), "file is not a database"),
+        (lambda path: path.mkdir(), "it is a folder"),
+    ],
+    ids=["corrupt", "folder"],
+)
+def test_a_storage_file_sqlite_cannot_use_is_a_config_error(tmp_path: Path, make, expected: str) -> None:
+    from empdg.errors import ConfigError
+    from empdg.sweep.study import build_storage
+
+    path = tmp_path / "sweep.db"
+    make(path)
+    with pytest.raises(ConfigError, match=rf"sweep.storage=sqlite:///{path}: SQLite cannot use {path} .*{expected}"):
+        build_storage({"storage": f"sqlite:///{path}"})
+
+
+def test_a_storage_that_refuses_writes_fails_opening_the_study_as_a_config_error(tmp_path: Path) -> None:
+    import sqlalchemy.exc
+
+    from empdg.errors import ConfigError
+    from empdg.sweep.pruning import build_pruner
+    from empdg.sweep.study import build_storage, open_study
+
+    storage = build_storage({"storage": f"sqlite:///{tmp_path / 'sweep.db'}"})
+
+    def readonly(*args, **kwargs):  # what SQLite answers in a read-only folder (root may write anywhere)
+        raise sqlalchemy.exc.OperationalError("INSERT", {}, Exception("attempt to write a readonly database"))
+
+    storage.create_new_study = readonly
+    config = {"direction": "minimize", "study_name": "s"}
+    with pytest.raises(ConfigError, match="attempt to write a readonly database.*make the folder writable"):
+        open_study(config, optuna.samplers.RandomSampler(), build_pruner({"name": "none"}), storage)
+
+
+# ---- the best configuration re-runs exactly, whatever its values hold
+
+
+def test_best_overrides_rerun_values_with_spaces_and_shell_characters(tmp_path: Path) -> None:
+    import shlex
+
+    from empdg.config.overrides_file import expand_overrides_files
+    from empdg.sweep.report import write_best
+
+    overrides = ["model.dropout=0.25", "experiment_name='my run; $(touch pwned) *'", f"paths.output_dir={tmp_path}/t"]
+    study = optuna.create_study(study_name="s")
+    study.enqueue_trial({})
+    trial = study.ask()
+    trial.set_user_attr("overrides", overrides)
+    study.tell(trial, 1.0)
+    write_best(study, study.best_trial, "val/loss", tmp_path)
+    wanted = overrides[:2]  # the trial's own folder is not part of its configuration
+    argv = [f"overrides_file={tmp_path / 'best_overrides.txt'}", "seed=3"]
+    assert expand_overrides_files(argv) == [*wanted, "seed=3"]
+    command = yaml_command(tmp_path / "best_trial.yaml")
+    assert shlex.split(command) == ["python", "train.py", *wanted]  # what a shell makes of the printed command
+
+
+def yaml_command(path: Path) -> str:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8"))["command"]
+
+
+def test_overrides_read_back_from_the_storage_are_validated(tmp_path: Path) -> None:
+    from empdg.data.errors import InvalidFileError
+    from empdg.sweep.report import best_overrides
+
+    study = optuna.create_study(study_name="s")
+    trial = study.ask()
+    trial.set_user_attr("overrides", "model.dropout=0.1")  # a string, not a list: it was iterated letter by letter
+    study.tell(trial, 1.0)
+    with pytest.raises(InvalidFileError, match=r"trial 0 user_attrs.overrides: Input should be a valid list"):
+        best_overrides(study.best_trial)

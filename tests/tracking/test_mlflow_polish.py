@@ -1,4 +1,5 @@
-"""What MLflow shows and sends: experiments marked as model training, telemetry off unless the user says so."""
+"""What MLflow shows and sends: experiments marked as model training, the run page in the model-training view, the
+dataset input, telemetry off unless the user says so."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def kind(client: MlflowClient, name: str) -> str | None:
     return client.get_experiment_by_name(name).tags.get(EXPERIMENT_KIND_TAG)
 
 
-def test_experiments_the_framework_creates_open_on_the_runs_table(tmp_path: Path) -> None:
+def test_experiments_the_framework_creates_are_marked_as_model_training(tmp_path: Path) -> None:
+    # MLflow 3.0-3.x opened such an experiment on its runs table; 3.17 reads the URL instead (next tests)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(tracking_uri=uri)
     assert EXPERIMENT_KIND == "custom_model_development"  # MLflow 3's value for model training (not GenAI)
@@ -68,3 +70,48 @@ def test_telemetry_is_off_unless_the_user_turns_it_on() -> None:
     # the user's own setting wins (MLflow is not imported here: with telemetry on it would try the network)
     code = f"import os, empdg.tracking\nprint(os.environ.get({TELEMETRY_SWITCH!r}))\n"
     assert _in_a_fresh_process(code, {**env, TELEMETRY_SWITCH: "false"}) == ["false"]
+
+
+def test_the_end_of_run_line_opens_the_run_in_the_model_training_view(tmp_path: Path) -> None:
+    # MLflow 3.17's UI shows its GenAI view unless the URL says workflowType=machine_learning (its JS
+    # bundle: the parameter wins over the switch the browser remembers; the experiment kind tag no longer counts)
+    from empdg.tracking.mlflow_tracking import describe_run, run_page_url
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    logger_cfg = {"name": "mlflow", "tracking_uri": uri, "experiment_name": "e", "run_name": "r"}
+    logger = build_logger(logger_cfg, tmp_path / "run", {})
+    lines = describe_run(logger, tmp_path / "run").splitlines()
+    experiment_id, run_id = logger.experiment_id, logger.run_id
+    assert f"  open it with: mlflow ui --backend-store-uri {uri}" in lines
+    assert (
+        f"  then: http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+        in lines
+    )
+    # a tracking server serves the UI itself
+    assert run_page_url("http://tracking.lab:5000/", "3", "abc") == (
+        "http://tracking.lab:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    )
+
+
+def test_a_training_run_logs_its_data_as_a_dataset_input(compose_train, tmp_path: Path, capsys) -> None:
+    import json
+
+    from empdg.training.run import run_training
+
+    cfg = compose_train(
+        "training.phases.generator_pretrain=2", "training.phases.critic_pretrain=0",
+        "training.phases.adversarial=0", "trainer.val_check_interval=2", "logger=mlflow",
+    )  # fmt: skip
+    run_training(cfg)
+    client = MlflowClient(tracking_uri=str(cfg.logger.tracking_uri))
+    run_id = json.loads((tmp_path / "run" / "mlflow_run.json").read_text())["run_id"]
+    [given] = client.get_run(run_id).inputs.dataset_inputs
+    cache = next((tmp_path / ".cache" / "empdg").glob("builtin-*.json"))
+    assert (given.dataset.name, given.dataset.source_type) == ("builtin", "local")
+    assert given.dataset.digest == cache.stem.removeprefix("builtin-")  # the preprocessing cache's hash
+    assert json.loads(given.dataset.source) == {"uri": str(cache.resolve())}
+    assert {tag.key: tag.value for tag in given.tags} == {"mlflow.data.context": "train"}
+    # the summary links the run in the model-training view and says what the built-in corpus is
+    out = capsys.readouterr().out
+    assert f"/runs/{run_id}?workflowType=machine_learning" in out
+    assert "note: trained on the built-in demonstration corpus" in out

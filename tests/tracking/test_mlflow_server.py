@@ -88,6 +88,7 @@ def test_training_and_evaluation_through_a_server_read_back_from_elsewhere(tmp_p
             f"ckpt_path={checkpoint}",
             f"logger.tracking_uri={uri}",
             "paths.output_dir=out",
+            "evaluate.meaning=false",
         ],
         eval_dir,
     )  # fmt: skip

@@ -226,3 +226,49 @@ def test_server_killed_mid_run_training_finishes_on_the_local_fallback(tmp_path,
     stored = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
     assert {"samples/step_0000016.txt", "samples/step_0000024.txt"} <= stored
     assert (run_dir / "mlruns" / "artifacts").is_dir()  # the fallback keeps its files in the run folder
+
+
+# -- (c) runs started at once on a fresh store --------------------------------------------------------------------
+FIRST_RUN = """
+import sys, time, warnings
+from pathlib import Path
+from empdg.tracking.mlflow_tracking import build_logger
+
+root, name = Path(sys.argv[1]), sys.argv[2]
+config = {"name": "mlflow", "tracking_uri": f"sqlite:///{root}/store/mlflow.db", "experiment_name": "race",
+          "run_name": name, "artifact_location": str(root / "artifacts")}
+(root / f"{name}.ready").touch()
+while not (root / "go").exists():  # both processes past their imports: start together
+    time.sleep(0.001)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    logger = build_logger(config, root / name, {})
+print(logger._tracking_uri)
+print([str(w.message) for w in caught if issubclass(w.category, UserWarning) and "fallback" in str(w.message)])
+"""
+
+
+def test_two_runs_started_at_once_on_a_fresh_store_both_land_in_it(tmp_path: Path) -> None:
+    """MLflow creates a fresh store's tables on first use; without a lock the second creator failed
+    (``duplicate column name``) and logged to its own fallback store."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = [
+        subprocess.Popen([sys.executable, "-c", FIRST_RUN, str(tmp_path), name], env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for name in ("a", "b")
+    ]  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"{name}.ready").exists() for name in "ab") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
+    store = f"sqlite:///{tmp_path}/store/mlflow.db"
+    for run in runs:
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err[-3000:]
+        assert out.splitlines() == [store, "[]"], out + err[-3000:]
+    client = MlflowClient(tracking_uri=store)
+    assert len(client.search_runs([client.get_experiment_by_name("race").experiment_id])) == 2

@@ -75,7 +75,7 @@ def test_critic_update_trains_critics_not_generator(compose_train):
     total.backward()
     assert all(p.grad is None for p in module.generator.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.critics.parameters())
-    assert {"train/d_sem_wdist", "train/d_emo_wdist", "train/gp_sem", "train/gp_emo"} <= set(logs)
+    assert {"wgan/d_sem_wdist", "wgan/d_emo_wdist", "wgan/gp_sem", "wgan/gp_emo"} <= set(logs)
 
 
 def test_critics_skip_batches_without_feedback(compose_train):
@@ -96,7 +96,7 @@ class StepRecorder(pl.Callback):
             optimizer.register_step_post_hook(lambda *_, name=name: self.steps.append(name))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        keys = ("train/loss", "train/d_loss", "train/g_loss")
+        keys = ("train/loss", "wgan/d_loss", "wgan/g_loss")
         self.losses.append({k: v for k, v in pl_module.step_metrics.items() if k in keys})
 
 

@@ -130,10 +130,10 @@ def test_critic_loss_includes_mismatched_negatives_when_on(compose_train):
     torch.manual_seed(0)
     datamodule, module = build(compose_train())
     _, logs = module.critic_losses(feedback_batch(datamodule))
-    assert {"train/d_sem_mismatch", "train/d_emo_mismatch", "train/d_sem_real", "train/d_sem_fake"} <= set(logs)
+    assert {"wgan/d_sem_mismatch", "wgan/d_emo_mismatch", "wgan/d_sem_real", "wgan/d_sem_fake"} <= set(logs)
     _, module = build(compose_train("adversarial.mismatched_negatives=false"))
     _, logs = module.critic_losses(feedback_batch(datamodule))
-    assert "train/d_sem_mismatch" not in logs
+    assert "wgan/d_sem_mismatch" not in logs
 
 
 @pytest.mark.parametrize("estimator", ["reinforce", "gumbel"])
@@ -158,7 +158,7 @@ def test_word_match_critics_read_the_contexts_words_and_mismatches_move_them(com
     critic_loss, logs = module.critic_losses(batch)
     critic_loss.backward()
     assert module.critics["semantic"].match_gate.weight.grad.abs().sum() > 0
-    assert torch.isfinite(logs["train/d_loss"])
+    assert torch.isfinite(logs["wgan/d_loss"])
     loss, parts = module.adversarial_generator_loss(batch)
     loss.backward()
     assert sum(float(p.grad.norm()) for p in module.generator.decoder.parameters() if p.grad is not None) > 0
@@ -176,7 +176,7 @@ def test_relative_weight_sets_the_adversarial_share_of_the_decoder_gradient(comp
     flat = lambda grads: torch.cat([g.flatten() for g in grads if g is not None])  # noqa: E731
     adversarial_part = flat(total) - flat(mle)
     assert float(adversarial_part.norm() / flat(mle).norm()) == pytest.approx(0.3, rel=1e-3)
-    assert float(parts["train/adv_mle_grad_ratio"]) == pytest.approx(0.3, rel=1e-3)
+    assert float(parts["wgan/adv_mle_grad_ratio"]) == pytest.approx(0.3, rel=1e-3)
 
 
 def test_unknown_or_impossible_adversarial_settings_are_named():
@@ -262,7 +262,7 @@ def test_critic_report_counts_against_a_hand_built_case():
     assert counts["sem_score_gold"] == 5 + 7 + 19 + 11
     shares = shares_from_counts(counts)
     assert shares["sem_gold_beats_greedy"] == 0.5
-    report = render_critic_report([{"step": 7.0, **{f"critic/{k}": v for k, v in shares.items()}}])
+    report = render_critic_report([{"step": 7.0, **{f"wgan/critic/{k}": v for k, v in shares.items()}}])
     assert "| sem | 50.0% | 25.0% |" in report and "FAILS" in report
 
 
@@ -272,7 +272,7 @@ def test_emotional_shares_count_only_replies_with_an_emotion_word():
     assert shares["emo_gold_beats_mismatch"] == 0.75 and shares["emo_gold_beats_mismatch_emotional"] == 1.0
     assert shares["n_emotional"] == 2.0
     assert "emo_gold_beats_mismatch_emotional" not in shares_from_counts({**counts, "n_emotional": 0.0})
-    report = render_critic_report([{"step": 1.0, **{f"critic/{k}": v for k, v in shares.items()}}])
+    report = render_critic_report([{"step": 1.0, **{f"wgan/critic/{k}": v for k, v in shares.items()}}])
     assert "emo on the 2 examples whose gold reply has an emotion word" in report and "100.0%" in report
 
 
@@ -293,7 +293,7 @@ def test_a_run_logs_the_instruments_and_writes_the_critic_report(compose_train, 
     )
     metrics = run_training(cfg)
     for key in ("val/entropy", "val/max_prob", "val/greedy_dist_2", "val/greedy_unique_replies",
-                "critic/sem_gold_beats_greedy", "critic/emo_gold_beats_mismatch"):
+                "wgan/critic/sem_gold_beats_greedy", "wgan/critic/emo_gold_beats_mismatch"):
         assert key in metrics, key
     report = (tmp_path / "run" / "critic_report.md").read_text()
     assert "gold > greedy" in report and "| sem |" in report
@@ -307,3 +307,15 @@ def test_invalid_adversarial_settings_stop_before_any_data_is_read(compose_train
     with pytest.raises(ValueError, match="mismatch_weight"):
         validate_config(compose_train("adversarial.mismatch_weight=1.5"))
     assert not (tmp_path / ".cache").exists()
+
+
+def test_a_failing_critic_is_explained_under_the_table():
+    passing = {"step": 1.0, "wgan/critic/sem_gold_beats_greedy": 0.9, "wgan/critic/sem_gold_beats_mismatch": 0.75}
+    assert "passes" in render_critic_report([passing])
+    assert "FAILS:" not in render_critic_report([passing])
+    failing = {**passing, "wgan/critic/sem_gold_beats_mismatch": 0.5}
+    report = render_critic_report([failing])
+    table_end = report.index("| sem |")
+    reason = report.index("FAILS: the check asks whether a critic can judge replies at all")
+    assert table_end < reason < report.index("## Every validation")
+    assert "not expected to pass" in report and "built-in templated corpus (the quickstart)" in report

@@ -231,7 +231,8 @@ def test_other_warnings_still_show(compose_train):
 
 # -- progress without a progress bar -----------------------------------------------------------------
 PROGRESS = re.compile(
-    r"progress: (?P<phase>\w+) \| update (?P<done>\d+)/(?P<total>\d+) \(\d+\.\d%\) \| step \d+ \| (?P<rest>.*)"
+    r"progress: (?P<phase>\w+) update (?P<phase_done>\d+)/(?P<phase_total>\d+) \| "
+    r"run update (?P<done>\d+)/(?P<total>\d+) \(\d+\.\d%\) \| step \d+ \| (?P<rest>.*)"
 )
 
 
@@ -254,13 +255,36 @@ def test_progress_lines_every_n_updates_over_every_phase(compose_train, caplog):
     run_training(cfg)
     lines = progress_lines(caplog)
     # budget: 2 generator + 2 critic + 1 cycle of (1 critic + 1 generator) updates
-    assert [(m["phase"], int(m["done"]), int(m["total"])) for m in lines] == [
-        ("generator_pretrain", 2, 6),
-        ("critic_pretrain", 4, 6),
-        ("adversarial", 6, 6),
+    shown = [(m["phase"], int(m["phase_done"]), int(m["phase_total"]), int(m["done"]), int(m["total"])) for m in lines]
+    assert shown == [
+        ("generator_pretrain", 2, 2, 2, 6),
+        ("critic_pretrain", 2, 2, 4, 6),
+        ("adversarial", 2, 2, 6, 6),
     ]
     assert "loss=" in lines[0]["rest"] and "nll=" in lines[0]["rest"]
     assert "d_loss=" in lines[1]["rest"]
-    for match in lines:
-        assert re.search(r"\d+\.\d\d updates/s \| ETA (\d+[hms]|\?)", match["rest"]), match.group(0)
+    # each phase's first line: the next phase brings a kind of update nobody has timed yet
+    etas = [re.search(r"\d+\.\d\d updates/s \| (ETA .*)$", m["rest"])[1] for m in lines]
+    assert etas == [
+        "ETA phase 0s, run after critic_pretrain starts",
+        "ETA phase 0s, run after adversarial starts",
+        "ETA phase 0s, run 0s",
+    ]
 
+
+def test_ddp_validation_report_keys_print_no_sync_dist_warning_but_others_do():
+    from lightning_fabric.utilities.warnings import PossibleUserWarning
+
+    from empdg.training.log_hygiene import install_log_filters
+
+    def advice(key: str) -> str:
+        return (
+            f"It is recommended to use `self.log({key!r}, ..., sync_dist=True)` when logging on epoch level in "
+            "distributed setting to accumulate the metric across devices."
+        )
+
+    with warnings.catch_warnings(record=True) as caught:
+        install_log_filters()
+        for key in ("wgan/critic/sem_score_gold", "wgan/critic/n_emotional", "val/greedy_dist_1", "train/mine"):
+            warnings.warn(advice(key), PossibleUserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == [advice("train/mine")]

@@ -9,11 +9,13 @@ import hydra
 from omegaconf import DictConfig
 
 from empdg.config import CONFIG_DIR
+from empdg.config.hydra_errors import reports_compose_errors
 from empdg.config.runtime import apply_runtime
 from empdg.errors import exit_on_user_error
 from empdg.serving.terminal import build_session, chat_loop, make_streams_forgiving
 
 
+@reports_compose_errors  # Hydra's own composition errors: `error: <message>`, exit 2
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="chat")
 def main(cfg: DictConfig) -> None:
     make_streams_forgiving()

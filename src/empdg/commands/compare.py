@@ -20,6 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from empdg.config import CONFIG_DIR
+from empdg.config.hydra_errors import reports_compose_errors
 from empdg.errors import exit_on_user_error
 from empdg.evaluation.comparison import run_compare
 
@@ -49,6 +50,7 @@ def stored_config() -> Iterator[None]:
                 entries.pop(key)
 
 
+@reports_compose_errors  # Hydra's own composition errors: `error: <message>`, exit 2
 @hydra.main(version_base="1.3", config_path=None, config_name=CONFIG_NAME)
 def _compare(cfg: DictConfig) -> None:
     with exit_on_user_error():  # no such experiment, no matching runs, a bad baseline: `error: ...`, exit 2

@@ -12,14 +12,18 @@ import hydra
 from omegaconf import DictConfig
 
 from empdg.config import CONFIG_DIR
+from empdg.config.hydra_errors import reports_compose_errors
+from empdg.config.run_dir import discard_if_failed
 from empdg.config.runtime import apply_runtime
 from empdg.errors import exit_on_user_error
 from empdg.evaluation.pipeline import run_evaluation
 
 
+@reports_compose_errors  # Hydra's own composition errors: `error: <message>`, exit 2
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():  # configuration and data mistakes: `error: <message>`, exit 2, no traceback
+    # a failed evaluation leaves no run folder holding only Hydra's files; user mistakes: `error: <message>`, exit 2
+    with discard_if_failed(), exit_on_user_error():
         apply_runtime(cfg)
         metrics = run_evaluation(cfg)
     print(json.dumps(metrics), flush=True)

@@ -12,11 +12,13 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from empdg.config import CONFIG_DIR
+from empdg.config.hydra_errors import reports_compose_errors
 from empdg.config.runtime import apply_runtime
 from empdg.errors import ConfigError, exit_on_user_error
 from empdg.serving.registry import default_tracking_uri, register_run
 
 
+@reports_compose_errors  # Hydra's own composition errors: `error: <message>`, exit 2
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="register")
 def main(cfg: DictConfig) -> None:
     with exit_on_user_error():  # an unknown run, no checkpoint, a missing store: `error: <message>`, exit 2

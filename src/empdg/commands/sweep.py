@@ -15,11 +15,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from empdg.config import CONFIG_DIR
+from empdg.config.hydra_errors import reports_compose_errors
 from empdg.config.runtime import apply_runtime
 from empdg.errors import EXIT_USER_ERROR, exit_on_user_error, format_user_error
 from empdg.sweep.runner import SweepConfigError, run_sweep
 
 
+@reports_compose_errors  # Hydra's own composition errors: `error: <message>`, exit 2
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="sweep_root")
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()

@@ -10,8 +10,9 @@ about EmpDG on ED. The text imitates ED raw text (casing, contractions, punctuat
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from empdg.data.conversation import EMOTIONS, SPLITS, Conversation
 from empdg.data.ed_csv import HEADER
@@ -23,6 +24,18 @@ BUILTIN_VERSION = 1
 CSV_HEADER = ",".join(HEADER)
 #: Made-up worker ids written to ``speaker_idx`` for the speaker and the listener.
 SPEAKER_WORKER_ID, LISTENER_WORKER_ID = 1, 2
+
+#: What a model trained on this corpus is, said once where its replies are read (chat start, training summary)
+BUILTIN_MODEL_NOTICE = (
+    "note: trained on the built-in demonstration corpus (templated dialogues, not EmpatheticDialogues): "
+    "its replies are templates chosen by emotion words, e.g. 'I lost my job today' may get 'that is so "
+    "great to hear'; train with data=empathetic_dialogues for real replies"
+)
+
+
+def builtin_model_notice(data_cfg: Mapping[str, Any] | None) -> str | None:
+    """:data:`BUILTIN_MODEL_NOTICE` when a run's ``data`` config is the built-in corpus, else None."""
+    return BUILTIN_MODEL_NOTICE if data_cfg and data_cfg.get("source") == "builtin" else None
 
 
 class _Bank(NamedTuple):

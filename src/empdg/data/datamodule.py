@@ -77,7 +77,7 @@ class DialogueDataModule(pl.LightningDataModule):
         self.datasets = {
             split: EncodedDataset(exs, self.vocab, self.limits) for split, exs in examples.items()
         }
-        log.info("vocabulary: %d tokens; %s", len(self.vocab), self.prepared.description)
+        log.info("vocabulary: %d tokens", len(self.vocab))  # the data line (preprocess) describes the cache
 
     def _check_not_emptied(self, examples: dict[str, list[DialogueExample]], stage: str | None) -> None:
         """prepare_examples() guarantees non-empty splits; data.limit_examples could still empty one

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from empdg.data.conversation import EMOTION_TO_ID, SPLITS, Conversation
-from empdg.data.errors import check_readable_dir, unreadable
+from empdg.data.errors import MissingDataError, check_readable_dir, unreadable
 from empdg.data.text import restore_commas
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def read_ed_csv(path: Path) -> tuple[list[Conversation], ReadReport]:
     path = Path(path)
     check_readable_dir(path.parent)
     if not path.is_file():
-        raise FileNotFoundError(_missing_message([path], path.parent))
+        raise MissingDataError(_missing_message([path], path.parent))
     lines, repaired = _decode_lines(read_csv_bytes(path))
     report = ReadReport(path=path)
     rows: dict[str, list[tuple[int, str]]] = {}
@@ -192,7 +192,7 @@ def load_ed_splits(root: Path) -> tuple[dict[str, list[Conversation]], dict[str,
     paths = {split: root / f"{split}.csv" for split in SPLITS}
     missing = [p for p in paths.values() if not p.is_file()]
     if missing:
-        raise FileNotFoundError(_missing_message(missing, root))
+        raise MissingDataError(_missing_message(missing, root))
     data: dict[str, list[Conversation]] = {}
     reports: dict[str, ReadReport] = {}
     for split, path in paths.items():

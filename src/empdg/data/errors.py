@@ -16,6 +16,11 @@ class DataError(ValueError):
     """The configured data cannot be read or is unusable; the message names the path and the fix."""
 
 
+class MissingDataError(DataError, FileNotFoundError):
+    """A file or folder the data settings name is not there (a ``FileNotFoundError`` too); the message says
+    where to put it."""
+
+
 def unreadable(path: Path, err: OSError, what: str = "data file") -> DataError:
     """A :class:`DataError` for an ``OSError`` while reading ``path`` (permission, not a folder, ...)."""
     reason = err.strerror or type(err).__name__
@@ -47,3 +52,15 @@ def check_readable_dir(root: Path) -> None:
         raise DataError(f"data.root={root} cannot be read: {err.strerror or type(err).__name__}; "
                         "make it readable by this user (chmod/chown) or point data.root at a readable "
                         "copy") from None
+
+
+class InvalidFileError(DataError):
+    """A file the project reads back (cache, run config, vocabulary, predictions, checkpoint, sweep output) is
+    not what it should be: too large, too deep, wrong types or values. The message names the file and the problem.
+    """
+
+    def __init__(self, path: Path | str, problem: str, line: int | None = None) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        self.line = line  # of a line-based file (JSONL): ``file:line: problem``, as the prediction readers write
+        super().__init__(f"{path}: {problem}" if line is None else f"{path}:{line}: {problem}")

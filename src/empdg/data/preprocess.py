@@ -13,6 +13,7 @@ does not parse as our format (an old ``.pkl``, a truncated or crafted file) is i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -25,12 +26,22 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from empdg.data.conversation import SPLITS, Conversation
+from empdg.data.conversation import EMOTIONS, SPLITS, Conversation
 from empdg.data.download import DEFAULT_RETRIES, DEFAULT_TIMEOUT
-from empdg.data.errors import DataError, check_readable_dir
+from empdg.data.errors import DataError, MissingDataError, check_readable_dir
 from empdg.data.examples import DialogueExample, build_examples
+from empdg.data.file_schema import (
+    MB,
+    InvalidFileError,
+    fixed_array,
+    invalid,
+    load_json_bounded,
+    paused_gc,
+    validate,
+)
 
 log = logging.getLogger(__name__)
+_LOGGED_CACHES: set[str] = set()  # cache files whose data line this process has logged
 
 #: 2: JSON cache (was pickle)
 PREPROCESS_VERSION = 2
@@ -60,9 +71,7 @@ def _sha256_files(paths: list[Path]) -> str:
 
 def _builtin_settings(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
     builtin = data_cfg["builtin"]
-    return {
-        k: int(builtin[k]) for k in ("seed", "train_per_emotion", "valid_per_emotion", "test_per_emotion")
-    }
+    return {k: int(builtin[k]) for k in ("seed", "train_per_emotion", "valid_per_emotion", "test_per_emotion")}
 
 
 def cache_key(data_cfg: Mapping[str, Any]) -> str:
@@ -128,16 +137,19 @@ def empty_split_error(split: str, data_cfg: Mapping[str, Any], report: Any = Non
     elif report.conversations == 0:
         detail = f"none of the {report.rows} rows of {name} could be read; see the EDFormatWarning about it"
     else:
-        detail = (f"the {report.conversations} conversation(s) of {name} have a single utterance each, "
-                  "so no listener turn to predict")
+        detail = (
+            f"the {report.conversations} conversation(s) of {name} have a single utterance each, "
+            "so no listener turn to predict"
+        )
     return DataError(
         f"the {split} split of data.root={data_cfg['root']} is empty: no listener turns ({detail}); "
         f"put the official {name} there (it is in empatheticdialogues.tar.gz): {needed}"
     )
 
 
-def _check_splits(examples: Mapping[str, list[DialogueExample]], data_cfg: Mapping[str, Any],
-                  reports: Mapping[str, Any] | None = None) -> None:
+def _check_splits(
+    examples: Mapping[str, list[DialogueExample]], data_cfg: Mapping[str, Any], reports: Mapping[str, Any] | None = None
+) -> None:
     """Every split must yield examples: stop here, before a vocabulary or a model is built."""
     for split in SPLITS:
         if not examples.get(split):
@@ -153,7 +165,7 @@ def ensure_source_available(data_cfg: Mapping[str, Any]) -> None:
     if all((root / f"{split}.csv").exists() for split in SPLITS):
         return
     if not data_cfg.get("download", True):
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"data.root={root} does not hold train.csv, valid.csv and test.csv and data.download=false. "
             "Extract the official empatheticdialogues.tar.gz there, or set data.download=true."
         )
@@ -190,8 +202,7 @@ def prepare_examples(data_cfg: Mapping[str, Any]) -> PreparedData:
         normalize, emotion_words, emotion_mask = _tag_functions(data_cfg.get("normalization", "moel"))
         conversations, reports = _load_with_reports(data_cfg)
         examples = {
-            split: build_examples(conversations[split], normalize, emotion_words, emotion_mask)
-            for split in SPLITS
+            split: build_examples(conversations[split], normalize, emotion_words, emotion_mask) for split in SPLITS
         }
         _check_splits(examples, data_cfg, reports)  # before writing: a cache never holds an empty split
         _atomic_write(_encode_cache(examples, key), cache_path)
@@ -200,7 +211,10 @@ def prepare_examples(data_cfg: Mapping[str, Any]) -> PreparedData:
     seconds = time.perf_counter() - start
     sizes = ", ".join(f"{split}={len(examples[split])}" for split in SPLITS)
     description = f"{data_cfg['source']} ({sizes} examples; cache {'hit' if hit else 'miss'}: {cache_path})"
-    log.info("data: %s in %.2fs", description, seconds)
+    # prepare_data, setup and every trainer.fit/validate (each sweep trial too) come here: one line per cache
+    level = logging.DEBUG if str(cache_path) in _LOGGED_CACHES else logging.INFO
+    _LOGGED_CACHES.add(str(cache_path))
+    log.log(level, "data: %s in %.2fs", description, seconds)
     return PreparedData(examples, cache_path, hit, seconds, description)
 
 
@@ -227,9 +241,16 @@ def _encode_cache(examples: Mapping[str, list[DialogueExample]], key: str) -> by
 
         rows = [
             [
-                ex.example_id, ex.emotion, ref(ex.situation), [ref(u) for u in ex.context], ex.context_roles,
-                ref(ex.target), None if ex.feedback is None else ref(ex.feedback),
-                ex.context_emotion_words, ex.target_emotion_mask, ex.feedback_emotion_words,
+                ex.example_id,
+                ex.emotion,
+                ref(ex.situation),
+                [ref(u) for u in ex.context],
+                ex.context_roles,
+                ref(ex.target),
+                None if ex.feedback is None else ref(ex.feedback),
+                ex.context_emotion_words,
+                ex.target_emotion_mask,
+                ex.feedback_emotion_words,
             ]
             for ex in split_examples
         ]
@@ -238,25 +259,85 @@ def _encode_cache(examples: Mapping[str, list[DialogueExample]], key: str) -> by
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _decode_cache(data: bytes, key: str) -> dict[str, list[DialogueExample]]:
-    """Parse a cache file; ValueError/TypeError/KeyError/IndexError when it is not ours."""
-    payload = json.loads(data)
+#: far above any cache we write (the real ED sample's 5,685 examples make 2.7 MB): a larger file is not ours
+CACHE_MAX_BYTES = 1024 * MB
+_CACHE_MAX_DEPTH = 8  # the format nests 5 levels
+
+
+@functools.cache
+def _cache_schema() -> Any:
+    """The cache file's schema (built on first use: pydantic is imported only when a cache is read)."""
+    from typing import Annotated, Literal
+
+    from pydantic import Field
+    from typing_extensions import TypedDict
+
+    index = Annotated[int, Field(ge=0)]  # into the split's token table; its end is checked in _check_indices
+    flag = Annotated[int, Field(ge=0, le=1)]
+    row = fixed_array(
+        str,  # example_id
+        Annotated[int, Field(ge=0, lt=len(EMOTIONS))],  # emotion
+        index,  # situation
+        list[index],  # context
+        list[flag],  # context_roles (speaker 0 / listener 1)
+        index,  # target
+        index | None,  # feedback
+        list[str],  # context_emotion_words
+        list[flag],  # target_emotion_mask
+        list[str],  # feedback_emotion_words
+    )
+
+    # functional syntax: the class syntax's annotations are strings here (__future__), unresolvable in a function
+    split = TypedDict("split", {"tokens": list[list[str]], "examples": list[row]})  # noqa: UP013
+    splits = TypedDict("splits", {name: split for name in SPLITS})  # noqa: UP013
+    return TypedDict("cache", {"format": Literal[CACHE_FORMAT], "version": int, "key": str, "splits": splits})  # noqa: UP013
+
+
+def _check_indices(payload: dict[str, Any], path: Path) -> None:
+    """What the schema cannot say: indices fall inside their token table, parallel lists match."""
+    for split in SPLITS:
+        table = payload["splits"][split]["tokens"]
+        size = len(table)
+        for n, (_, _, sit, ctx, roles, tgt, fb, _, mask, _) in enumerate(payload["splits"][split]["examples"]):
+            where = f"splits.{split}.examples[{n}]"
+            for position, idx in ((2, sit), (5, tgt), (6, fb), *((3, i) for i in ctx)):
+                if idx is not None and idx >= size:
+                    raise invalid(
+                        path,
+                        f"token index {idx} is past the end of the token table ({size} entries)",
+                        f"{where}[{position}]",
+                    )
+            if len(roles) != len(ctx):
+                raise invalid(path, f"{len(roles)} role(s) for {len(ctx)} context utterance(s)", f"{where}[4]")
+            if len(mask) != len(table[tgt]):
+                raise invalid(path, f"{len(mask)} mask value(s) for {len(table[tgt])} target token(s)", f"{where}[8]")
+
+
+def _decode_cache(path: Path, key: str) -> dict[str, list[DialogueExample]]:
+    """Read and validate a cache file; InvalidFileError (naming the field) when it is not a valid cache of ``key``."""
+    payload = load_json_bounded(path, max_bytes=CACHE_MAX_BYTES, max_depth=_CACHE_MAX_DEPTH, what="preprocessing cache")
     if not isinstance(payload, dict) or payload.get("format") != CACHE_FORMAT:
-        raise ValueError("not an empdg examples cache")
+        raise InvalidFileError(path, "not an empdg examples cache")
     if payload.get("version") != PREPROCESS_VERSION or payload.get("key") != key:
-        raise ValueError(f"version {payload.get('version')!r} / key {payload.get('key')!r} do not match")
+        raise InvalidFileError(path, f"version {payload.get('version')!r} / key {payload.get('key')!r} do not match")
+    validate(payload, _cache_schema(), path=path)  # types and ranges, before any value is used
+    _check_indices(payload, path)
     examples: dict[str, list[DialogueExample]] = {}
     for split in SPLITS:
         part = payload["splits"][split]
         table = part["tokens"]
-        if not isinstance(table, list):
-            raise TypeError("token table is not a list")
         examples[split] = [
             DialogueExample(
-                example_id=eid, emotion=int(emotion), situation=table[sit],
-                context=[table[i] for i in ctx], context_roles=roles, target=table[tgt],
-                feedback=None if fb is None else table[fb], context_emotion_words=cew,
-                target_emotion_mask=mask, feedback_emotion_words=few,
+                example_id=eid,
+                emotion=emotion,
+                situation=table[sit],
+                context=[table[i] for i in ctx],
+                context_roles=roles,
+                target=table[tgt],
+                feedback=None if fb is None else table[fb],
+                context_emotion_words=cew,
+                target_emotion_mask=mask,
+                feedback_emotion_words=few,
             )
             for eid, emotion, sit, ctx, roles, tgt, fb, cew, mask, few in part["examples"]
         ]
@@ -264,14 +345,15 @@ def _decode_cache(data: bytes, key: str) -> dict[str, list[DialogueExample]]:
 
 
 def _read_cache(path: Path, key: str) -> dict[str, list[DialogueExample]] | None:
-    """The cached examples, or None (rebuild) when the file is absent or not a valid cache."""
+    """The cached examples, or None (rebuild, overwriting the file) when it is absent or not a valid cache."""
     if not path.is_file():
         _note_old_pickles(path.parent)
         return None
     try:
-        return _decode_cache(path.read_bytes(), key)
-    except (ValueError, TypeError, KeyError, IndexError) as err:
-        log.warning("ignoring the unreadable preprocessing cache %s (%s); rebuilding it", path, err)
+        with paused_gc():  # tens of thousands of acyclic lists: collecting meanwhile only re-scans them
+            return _decode_cache(path, key)
+    except InvalidFileError as err:
+        log.warning("ignoring the invalid preprocessing cache %s; rebuilding it", err)
         return None
 
 
@@ -279,8 +361,11 @@ def _note_old_pickles(cache_dir: Path) -> None:
     """Pickle caches of older versions are never loaded; say they can be deleted."""
     old = sorted(cache_dir.glob("*.pkl")) if cache_dir.is_dir() else []
     if old:
-        log.info("%s holds %d old pickle cache file(s) (*.pkl) that are no longer read; they can be deleted",
-                 cache_dir, len(old))
+        log.info(
+            "%s holds %d old pickle cache file(s) (*.pkl) that are no longer read; they can be deleted",
+            cache_dir,
+            len(old),
+        )
 
 
 def _atomic_write(data: bytes, path: Path) -> None:

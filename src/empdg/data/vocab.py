@@ -8,11 +8,15 @@ pure function of the data (the cache and checkpoints rely on that via :meth:`Voc
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
+
+from empdg.data.file_schema import MB, invalid, load_json_bounded, validate
 
 PAD, UNK, SOS, EOS = "[PAD]", "[UNK]", "[SOS]", "[EOS]"
 CLS = "[CLS]"
@@ -23,6 +27,59 @@ SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, SOS, EOS, CLS, LAB, SPK, LST)
 PAD_ID, UNK_ID, SOS_ID, EOS_ID, CLS_ID, LAB_ID, SPK_ID, LST_ID = range(len(SPECIAL_TOKENS))
 
 FORMAT_VERSION = 1
+#: a word vocabulary is well under 1 MB, a pretrained tokenizer's tokenizer.json tens of MB at most
+VOCAB_MAX_BYTES = 256 * MB
+_VOCAB_MAX_DEPTH = 32  # a subword file nests its tokenizer as a string, so a word or subword file nests 2 levels
+
+
+@functools.cache
+def _file_schemas() -> tuple[Any, Any]:
+    """The schemas of a word and of a subword ``vocab.json`` (pydantic is imported when a vocabulary is read)."""
+    from typing import Annotated, Literal
+
+    from pydantic import Field
+    from typing_extensions import NotRequired, TypedDict
+
+    from empdg.data.text import SCHEMES
+
+    # functional syntax: under __future__ annotations the class syntax would leave these names unresolved
+    word = TypedDict(  # noqa: UP013
+        "word_vocab",
+        {
+            "format_version": Literal[FORMAT_VERSION],
+            # the specials and at least one ordinary token, as Vocab.build writes them
+            "tokens": Annotated[list[str], Field(min_length=len(SPECIAL_TOKENS) + 1)],
+            "counts": NotRequired[dict[str, Annotated[int, Field(ge=1)]] | None],
+            "fingerprint": NotRequired[str | None],
+        },
+    )
+    subword = TypedDict(  # noqa: UP013
+        "subword_vocab",
+        {
+            "format_version": Literal[FORMAT_VERSION],
+            "kind": Literal["subword"],
+            "tokenizer_json": str,
+            "normalization": NotRequired[Literal[SCHEMES]],  # type: ignore[valid-type]
+            "fingerprint": NotRequired[str | None],
+        },
+    )
+    return word, subword
+
+
+def _check_tokens(tokens: list[str], counts: dict[str, int] | None, path: Path) -> None:
+    """What the schema cannot say: specials first, every token once, counts only for ordinary tokens."""
+    for index, special in enumerate(SPECIAL_TOKENS):
+        if tokens[index] != special:
+            raise invalid(path, f"expected the special token {special!r}, found {tokens[index]!r}", f"tokens[{index}]")
+    seen: dict[str, int] = {}
+    for index, token in enumerate(tokens):
+        if token in seen:
+            raise invalid(path, f"{token!r} is also tokens[{seen[token]}]: every token must appear once",
+                          f"tokens[{index}]")  # fmt: skip
+        seen[token] = index
+    unknown = [token for token in counts or {} if seen.get(token, 0) < len(SPECIAL_TOKENS)]
+    if unknown:
+        raise invalid(path, f"{unknown[0]!r} is not an ordinary token of the list", f"counts.{unknown[0]}")
 
 
 class Vocab:
@@ -46,9 +103,7 @@ class Vocab:
         self.counts: dict[str, int] = dict(counts or {})
 
     @classmethod
-    def build(
-        cls, token_lists: Iterable[list[str]], min_count: int = 1, max_size: int | None = None
-    ) -> Vocab:
+    def build(cls, token_lists: Iterable[list[str]], min_count: int = 1, max_size: int | None = None) -> Vocab:
         """Count tokens and keep the frequent ones; ``max_size`` counts the specials too."""
         counter: Counter[str] = Counter()
         for tokens in token_lists:
@@ -63,8 +118,7 @@ class Vocab:
             kept = kept[: max(0, max_size - len(SPECIAL_TOKENS))]
         if not kept:
             raise ValueError(
-                f"no token reached data.min_count={min_count} (max_size={max_size}); "
-                "lower it or check the data"
+                f"no token reached data.min_count={min_count} (max_size={max_size}); lower it or check the data"
             )
         return cls(list(SPECIAL_TOKENS) + [tok for tok, _ in kept], dict(kept))
 
@@ -143,18 +197,34 @@ class Vocab:
 
     @classmethod
     def load(cls, path: Path | str) -> Vocab:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        """The vocabulary :meth:`save` wrote; any other content (too large, too deep, wrong types, missing or
+        repeated specials, duplicate tokens, an edited file) is an :class:`InvalidFileError` naming the field."""
+        path = Path(path)
+        data = load_json_bounded(path, max_bytes=VOCAB_MAX_BYTES, max_depth=_VOCAB_MAX_DEPTH, what="vocabulary")
+        if not isinstance(data, dict):
+            raise invalid(path, f"expected a JSON object, found {type(data).__name__}")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
-            raise ValueError(f"{path}: vocabulary format version {version!r}, expected {FORMAT_VERSION}")
-        if data.get("kind") == "subword":  # a pretrained model's tokenizer (empdg.data.subword_vocab)
+            raise invalid(path, f"vocabulary format version {version!r}, expected {FORMAT_VERSION}")
+        word_schema, subword_schema = _file_schemas()
+        if data.get("kind") is not None:  # a pretrained model's tokenizer (empdg.data.subword_vocab)
+            validate(data, subword_schema, path=path)
             from empdg.data.subword_vocab import SubwordVocab
 
-            vocab = SubwordVocab(data["tokenizer_json"], data.get("normalization", "moel"))
+            try:
+                vocab: Vocab = SubwordVocab(data["tokenizer_json"], data.get("normalization", "moel"))
+            except ImportError:
+                raise
+            except Exception as error:  # the tokenizers library's own parse error
+                raise invalid(
+                    path, f"not a tokenizer the tokenizers library reads: {error}", "tokenizer_json"
+                ) from None
             if data.get("fingerprint") not in (None, vocab.fingerprint()):
-                raise ValueError(f"{path}: fingerprint does not match its tokenizer (file edited?)")
+                raise invalid(path, "does not match its tokenizer (file edited?)", "fingerprint")
             return vocab
+        validate(data, word_schema, path=path)
+        _check_tokens(data["tokens"], data.get("counts"), path)
         vocab = cls(data["tokens"], data.get("counts"))
         if data.get("fingerprint") not in (None, vocab.fingerprint()):
-            raise ValueError(f"{path}: fingerprint does not match its token list (file edited?)")
+            raise invalid(path, "does not match its token list (file edited?)", "fingerprint")
         return vocab

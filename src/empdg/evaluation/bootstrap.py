@@ -63,7 +63,9 @@ __all__ = [
 ALL_METRICS = (
     "ppl", "emotion_acc", "dist_1", "dist_2", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "avg_len", "rep_3",
     "unique_replies", "unique_reply_share", "valence_agreement", "valence_neutral_share",
+    "sim_reference", "sim_context", "reply_emotion_acc", "reply_emotion_acc_gold",
 )  # fmt: skip
+MEANING_METRICS = ("sim_reference", "sim_context", "reply_emotion_acc", "reply_emotion_acc_gold")
 DEFAULT_METRICS = ("ppl", "dist_1", "dist_2", "bleu_4", "valence_agreement", "unique_replies")
 _COUNT_METRICS = {"unique_replies"}
 _CHUNK = 250  # resamples evaluated at once (bounds the memory of the set-based statistics)
@@ -139,6 +141,16 @@ class ExampleStatistics:
         self._correct = None
         if all(e.predicted_emotion is not None for e in examples):
             self._correct = np.asarray([e.predicted_emotion == e.emotion for e in examples], dtype=float)
+        # the metrics that read meaning: per-example values the evaluation stored (mean-like, like emotion_acc)
+        self._meaning: dict[str, np.ndarray] = {}
+        for name in ("sim_reference", "sim_context"):
+            if all(getattr(e, name) is not None for e in examples):
+                self._meaning[name] = np.asarray([getattr(e, name) for e in examples], dtype=float)
+        if all(e.reply_emotion is not None and e.reference_emotion is not None for e in examples):
+            self._meaning["reply_emotion_acc"] = np.asarray([e.reply_emotion == e.emotion for e in examples], float)
+            self._meaning["reply_emotion_acc_gold"] = np.asarray(
+                [e.reference_emotion == e.emotion for e in examples], dtype=float
+            )
         self._nll = self._tokens = None
         if has_nll(examples):
             self._nll = np.asarray([e.nll_sum for e in examples], dtype=float)
@@ -154,6 +166,7 @@ class ExampleStatistics:
             missing.add("ppl")
         if self._correct is None:
             missing.add("emotion_acc")
+        missing.update(m for m in MEANING_METRICS if m not in self._meaning)
         return tuple(m for m in ALL_METRICS if m not in missing)
 
     def compute(self, weights: np.ndarray, metrics: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -189,6 +202,8 @@ class ExampleStatistics:
             out["valence_neutral_share"] = (w @ self._neutral) / size
         if self._correct is not None:
             out["emotion_acc"] = (w @ self._correct) / size
+        for name, values in self._meaning.items():
+            out[name] = (w @ values) / size
         if self._nll is not None and "ppl" in metrics:
             tokens = w @ self._tokens
             with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
@@ -341,7 +356,10 @@ class BootstrapComparison:
         with Path(path).open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
-            writer.writerows(self.rows())
+            for row in self.rows():
+                if row["metric"] in _COUNT_METRICS:  # an integral count as `61`, not `61.0`
+                    row.update({k: int(v) for k, v in row.items() if isinstance(v, float) and v.is_integer()})
+                writer.writerow(row)
 
     def to_json(self) -> str:
         keys = ("baseline", "subset", "n_examples", "n_resamples", "seed", "confidence")

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from empdg.evaluation.prediction_record import PredictionRecord, parse_list, where
+from empdg.evaluation.prediction_record import DEFAULT_MAX_BYTES, PredictionRecord, parse_list, read_lines, where
 
 __all__ = ["KEMP", "LAYOUTS", "MIME", "MOEL", "BlockLayout", "SystemChoiceError", "choose_system", "read_peer_file"]
 
@@ -84,29 +84,28 @@ def choose_system(systems: Sequence[str], system: str | None, path: Path, what: 
     raise SystemChoiceError(f"{path} ({what}) has no system {system!r}; it holds: {listed}", systems)
 
 
-def _lines(path: Path, layout: BlockLayout) -> Iterator[tuple[int, str, str]]:
+def _lines(path: Path, layout: BlockLayout, max_bytes: int | None) -> Iterator[tuple[int, str, str]]:
     """``(lineno, key, value)`` of every data line; blank, header (before the first block) and separator lines
     carry no data and are passed over."""
     started = False
-    with path.open(encoding="utf-8") as handle:
-        for lineno, raw in enumerate(handle, start=1):
-            line = raw.strip()
-            if not line or (layout.separator and layout.separator.fullmatch(line)):
-                continue
-            key, sep, value = line.partition(":")
-            if sep and key in layout.keys:
-                started = started or key == layout.opener
-                yield lineno, key, value.strip()
-            elif not started and layout.header and layout.header.fullmatch(line):
-                continue
-            else:
-                raise ValueError(f"{where(path, lineno)}: not a {layout.title} release line: {line[:80]!r}")
+    for lineno, raw in enumerate(read_lines(path, max_bytes), start=1):
+        line = raw.strip()
+        if not line or (layout.separator and layout.separator.fullmatch(line)):
+            continue
+        key, sep, value = line.partition(":")
+        if sep and key in layout.keys:
+            started = started or key == layout.opener
+            yield lineno, key, value.strip()
+        elif not started and layout.header and layout.header.fullmatch(line):
+            continue
+        else:
+            raise ValueError(f"{where(path, lineno)}: not a {layout.title} release line: {line[:80]!r}")
 
 
-def _blocks(path: Path, layout: BlockLayout) -> Iterator[tuple[int, dict[str, tuple[int, str]]]]:
+def _blocks(path: Path, layout: BlockLayout, max_bytes: int | None) -> Iterator[tuple[int, dict[str, tuple[int, str]]]]:
     """Each block as ``(first line, {key: (lineno, value)})``, checked for repeated and missing keys."""
     start, block = 0, {}
-    for lineno, key, value in _lines(path, layout):
+    for lineno, key, value in _lines(path, layout, max_bytes):
         if key == layout.opener:
             if block:
                 yield start, _complete(block, path, start, layout)
@@ -137,14 +136,16 @@ def _emotions(value: str, layout: BlockLayout, path: Path, lineno: int) -> tuple
     return emotion.strip(), predicted.strip() if predicted is not None else None
 
 
-def read_peer_file(path: str | Path, layout: BlockLayout, system: str | None = None) -> list[PredictionRecord]:
+def read_peer_file(
+    path: str | Path, layout: BlockLayout, system: str | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES
+) -> list[PredictionRecord]:
     """The records of one system of a peer release file, in file order (``system`` may be None when the file
-    holds one system)."""
+    holds one system; ``max_bytes``: see :func:`~empdg.evaluation.prediction_record.read_lines`)."""
     path = Path(path)
     chosen = choose_system(layout.system_names, system, path, f"{layout.title} release format")
     key = next(key for key, name in layout.systems.items() if name == chosen)
     records = []
-    for _, block in _blocks(path, layout):
+    for _, block in _blocks(path, layout, max_bytes):
         emotion, predicted = _emotions(block[layout.opener][1], layout, path, block[layout.opener][0])
         context_line, context = block["Context"]
         records.append(

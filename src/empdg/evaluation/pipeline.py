@@ -15,8 +15,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from empdg.data.conversation import EMOTIONS
+from empdg.data.file_schema import MB, mb_to_bytes
 from empdg.errors import ConfigError, user_errors_from
-from empdg.evaluation.data_choice import choose_data_config
+from empdg.evaluation.data_choice import choose_data_config, data_overrides_on_command_line
+from empdg.evaluation.meaning import meaning_mode, score_meaning
+from empdg.evaluation.prediction_record import DEFAULT_MAX_BYTES
 from empdg.evaluation.release_format import PredictionFile, SystemChoiceError, load_predictions, write_release_file
 from empdg.evaluation.reports import metrics_markdown, plot_confusion_matrix, plot_length_histogram
 from empdg.evaluation.run_link import find_training_run, linked_logger_config, log_test_metrics
@@ -113,28 +116,51 @@ def log_to_mlflow(
     return where
 
 
-def read_prediction_file(source: str, system: str | None) -> PredictionFile:
+def max_file_bytes(cfg: DictConfig) -> int:
+    """``evaluate.max_file_mb`` in bytes (configs written before the setting get its default)."""
+    value = cfg.evaluate.get("max_file_mb", DEFAULT_MAX_BYTES / MB)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"evaluate.max_file_mb={value!r} must be a number of megabytes > 0")
+    return mb_to_bytes(value)
+
+
+def read_prediction_file(source: str, system: str | None, max_bytes: int | None = DEFAULT_MAX_BYTES) -> PredictionFile:
     """The file's records of system ``system`` (``evaluate.system``); every problem is a user error."""
     with user_errors_from():  # a missing or malformed file: `error: <file:line: problem>`
         try:
-            return load_predictions(source, None if system is None else str(system))
+            return load_predictions(source, None if system is None else str(system), max_bytes)
         except SystemChoiceError as error:
             fix = "pass evaluate.system=NAME, one of them" if error.choices else "leave evaluate.system null"
             raise ConfigError(f"evaluate.system: {error}; {fix}") from error
+
+
+def add_meaning(cfg: DictConfig, result: EvaluationResult, data_cfg: dict[str, Any] | None) -> None:
+    """The metrics that read meaning (``evaluate.meaning``) into ``result``: per-example fields and their means.
+
+    A prediction file's reply-emotion classifier learns from ``data=...`` only when the command line names the
+    data (the default built-in corpus would say nothing about ED replies); similarities need no data.
+    """
+    mode = meaning_mode(cfg.evaluate.get("meaning", "auto"))
+    if data_cfg is None and data_overrides_on_command_line()[0] is not None:
+        data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    rows, metrics = score_meaning(result.records, data_cfg, mode)
+    if rows:
+        scores = result.example_scores or [{} for _ in rows]
+        result.example_scores = [{**score, **row} for score, row in zip(scores, rows)]
+        result.metrics.update(metrics)
 
 
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``ckpt_path`` or score ``predictions_file``; print the table and return the metrics (+ subset)."""
     if bool(cfg.ckpt_path) == bool(cfg.predictions_file):
         raise ConfigError("give exactly one of ckpt_path=PATH (evaluate a model) or predictions_file=PATH (a file)")
-    out = output_folder(cfg)
     subset = str(cfg.evaluate.subset)
     if cfg.ckpt_path and subset not in SUBSETS:  # before any data is read
         raise ConfigError(f"evaluate.subset={subset!r} must be one of {SUBSETS}")
     extra: dict[str, str] = {}
     if cfg.predictions_file:
         source = str(Path(cfg.predictions_file).expanduser().resolve())
-        predictions = read_prediction_file(source, cfg.evaluate.get("system"))
+        predictions = read_prediction_file(source, cfg.evaluate.get("system"), max_file_bytes(cfg))
         result = score_records(predictions.records)
         name, subset = predictions.system or Path(source).stem.removeprefix("pred_"), "file"
         extra = {"system": name, "format": predictions.format}
@@ -159,7 +185,9 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
             "decoding": decoding.strategy,
             "model": name,
         }
+    add_meaning(cfg, result, None if cfg.predictions_file else data_cfg)
     title = f"{name} | subset={subset} | n={result.metrics['n_examples']}"
+    out = output_folder(cfg)  # created only now: a failed evaluation leaves no empty folder behind
     files = write_outputs(result, out, name, title, subset, source)
     # a checkpoint's run folder (<run>/checkpoints/x.ckpt): the evaluation is linked to its training run
     training = (loaded.path.parent.parent, loaded.run_config) if not cfg.predictions_file else (None, None)

@@ -7,11 +7,19 @@ without importing each other.
 from __future__ import annotations
 
 import ast
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PredictionRecord", "parse_list", "where"]
+from empdg.data.file_schema import MB, read_text_bounded
+
+__all__ = ["DEFAULT_MAX_BYTES", "MAX_FILE_SETTING", "PredictionRecord", "parse_list", "read_lines", "where"]
+
+#: ``evaluate.max_file_mb``'s default in bytes: the published release files are 0.7 to 3.3 MB and a full ED test
+#: set's predictions.jsonl a few MB; a file far larger is a mistake, and reading it would take minutes and GBs
+DEFAULT_MAX_BYTES = 64 * MB
+MAX_FILE_SETTING = "evaluate.max_file_mb"
 
 _ITEM_SEPARATOR = re.compile(r"['\"], ['\"]")
 
@@ -33,6 +41,14 @@ class PredictionRecord:
 def where(path: Path, lineno: int) -> str:
     """``file:line``, the prefix of every parse error."""
     return f"{path}:{lineno}"
+
+
+def read_lines(path: Path, max_bytes: int | None = DEFAULT_MAX_BYTES) -> list[str]:
+    """The lines of a prediction file, as ``open()`` iterates them (universal newlines), after the checks every
+    prediction reader shares: the size (refused over ``max_bytes``, naming :data:`MAX_FILE_SETTING`) and UTF-8
+    (the error names the file and byte); :class:`~empdg.data.errors.InvalidFileError` otherwise."""
+    text = read_text_bounded(path, max_bytes=max_bytes, what="prediction file", setting=MAX_FILE_SETTING)
+    return io.StringIO(text, newline=None).readlines()
 
 
 def parse_list(value: str, path: Path, lineno: int) -> list[str]:

@@ -6,7 +6,9 @@ Each JSONL line is a :class:`~empdg.evaluation.release_format.PredictionRecord` 
 
 - ``has_feedback``: the turn is followed by a speaker utterance (the EmpDG paper's 2,713-turn subset);
 - ``nll_sum``, ``n_tokens``: the model's unsmoothed NLL summed over the gold reply's tokens, and their count
-  (teacher forcing; perplexity over a set of examples is ``exp(sum nll_sum / sum n_tokens)``).
+  (teacher forcing; perplexity over a set of examples is ``exp(sum nll_sum / sum n_tokens)``);
+- ``sim_reference``, ``sim_context``, ``reply_emotion``, ``reference_emotion``: the metrics that read meaning
+  (:mod:`empdg.models.reply_meaning`), when the evaluation computed them.
 
 ``read_jsonl`` ignores the extra keys, so these files stay readable as plain prediction files.
 """
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from empdg.evaluation.prediction_record import DEFAULT_MAX_BYTES, read_lines
 from empdg.evaluation.release_format import PredictionRecord, json_objects, read_predictions
 
 __all__ = [
@@ -47,6 +50,11 @@ class ScoredExample:
     n_tokens: int | None = None
     has_feedback: bool | None = None
     example_id: str | None = None
+    # the metrics that read meaning (empdg.models.reply_meaning), when the evaluation computed them
+    sim_reference: float | None = None
+    sim_context: float | None = None
+    reply_emotion: str | None = None
+    reference_emotion: str | None = None
 
 
 def write_scored_jsonl(
@@ -82,7 +90,15 @@ def _example(obj: Mapping[str, Any]) -> ScoredExample:
         n_tokens=None if tokens is None else int(tokens),
         has_feedback=_feedback_flag(obj),
         example_id=obj.get("example_id"),
+        sim_reference=_optional_float(obj.get("sim_reference")),
+        sim_context=_optional_float(obj.get("sim_context")),
+        reply_emotion=obj.get("reply_emotion"),
+        reference_emotion=obj.get("reference_emotion"),
     )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def examples_from_records(
@@ -98,16 +114,18 @@ def examples_from_records(
     ]
 
 
-def read_scored_examples(path: str | Path, system: str | None = None) -> list[ScoredExample]:
+def read_scored_examples(
+    path: str | Path, system: str | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES
+) -> list[ScoredExample]:
     """Read our ``predictions.jsonl`` (with its per-example scores) or any release-format / JSONL prediction
     file (``system``: one system of a multi-system release, as ``evaluate.system``); release files carry no
-    NLL, and a feedback flag only when they have ``Feedback:`` lines."""
+    NLL, and a feedback flag only when they have ``Feedback:`` lines. ``max_bytes``: see
+    :func:`~empdg.evaluation.prediction_record.read_lines`."""
     path = Path(path)
-    with path.open(encoding="utf-8") as handle:
-        first = next((line.strip() for line in handle if line.strip()), "")
+    first = next((line.strip() for line in read_lines(path, max_bytes) if line.strip()), "")
     if not first.startswith("{"):
-        return examples_from_records(read_predictions(path, system=system))
-    return [_example(obj) for obj in json_objects(path, ("emotion", "pred", "ref"))]
+        return examples_from_records(read_predictions(path, system=system, max_bytes=max_bytes))
+    return [_example(obj) for obj in json_objects(path, ("emotion", "pred", "ref"), max_bytes)]
 
 
 def select_subset(examples: Sequence[ScoredExample], subset: str) -> list[ScoredExample]:

@@ -57,6 +57,11 @@ def _run_lstm(lstm: nn.LSTM, inputs: Tensor) -> Tensor:
         return lstm(inputs)[0]
 
 
+def _as(x: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """``x`` in ``dtype`` when it is a floating tensor (masks and None pass through)."""
+    return x.to(dtype) if x is not None and x.is_floating_point() else x
+
+
 def _soft_unit(x: Tensor, kappa: float | Tensor) -> Tensor:
     """x / sqrt(|x|² + κ²): nearly the unit vector for |x| ≫ κ, but with slope at most 1/κ near 0.
 
@@ -179,7 +184,35 @@ class ResponseCritic(nn.Module):
         ``context_words`` [B,Tc,D] (mask [B,Tc]): the context's word vectors, read with ``word_match``
         only; without them the context's match features are 0. ``response_weight`` [B,T]: how much each
         response position counts in the match (rare words more; a data-side constant); None: alike.
+
+        Computed with autocast off, in the critic's own dtype (float32 under mixed precision, on CPU
+        and CUDA alike): the critics are small, WGAN-GP's double backward is fragile in low precision,
+        and oneDNN has no bf16 LSTM on CPUs without AVX-512 ("could not create a primitive descriptor").
         """
+        dtype = self.out.weight.dtype
+        with torch.autocast(device_type=response.device.type, enabled=False):
+            return self._score(
+                _as(response, dtype),
+                response_mask,
+                _as(context, dtype),
+                _as(feedback, dtype),
+                feedback_mask,
+                _as(context_words, dtype),
+                context_words_mask,
+                _as(response_weight, dtype),
+            )
+
+    def _score(
+        self,
+        response: Tensor,
+        response_mask: Tensor,
+        context: Tensor,
+        feedback: Tensor | None,
+        feedback_mask: Tensor | None,
+        context_words: Tensor | None,
+        context_words_mask: Tensor | None,
+        response_weight: Tensor | None,
+    ) -> Tensor:
         response_features = self.encode_response(response, response_mask)
         condition = self.context_proj(context)
         if self.feedback_lstm is not None:

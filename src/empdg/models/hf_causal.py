@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from empdg.data.vocab import LST_ID
+from empdg.errors import ConfigError
 from empdg.models.base import EncodedDialogue
 from empdg.models.hf_pretrained import PretrainedGenerator, lora_targets_for
 from empdg.models.registry import register_generator
@@ -61,7 +62,7 @@ class HFCausalGenerator(PretrainedGenerator):
     def _check_length(self, length: int) -> None:
         limit = self.sizes.max_positions
         if limit is not None and length > limit:
-            raise ValueError(
+            raise ConfigError(
                 f"prefix + context + reply need {length} positions, model.pretrained has {limit}: "
                 "lower data.max_context_len (and data.max_target_len)"
             )

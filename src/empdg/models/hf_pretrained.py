@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from empdg.data.subword_vocab import OFFSET
 from empdg.data.vocab import CLS_ID, EOS_ID, LAB_ID, LST_ID, PAD_ID, SOS_ID, SPK_ID, UNK_ID
+from empdg.errors import ConfigError, UserError
 from empdg.models.base import IMPOSSIBLE_LOG_PROB, Generator, GeneratorSizes
 from empdg.models.settings import GeneratorSettings
 
@@ -41,17 +42,23 @@ def _require_hf():
     return transformers
 
 
-def _explain_missing(pretrained: str, error: Exception) -> OSError:
+class PretrainedNotFoundError(UserError, OSError):
+    """``model.pretrained`` is no model folder and no reachable hub name (an ``OSError``, as transformers' own)."""
+
+
+def _explain_missing(pretrained: str, error: Exception) -> PretrainedNotFoundError:
     local = Path(pretrained).expanduser()
+    detail = " ".join(str(error).split())[:300]  # transformers' messages span lines; the user error is one
     if local.exists():
-        return OSError(
-            f"model.pretrained={pretrained}: {local} exists but is not a Hugging Face model folder ({error})"
+        return PretrainedNotFoundError(
+            f"model.pretrained={pretrained}: {local} exists but is not a Hugging Face model folder (the files "
+            f"save_pretrained() writes: config.json, the weights, tokenizer.json) ({detail})"
         )
-    return OSError(
+    return PretrainedNotFoundError(
         f"model.pretrained={pretrained!r} is neither a local folder nor reachable on the Hugging Face hub "
         f"(no network?): download it once where there is network (huggingface-cli download {pretrained} "
         f"--local-dir DIR) and set model.pretrained=DIR, or make a tiny offline one with "
-        f"python -m empdg.make_tiny_pretrained DIR --family seq2seq|causal  ({type(error).__name__}: {error})"
+        f"python -m empdg.make_tiny_pretrained DIR --family seq2seq|causal  ({type(error).__name__}: {detail})"
     )
 
 
@@ -66,7 +73,7 @@ def load_tokenizer_json(pretrained: str) -> str:
     except (OSError, ValueError) as error:
         raise _explain_missing(pretrained, error) from error
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"model.pretrained={pretrained}: its tokenizer has no fast (tokenizers) version")
+        raise ConfigError(f"model.pretrained={pretrained}: its tokenizer has no fast (tokenizers) version")
     return tokenizer.backend_tokenizer.to_str()
 
 
@@ -94,12 +101,13 @@ class PretrainedSettings(GeneratorSettings):
     def problems(self) -> list[str]:
         problems = []
         defaults = GeneratorSettings()
-        for key in _SIZE_KEYS:
-            if getattr(self, key) != getattr(defaults, key):
-                problems.append(
-                    f"model.{key} has no effect on a pretrained generator (its sizes come from "
-                    f"model.pretrained); remove the override"
-                )
+        changed = [f"model.{key}" for key in _SIZE_KEYS if getattr(self, key) != getattr(defaults, key)]
+        if changed:  # one problem: experiment=quickstart sets four of them at once
+            problems.append(
+                f"{', '.join(changed)} {'has' if len(changed) == 1 else 'have'} no effect on a pretrained generator "
+                "(its sizes come from model.pretrained): remove the override (experiment=quickstart sets them for "
+                "the word-level models; with a pretrained model use experiment=hf_quickstart)"
+            )
         if not self.pretrained:
             problems.append("model.pretrained is empty: give a Hugging Face model folder or hub name")
         if self.copy:
@@ -129,10 +137,10 @@ class MappedEmbedding(nn.Module):
     @property
     def weight(self) -> Tensor:
         # the rows as the embedding returns them (BART-style scaled embeddings multiply inside forward)
-        return self.owner.hf.get_input_embeddings()(self.owner.project_to_model)
+        return self.owner.token_embedding()(self.owner.project_to_model)
 
     def forward(self, ids: Tensor) -> Tensor:
-        return self.owner.hf.get_input_embeddings()(self.owner.project_to_model[ids])
+        return self.owner.token_embedding()(self.owner.project_to_model[ids])
 
 
 class EmotionEncoder(nn.Module):
@@ -145,7 +153,7 @@ class EmotionEncoder(nn.Module):
     def __init__(self, emb_dim: int, hidden_dim: int, layers: int, heads: int) -> None:
         super().__init__()
         if hidden_dim % heads:
-            raise ValueError(f"model.emotion_heads={heads} must divide the checkpoint's hidden size {hidden_dim}")
+            raise ConfigError(f"model.emotion_heads={heads} must divide the checkpoint's hidden size {hidden_dim}")
         self.project = nn.Linear(emb_dim, hidden_dim) if emb_dim != hidden_dim else nn.Identity()
         layer = nn.TransformerEncoderLayer(hidden_dim, heads, 2 * hidden_dim, dropout=0.0, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
@@ -168,7 +176,7 @@ class PretrainedGenerator(Generator):
         except (OSError, ValueError) as error:
             raise _explain_missing(settings.pretrained, error) from error
         model.train()  # from_pretrained returns eval mode; the module's train()/eval() decides from here
-        config = model.config
+        config = _decoder_config(model.config)
         hidden = int(getattr(config, "d_model", None) or getattr(config, "hidden_size", None) or config.n_embd)
         emb_dim = int(model.get_input_embeddings().embedding_dim)
         positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
@@ -184,7 +192,7 @@ class PretrainedGenerator(Generator):
         super().__init__(settings, sizes)
         model_vocab = model.get_input_embeddings().num_embeddings
         if vocab_size - OFFSET > model_vocab:
-            raise ValueError(
+            raise ConfigError(
                 f"the tokenizer of model.pretrained={settings.pretrained} has {vocab_size - OFFSET} tokens but the "
                 f"model only {model_vocab} embeddings: tokenizer and model do not belong together"
             )
@@ -217,7 +225,7 @@ class PretrainedGenerator(Generator):
         try:
             return peft.get_peft_model(model, config)
         except ValueError as error:
-            raise ValueError(f"model.lora_targets={list(targets)}: {error}") from error
+            raise ConfigError(f"model.lora_targets={list(targets)}: {error}") from error
 
     def default_lora_targets(self, model: nn.Module) -> list[str]:
         raise NotImplementedError
@@ -227,7 +235,7 @@ class PretrainedGenerator(Generator):
             return fallback
         index = tokenizer.token_to_id(token)
         if index is None:
-            raise ValueError(f"model.{key}={token!r} is not a token of model.pretrained's tokenizer")
+            raise ConfigError(f"model.{key}={token!r} is not a token of model.pretrained's tokenizer")
         return int(index)
 
     def _build_id_maps(self, settings: PretrainedSettings, vocab_size: int) -> None:
@@ -236,14 +244,20 @@ class PretrainedGenerator(Generator):
 
         config = self.base_model.config
         tokenizer = Tokenizer.from_str(load_tokenizer_json(settings.pretrained))
-        eos = config.eos_token_id
+        eos = _special_id(config, "eos_token_id")
+        if eos is None:
+            raise ConfigError(f"model.pretrained={settings.pretrained}: its config.json names no eos_token_id")
         eos = int(eos[0] if isinstance(eos, (list, tuple)) else eos)
-        bos = int(config.bos_token_id if config.bos_token_id is not None else eos)
-        pad = int(config.pad_token_id if config.pad_token_id is not None else eos)
-        start = getattr(config, "decoder_start_token_id", None)
+        bos = _special_id(config, "bos_token_id")
+        bos = int(bos if bos is not None else eos)
+        pad = _special_id(config, "pad_token_id")
+        pad = int(pad if pad is not None else eos)
+        start = _special_id(config, "decoder_start_token_id")
         start = int(start if start is not None else bos)
         unk_token = getattr(tokenizer.model, "unk_token", None)
         unk = tokenizer.token_to_id(unk_token) if unk_token else None
+        # the tokenizer's other special tokens (BERT's [MASK], BART's <mask>) mean nothing in a reply
+        unmapped = {int(i) for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
         speaker = self._token_id(tokenizer, settings.speaker_token, eos, "speaker_token")
         listener = self._token_id(tokenizer, settings.listener_token, eos, "listener_token")
         specials = {PAD_ID: pad, UNK_ID: unk if unk is not None else pad, SOS_ID: start, EOS_ID: eos,
@@ -255,6 +269,9 @@ class PretrainedGenerator(Generator):
         structural = [PAD_ID, SOS_ID, CLS_ID, LAB_ID, SPK_ID, LST_ID] + ([] if unk is not None else [UNK_ID])
         mask[structural] = IMPOSSIBLE_LOG_PROB
         for model_id in set(specials.values()):  # reachable only through the project's own special id
+            if 0 <= model_id < vocab_size - OFFSET:
+                mask[model_id + OFFSET] = IMPOSSIBLE_LOG_PROB
+        for model_id in unmapped - set(specials.values()):
             if 0 <= model_id < vocab_size - OFFSET:
                 mask[model_id + OFFSET] = IMPOSSIBLE_LOG_PROB
         self.register_buffer("project_to_model", table, persistent=False)
@@ -273,6 +290,10 @@ class PretrainedGenerator(Generator):
     def base_model(self) -> nn.Module:
         """The Hugging Face model itself (under the LoRA wrapper when there is one)."""
         return self.hf.get_base_model() if hasattr(self.hf, "get_base_model") else self.hf
+
+    def token_embedding(self) -> nn.Module:
+        """The model's embedding of the tokens the decoder reads (those of the reply); model ids."""
+        return self.hf.get_input_embeddings()
 
     @property
     def word_embedding(self) -> MappedEmbedding:
@@ -342,10 +363,24 @@ class PretrainedGenerator(Generator):
         transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, **special).save_pretrained(folder)
 
 
+def _decoder_config(config: Any) -> Any:
+    """The config that sizes the decoder: the decoder's own in a composite encoder-decoder (BERT2BERT)."""
+    decoder = getattr(config, "decoder", None)
+    return decoder if hasattr(decoder, "to_dict") else config
+
+
+def _special_id(config: Any, name: str) -> Any:
+    """A special token id of the config, else of its decoder's (a composite encoder-decoder), else None."""
+    value = getattr(config, name, None)
+    if value is None and config is not _decoder_config(config):
+        value = getattr(_decoder_config(config), name, None)
+    return value
+
+
 def lora_targets_for(model: nn.Module, candidates: tuple[tuple[str, ...], ...]) -> list[str]:
     """The first candidate set of module names the model has all of (its attention projections)."""
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     for targets in candidates:
         if all(target in names for target in targets):
             return list(targets)
-    raise ValueError("no default LoRA target modules found in this architecture: set model.lora_targets")
+    raise ConfigError("no default LoRA target modules found in this architecture: set model.lora_targets")

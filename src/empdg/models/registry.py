@@ -13,6 +13,7 @@ import pkgutil
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from empdg.errors import ConfigError
 from empdg.models.base import Generator
 from empdg.models.settings import GeneratorSettings
 
@@ -71,14 +72,19 @@ def generator_class(name: str) -> type[Generator]:
     """The class serving ``model.name``; an unknown name is an error listing the choices."""
     generators = registered_generators()
     if name not in generators:
-        raise ValueError(f"model.name={name!r} is not a registered generator; choose one of {sorted(generators)}")
+        raise ConfigError(f"model.name={name!r} is not a registered generator; choose one of {sorted(generators)}")
     return generators[name]
 
 
 def build_generator(model: Mapping[str, Any], vocab_size: int) -> Generator:
     """The generator the ``model`` config group describes (run-level keys are skipped), untrained."""
+    settings = model_settings(model)
+    return generator_class(str(model["name"]))(settings, vocab_size)
+
+
+def model_settings(model: Mapping[str, Any]) -> GeneratorSettings:
+    """The checked settings of the generator the ``model`` group names (no weights, no files read)."""
     if "name" not in model:
-        raise ValueError(f"model.name is missing; choose one of {sorted(registered_generators())}")
+        raise ConfigError(f"model.name is missing; choose one of {sorted(registered_generators())}")
     cls = generator_class(str(model["name"]))
-    settings = cls.settings_class.from_mapping({k: v for k, v in model.items() if k not in RUN_KEYS})
-    return cls(settings, vocab_size)
+    return cls.settings_class.from_mapping({k: v for k, v in model.items() if k not in RUN_KEYS})

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from empdg.errors import ConfigError
+
 S = TypeVar("S", bound="GeneratorSettings")
 
 
@@ -43,7 +45,7 @@ class GeneratorSettings:
     def __post_init__(self) -> None:
         problems = self.problems()
         if problems:
-            raise ValueError("invalid model configuration: " + "; ".join(problems))
+            raise ConfigError("invalid model configuration: " + "; ".join(problems))
 
     def problems(self) -> list[str]:
         """What is impossible in these settings; subclasses extend the list with their own checks."""
@@ -85,7 +87,7 @@ class GeneratorSettings:
                 except TypeError:
                     problems.append(f"model.{key}={value!r} must be {_describe(hints[key])}")
         if problems:
-            raise ValueError("invalid model configuration: " + "; ".join(problems))
+            raise ConfigError("invalid model configuration: " + "; ".join(problems))
         return cls(**checked)
 
 

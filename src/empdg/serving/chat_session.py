@@ -169,6 +169,7 @@ class ChatSession:
         self._emotion_ids: set[int] | None = None  # the vocabulary's emotion-word ids, found at first use
         self.history: list[list[str]] = []
         self.roles: list[int] = []
+        self.notice: str | None = None  # said once at chat start: what the model was trained on
 
     @property
     def has_emotions(self) -> bool:

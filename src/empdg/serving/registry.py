@@ -28,7 +28,7 @@ import torch
 from omegaconf import OmegaConf
 
 from empdg.config import CONFIG_DIR
-from empdg.errors import ConfigError, MissingFileError
+from empdg.errors import ConfigError, MissingFileError, user_errors_from
 from empdg.evaluation.run_link import RUN_FOLDER_TAG, TRAIN_RUN_TAG
 
 log = logging.getLogger(__name__)
@@ -100,38 +100,14 @@ def run_folder_of(run: Any) -> Path | None:
     return None
 
 
-def _best_named_by_last(last: Path) -> Path | None:
-    """The best checkpoint that ``last.ckpt``'s ModelCheckpoint state names, if it is in the same folder."""
-    from empdg.training.checkpoint import load_checkpoint_file
-
-    try:
-        state = load_checkpoint_file(last).get("callbacks") or {}
-    except ValueError:
-        return None
-    for key, value in state.items():
-        if str(key).startswith("ModelCheckpoint") and isinstance(value, Mapping) and value.get("best_model_path"):
-            candidate = last.parent / Path(str(value["best_model_path"])).name
-            if candidate.is_file() and candidate != last:
-                return candidate
-    return None
-
-
 def choose_checkpoint(folder: Path, which: str = "auto") -> Path | None:
     """The checkpoint to serve: ``best`` (the best-*.ckpt that last.ckpt names, else the latest), ``last``,
     ``auto`` (best, else last); None when there is none."""
+    from empdg.training.checkpoint import choose_checkpoint as choose
+
     if which not in CHECKPOINT_CHOICES:
         raise ConfigError(f"checkpoint={which!r} must be one of {CHECKPOINT_CHOICES} (or pass ckpt_path=PATH)")
-    folder = folder / "checkpoints"
-    last = folder / "last.ckpt"
-    best: Path | None = None
-    if which in ("auto", "best"):
-        candidates = sorted(folder.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
-        if len(candidates) > 1 and last.is_file():
-            best = _best_named_by_last(last)
-        best = best or (candidates[-1] if candidates else None)
-        if best is not None or which == "best":
-            return best
-    return last if last.is_file() else None
+    return choose(folder, which)
 
 
 def _stage(
@@ -143,9 +119,10 @@ def _stage(
     from empdg.models.decoding import DecodingConfig
     from empdg.serving.chat_session import ChatSettings
     from empdg.serving.pyfunc_model import CHECKPOINT_FILE, SERVING_FILE
-    from empdg.training.checkpoint import load_checkpoint_file, load_run_config
+    from empdg.training.checkpoint import load_checkpoint_file, load_run_config, read_run_config
 
-    checkpoint = load_checkpoint_file(ckpt)  # weights_only=True
+    with user_errors_from():  # not a checkpoint, or not an empdg one: `error: ckpt_path=...`
+        checkpoint = load_checkpoint_file(ckpt)  # weights_only=True
     (stage / "checkpoints").mkdir(parents=True)
     # optimiser states, loops and callbacks are not needed to answer: a smaller model folder
     torch.save(
@@ -167,7 +144,7 @@ def _stage(
         shutil.copytree(hf_model, stage / "hf_model")
     run_data = ((load_run_config(ckpt) or {}).get("data")) or None
     if run_data is None and config.is_file():
-        run_data = (OmegaConf.to_container(OmegaConf.load(config), resolve=False) or {}).get("data")
+        run_data = read_run_config(config).get("data")
     try:
         settings = ChatSettings.from_config(chat, run_data, {})
         decoding_cfg = DecodingConfig.from_mapping(decoding)
@@ -240,9 +217,10 @@ def register_run(
     run = find_run(client, str(run_id), tracking_uri)
     folder = run_folder_of(run)
     if ckpt_path:
-        ckpt = Path(ckpt_path).expanduser()
-        if not ckpt.is_file():
-            raise MissingFileError(f"ckpt_path={ckpt} does not exist")
+        from empdg.training.checkpoint import resolve_checkpoint_path
+
+        with user_errors_from():  # missing, not a regular file; a run folder stands for its best checkpoint
+            ckpt = resolve_checkpoint_path(ckpt_path, "ckpt_path")
     else:
         ckpt = choose_checkpoint(folder, checkpoint) if folder is not None else None
         if ckpt is None:

@@ -13,6 +13,7 @@ from typing import TextIO
 
 from omegaconf import DictConfig, OmegaConf
 
+from empdg.data.builtin import builtin_model_notice
 from empdg.errors import ConfigError, user_errors_from
 from empdg.models.decoding import DecodingConfig
 from empdg.serving.chat_session import ChatSession, ChatSettings, Turn
@@ -34,7 +35,9 @@ def build_session(cfg: DictConfig) -> ChatSession:
         run_data = (loaded.run_config or {}).get("data") or None
         settings = ChatSettings.from_config(cfg.chat, run_data, OmegaConf.to_container(cfg.data, resolve=True))
         decoding = DecodingConfig.from_mapping(OmegaConf.to_container(cfg.decoding, resolve=True))
-        return ChatSession(loaded.module, decoding, settings)
+        session = ChatSession(loaded.module, decoding, settings)
+        session.notice = builtin_model_notice(run_data)  # a templated corpus' replies must not read as a bug
+        return session
 
 
 def _lines(stream: TextIO, interactive: bool) -> Iterator[str]:
@@ -70,6 +73,8 @@ def chat_loop(session: ChatSession, verbose: bool, stream: TextIO = sys.stdin, o
     """Answer every line until /quit or end of input; return the number of replies."""
     interactive = stream.isatty()
     print(f"EmpDG chat -- {HELP}", file=out, flush=True)
+    if session.notice:
+        print(session.notice, file=out, flush=True)
     replies = 0
     for raw in _lines(stream, interactive):
         text = raw.strip()

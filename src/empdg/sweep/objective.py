@@ -12,6 +12,7 @@ import logging
 import math
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,18 @@ def failure_reason(error: BaseException) -> str:
     return f"{kind}: {error}"
 
 
+def trial_label(number: int, first_trial: int, n_trials: int | None) -> str:
+    """``trial i/N`` of this command's N new trials; the study's own number when it differs."""
+    index = number - first_trial + 1
+    if n_trials is None or not 1 <= index <= n_trials:  # another command shares the study
+        return f"study trial {number}"
+    return f"trial {index}/{n_trials}" + ("" if number == index - 1 else f" (study trial {number})")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 class TrialObjective:
     """Callable given to ``study.optimize``; everything it holds is picklable (worker processes)."""
 
@@ -44,8 +57,12 @@ class TrialObjective:
         objective: Objective,
         trials_dir: Path,
         tracker: SweepTracker | None,
+        first_trial: int = 0,
+        n_trials: int | None = None,
     ) -> None:
         self.base_overrides = list(base_overrides)
+        self.first_trial = first_trial  # the study's number of this command's first trial
+        self.n_trials = n_trials
         self.specs = list(specs)
         self.objective = objective
         self.trials_dir = Path(trials_dir)
@@ -65,6 +82,10 @@ class TrialObjective:
         trial.set_user_attr("overrides", overrides)
         callback = OptunaPruningCallback(trial, self.objective)
         state, value, reason, run_id = "FAIL", None, None, None
+        label = trial_label(trial.number, self.first_trial, self.n_trials)
+        started = time.monotonic()
+        shown = ", ".join(f"{name}={_short(v)}" for name, v in values.items())
+        print(f"{label} started: {shown}", flush=True)
         try:
             cfg = compose("train", overrides)
             if self.tracker is not None:
@@ -99,6 +120,8 @@ class TrialObjective:
             log.warning("trial %d failed: %s", trial.number, reason)
             raise
         finally:
+            outcome = f"{self.objective.name}={value:.6g}" if state == "COMPLETE" else (reason or "")
+            print(f"{label} {state} after {time.monotonic() - started:.1f}s: {outcome}", flush=True)
             trial.set_user_attr("train_steps", callback.last_step)
             if reason:
                 trial.set_user_attr("fail_reason" if state == "FAIL" else "prune_reason", reason)

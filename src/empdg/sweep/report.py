@@ -54,14 +54,35 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def best_overrides(trial: FrozenTrial) -> list[str]:
-    """The trial's overrides minus its run folder: what train.py needs to reproduce it."""
-    return [o for o in trial.user_attrs.get("overrides", []) if override_key(o) != "paths.output_dir"]
+def best_overrides(trial: FrozenTrial, storage: str = "the sweep storage") -> list[str]:
+    """The trial's overrides minus its run folder: what train.py needs to reproduce it.
+
+    They are read back from the study's storage (a file anyone may have handed over): checked to be a list
+    of strings through the shared file validation, an :class:`InvalidFileError` naming ``storage`` otherwise.
+    """
+    from empdg.data.file_schema import validate
+
+    overrides = validate(trial.user_attrs.get("overrides", []), list[str], path=storage,
+                         where=f"trial {trial.number} user_attrs.overrides")  # fmt: skip
+    return [o for o in overrides if override_key(o) != "paths.output_dir"]
 
 
-def write_best(study: optuna.Study, best: FrozenTrial, objective_name: str, out: Path) -> list[Path]:
-    overrides = best_overrides(best)
-    command = "python train.py " + " ".join(shlex.quote(o) for o in overrides)
+def rerun_command(overrides: Sequence[str]) -> str:
+    """``python train.py ...`` with each override shell-quoted: pasted into a shell, every value stays whole."""
+    return "python train.py " + " ".join(shlex.quote(o) for o in overrides)
+
+
+def write_best(
+    study: optuna.Study, best: FrozenTrial, objective_name: str, out: Path, storage: str = "the sweep storage"
+) -> list[Path]:
+    """``best_overrides.txt`` (one override a line, as ``train.py overrides_file=PATH`` reads them: no shell
+    splitting or expansion) and ``best_trial.yaml`` (the trial, its overrides and the shell-quoted command)."""
+    overrides = best_overrides(best, storage)
+    if any("\n" in o or "\r" in o for o in overrides):  # one override a line: a line break would split one
+        from empdg.errors import ConfigError
+
+        raise ConfigError(f"trial {best.number}: an override holds a line break, which best_overrides.txt cannot")
+    command = rerun_command(overrides)
     text_file = out / "best_overrides.txt"
     text_file.write_text("\n".join(overrides) + "\n", encoding="utf-8")
     yaml_file = out / "best_trial.yaml"
@@ -78,29 +99,97 @@ def write_best(study: optuna.Study, best: FrozenTrial, objective_name: str, out:
     return [text_file, yaml_file]
 
 
-def write_plots(study: optuna.Study, out: Path) -> list[Path]:
-    """Optimisation history always; parameter importances only with >= 2 completed trials."""
+#: parameter importances rest on complete trials: below this many (``sweep.importance_min_trials``) they are noise
+IMPORTANCE_MIN_TRIALS = 5
+
+
+def history_points(study: optuna.Study) -> dict[str, list]:
+    """What the history plot shows: complete trials (number, value), the best so far after each, and pruned
+    trials at their last reported value (a value mid-training, not a final one); failed trials by number."""
+    complete, pruned, failed, best = [], [], [], []
+    better = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        if trial.state == TrialState.COMPLETE and trial.value is not None:
+            complete.append((trial.number, float(trial.value)))
+            best.append((trial.number, better(float(trial.value), best[-1][1]) if best else float(trial.value)))
+        elif trial.state == TrialState.PRUNED and trial.intermediate_values:
+            last = max(trial.intermediate_values)
+            pruned.append((trial.number, float(trial.intermediate_values[last])))
+        elif trial.state in (TrialState.FAIL, TrialState.PRUNED):  # a pruned trial without a report: no height
+            failed.append(trial.number)
+    return {"complete": complete, "best": best, "pruned": pruned, "failed": failed}
+
+
+def plot_history(study: optuna.Study, objective_name: str):
+    """The optimisation history: whole trial numbers on x, complete trials, the best so far, pruned trials marked."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    points = history_points(study)
+    figure, axis = plt.subplots(figsize=(9, 5))
+    if points["complete"]:
+        axis.plot(*zip(*points["complete"]), "o", color="tab:blue", label="complete")
+        axis.step(*zip(*points["best"]), where="post", color="tab:red", label="best so far")
+    if points["pruned"]:
+        axis.plot(*zip(*points["pruned"]), "x", color="tab:orange", markersize=8,
+                  label="pruned (last reported value)")  # fmt: skip
+    for number in points["failed"]:
+        axis.axvline(number, color="grey", alpha=0.3, linewidth=1)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are whole numbers
+    axis.set_xlabel("trial")
+    axis.set_ylabel(objective_name)
+    counts = f"{len(points['complete'])} complete, {len(points['pruned'])} pruned"
+    if points["failed"]:
+        counts += f", {len(points['failed'])} failed or unreported (grey lines)"
+    axis.set_title(f"optimisation history of {study.study_name!r}: {counts}")
+    if points["complete"] or points["pruned"]:
+        axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def plot_importances(study: optuna.Study, min_trials: int = IMPORTANCE_MIN_TRIALS):
+    """Optuna's importances, titled with the number of complete trials they rest on; None below ``min_trials``."""
+    from optuna.visualization import matplotlib as ovm
+
+    completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if completed < min_trials:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        axes = ovm.plot_param_importances(study)
+    axes.set_title(f"parameter importances from {completed} complete trials (fANOVA; few trials give rough ranks)")
+    figure = axes.figure
+    figure.set_size_inches(9, 5)
+    figure.tight_layout()
+    return figure
+
+
+def write_plots(
+    study: optuna.Study,
+    out: Path,
+    objective_name: str = "objective",
+    importance_min_trials: int = IMPORTANCE_MIN_TRIALS,
+) -> list[Path]:
+    """The optimisation history always; parameter importances from ``importance_min_trials`` complete trials on."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as ovm
 
     written = []
     completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    plots = [("optimization_history.png", ovm.plot_optimization_history)]
-    if completed >= 2:
-        plots.append(("param_importances.png", ovm.plot_param_importances))
+    plots = [("optimization_history.png", lambda: plot_history(study, objective_name))]
+    if completed >= importance_min_trials:
+        plots.append(("param_importances.png", lambda: plot_importances(study, importance_min_trials)))
     else:
-        print(f"parameter importances need >= 2 completed trials (have {completed}): not plotted")
+        print(
+            f"parameter importances need >= {importance_min_trials} complete trials (sweep.importance_min_trials; "
+            f"have {completed}): not plotted"
+        )
     for name, plot in plots:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                axes = plot(study)
-            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-            figure.set_size_inches(9, 5)
-            figure.tight_layout()
+            figure = plot()
             figure.savefig(out / name, dpi=100)
             plt.close(figure)
             written.append(out / name)
@@ -117,6 +206,7 @@ def finish(
     first_new_trial: int,
     top_k: int,
     tracker: SweepTracker | None,
+    importance_min_trials: int = IMPORTANCE_MIN_TRIALS,
 ) -> dict[str, Any]:
     """Print and write the summary; return the counts and the best value (for tests and sweep.py)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -142,10 +232,13 @@ def finish(
         print(f"\ntop {min(top_k, len(best_trials))}:\n{table}")
         (out / "top_trials.md").write_text(table + "\n", encoding="utf-8")
         files += [out / "top_trials.md", *write_best(study, best, objective_name, out)]
-        print(f"\nre-run the best configuration: {yaml.safe_load((out / 'best_trial.yaml').read_text())['command']}")
+        # what was just written, not read back from the file (nothing needs to parse it again)
+        overrides_file = shlex.quote(f"overrides_file={out / 'best_overrides.txt'}")
+        print(f"\nre-run the best configuration: python train.py {overrides_file}")
+        print(f"  (or: {rerun_command(best_overrides(best))})")
     else:
         print("no completed trial: no best configuration")
-    files += write_plots(study, out)
+    files += write_plots(study, out, objective_name, importance_min_trials)
     print(f"sweep files: {out}")
     if tracker is not None and tracker.parent_run_id:
         log_parent(tracker, summary, best_trials[0] if best_trials else None, counts, files)

@@ -24,7 +24,7 @@ from empdg.config import compose
 from empdg.config.runtime import num_threads_of, set_torch_threads
 from empdg.sweep.objective import TrialObjective
 from empdg.sweep.pruning import Objective, build_pruner
-from empdg.sweep.report import finish
+from empdg.sweep.report import IMPORTANCE_MIN_TRIALS, finish
 from empdg.sweep.space import ParamSpec, format_value, forwarded_overrides, merge_overrides, parse_space
 from empdg.sweep.study import build_sampler, build_storage, check_storage, masked, open_study
 from empdg.sweep.tracking import SweepTracker
@@ -42,6 +42,8 @@ class SweepPlan:
     output_dir: str
     tracker: SweepTracker | None
     num_threads: int = 1  # runtime.num_threads of the sweep command: split between its worker processes
+    first_trial: int = 0  # the study's number of this command's first trial ...
+    n_trials: int | None = None  # ... and how many it runs: "trial i/N"
 
     def objective(self) -> TrialObjective:
         return TrialObjective(
@@ -50,6 +52,8 @@ class SweepPlan:
             Objective(self.settings["metric"], self.settings.get("weights")),
             Path(self.output_dir) / "trials",
             self.tracker,
+            self.first_trial,
+            self.n_trials,
         )
 
 
@@ -202,6 +206,12 @@ def prepare(cfg: DictConfig, task_overrides: Sequence[str], output_dir: Path) ->
 
 def _prepare(cfg: DictConfig, task_overrides: Sequence[str], output_dir: Path) -> tuple[SweepPlan, DictConfig]:
     settings = check_settings(cfg, task_overrides)
+    minimum = settings.get("importance_min_trials", IMPORTANCE_MIN_TRIALS)
+    if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 2:
+        raise SweepConfigError(
+            f"sweep.importance_min_trials={minimum}: use an integer >= 2 (parameter importances compare "
+            "complete trials; a higher value waits for enough of them)"
+        )
     specs = parse_space(settings["space"])
     build_pruner(settings["pruner"])
     build_sampler(settings["sampler"], specs)
@@ -241,6 +251,7 @@ def run_sweep(cfg: DictConfig, task_overrides: Sequence[str], output_dir: Path) 
             log.warning("could not open the study's MLflow parent run (%s); the sweep runs untracked", error)
             plan.tracker = None
     n_jobs, n_trials = int(settings.get("n_jobs", 1)), int(settings["n_trials"])
+    plan.first_trial, plan.n_trials = first_new, n_trials
     print(
         f"study {study.study_name!r} at {masked(str(settings['storage']))}: {first_new} earlier trials; "
         f"{n_trials} new trials in {n_jobs} process(es); objective {objective.name} ({settings['direction']})"
@@ -257,7 +268,14 @@ def run_sweep(cfg: DictConfig, task_overrides: Sequence[str], output_dir: Path) 
         print("\ninterrupted: the running trials were marked FAIL; re-run the same command to resume the study")
     study = optuna.load_study(study_name=study.study_name, storage=build_storage(settings))
     summary = finish(
-        study, plan.specs, objective.name, output_dir, first_new, int(settings.get("top_k", 10)), plan.tracker
+        study,
+        plan.specs,
+        objective.name,
+        output_dir,
+        first_new,
+        int(settings.get("top_k", 10)),
+        plan.tracker,
+        int(settings.get("importance_min_trials", IMPORTANCE_MIN_TRIALS)),
     )
     ended = sum(summary["new"][state] for state in ("COMPLETE", "PRUNED", "FAIL"))
     if status == "FINISHED" and ended > 0 and summary["new"]["FAIL"] == ended:

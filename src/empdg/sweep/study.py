@@ -11,12 +11,13 @@ JournalStorage with a file lock when no database is wanted.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import random
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +114,48 @@ def build_sampler(config: Mapping[str, Any], specs: Sequence[ParamSpec]) -> optu
 
 def storage_url(url: str) -> str:
     """Pin relative SQLite/journal paths to absolute ones (workers may run elsewhere) and create the folder."""
+    from empdg.errors import ConfigError
+
     for prefix in ("sqlite:///", "journal:///"):
         if url.startswith(prefix):
             path = Path(url[len(prefix) :]).expanduser().resolve()
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise ConfigError(
+                    f"sweep.storage={url}: cannot create its folder {path.parent} "
+                    f"({error.strerror or type(error).__name__}); choose a writable place, sweep.storage={prefix}PATH"
+                ) from None
             return prefix + str(path)
     return url
+
+
+@contextlib.contextmanager
+def sqlite_errors(url: str) -> Iterator[None]:
+    """SQLite refusing the study's file (a read-only folder, a damaged or foreign file) is the user's to fix:
+    a ConfigError naming the file, not an OperationalError traceback (and not exit status 1, which says
+    "every trial failed")."""
+    import sqlalchemy.exc
+
+    from empdg.errors import ConfigError
+
+    try:
+        yield
+    except sqlalchemy.exc.DatabaseError as error:  # OperationalError is one
+        if not url.startswith("sqlite"):
+            raise
+        reason = str(error.orig or error).strip().splitlines()[0]
+        path = url[len("sqlite:///") :]
+        if Path(path).is_dir():
+            fix = "it is a folder: name a file in it"
+        elif "not a database" in reason or "malformed" in reason:
+            fix = "it is not a readable SQLite database (damaged, or another file): move it away to start a new study"
+        else:
+            fix = "SQLite must write the file and a journal beside it: make the folder writable by this user"
+        raise ConfigError(
+            f"sweep.storage={url}: SQLite cannot use {path} ({reason}); {fix}, or choose another "
+            "sweep.storage=sqlite:///PATH"
+        ) from None
 
 
 POSTGRES_DRIVERS = ("psycopg", "psycopg2")  # SQLAlchemy dialect name = module name, in order of preference
@@ -197,7 +234,7 @@ def build_storage(config: Mapping[str, Any]) -> optuna.storages.BaseStorage:
     heartbeat = config.get("heartbeat_interval")
     for attempt in range(5):
         try:
-            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 but long-standing
+            with warnings.catch_warnings(), sqlite_errors(url):  # heartbeats: "experimental" in Optuna 5
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
                     url,
@@ -231,14 +268,16 @@ def open_study(
     direction = str(config["direction"])
     if direction not in ("minimize", "maximize"):
         raise ValueError(f"sweep.direction={direction!r}; use minimize or maximize")
-    study = optuna.create_study(
-        storage=storage,
-        sampler=sampler,
-        pruner=pruner,
-        study_name=str(config["study_name"]),
-        direction=direction,
-        load_if_exists=bool(config.get("load_if_exists", True)),
-    )
+    url = str(getattr(storage, "url", ""))  # an RDBStorage's: a read-only SQLite file fails at the first write
+    with sqlite_errors(url):
+        study = optuna.create_study(
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            study_name=str(config["study_name"]),
+            direction=direction,
+            load_if_exists=bool(config.get("load_if_exists", True)),
+        )
     if study.direction.name.lower() != direction:
         raise ValueError(
             f"study {study.study_name!r} exists with direction {study.direction.name.lower()}; "

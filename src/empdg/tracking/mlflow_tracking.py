@@ -53,10 +53,17 @@ HTTP_SETTINGS = {
 }
 FALLBACK_DIR = "mlruns"
 REPORT_FILE = "tracking_report.json"
-#: MLflow 3's experiment type: ``mlflow ui`` opens a model-training experiment on its runs table
-#: (not on the GenAI traces view); set on the experiments empdg creates, unless one is already set
+#: MLflow 3's experiment type, set on the experiments empdg creates unless one is already set; MLflow 3.0-3.x
+#: opened such an experiment on its runs table, 3.17 no longer reads it for that (see :func:`run_page_url`)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+#: MLflow 3.17's UI takes its view (GenAI or model training) from this URL parameter, else from a switch the
+#: browser remembers (``localStorage["mlflow.workflowType_v1"]``, GenAI unless the user switched)
+UI_VIEW_PARAMETER = "workflowType=machine_learning"
+#: where ``mlflow ui`` listens unless told otherwise
+DEFAULT_UI_ADDRESS = "http://127.0.0.1:5000"
+#: the dataset input's context: the run trains on the data's train split and validates on its valid split
+DATASET_CONTEXT = "train"
 
 
 class TrackingFallbackWarning(UserWarning):
@@ -84,6 +91,54 @@ def absolute_sqlite_uri(uri: str, create: bool = True) -> str:
         with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, exist_ok=True)
     return prefix + str(path) + sep + query
+
+
+#: how long a run waits for another process creating the same SQLite store before trying anyway
+STORE_LOCK_TIMEOUT_S = 120.0
+
+
+@contextlib.contextmanager
+def sqlite_store_lock(uri: str, timeout: float = STORE_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold an exclusive lock on ``<database>.lock`` beside a SQLite store while opening it.
+
+    MLflow creates (and migrates) a store's tables, then the experiment, on first use; two runs started
+    at once on a fresh store both do it, and the loser fails (``duplicate column name``) and logs to its
+    own fallback store. Serialised, the second finds the tables made and simply opens them. The wait is
+    bounded: after ``timeout`` seconds the run tries without the lock (the fallback still catches a
+    failure). Other stores (servers, ``file:`` URIs, platforms without ``fcntl``) are not locked.
+    """
+    prefix = "sqlite:///"
+    database = uri[len(prefix) :].partition("?")[0] if uri.startswith(prefix) else ""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        fcntl = None
+    if not database or database.startswith("file:") or fcntl is None:
+        yield
+        return
+    try:
+        handle = open(database + ".lock", "a")  # noqa: SIM115 - held until the store is open
+    except OSError:  # a folder that cannot be written: the store's own error says so later
+        yield
+        return
+    with handle:
+        deadline = time.monotonic() + timeout
+        locked = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    log.warning("%s stayed locked for %.0f s: opening the store without the lock", database, timeout)
+                    break
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            if locked:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def is_server_uri(uri: str) -> bool:
@@ -155,17 +210,42 @@ def probe_tracking_store(uri: str, experiment_name: str, artifact_location: str 
     try:
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(tracking_uri=uri)
-        experiment = client.get_experiment_by_name(experiment_name)
-        if experiment is None or experiment.lifecycle_stage == "deleted":
-            experiment_id = client.create_experiment(experiment_name, artifact_location=artifact_location)
-        else:
-            experiment_id = experiment.experiment_id
-        client.set_experiment_tag(experiment_id, "empdg.write_check", time.strftime("%Y-%m-%dT%H:%M:%S"))
-        mark_experiment_kind(client, experiment_id)
-        return None
+        with sqlite_store_lock(uri):  # a fresh store's tables and the experiment: one creator at a time
+            return _probe(MlflowClient(tracking_uri=uri), experiment_name, artifact_location)
     except Exception as error:  # any failure means: use the fallback store
         return _error_text(error)
+
+
+def _probe(client: Any, experiment_name: str, artifact_location: str | None) -> None:
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None or experiment.lifecycle_stage == "deleted":
+        experiment_id = client.create_experiment(experiment_name, artifact_location=artifact_location)
+    else:
+        experiment_id = experiment.experiment_id
+    client.set_experiment_tag(experiment_id, "empdg.write_check", time.strftime("%Y-%m-%dT%H:%M:%S"))
+    mark_experiment_kind(client, experiment_id)
+
+
+def run_page_url(tracking_uri: str, experiment_id: str | None, run_id: str | None) -> str:
+    """The run's page in MLflow's UI, in its model-training view: on the server, or ``mlflow ui``'s default address."""
+    base = str(tracking_uri).rstrip("/") if is_server_uri(tracking_uri) else DEFAULT_UI_ADDRESS
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{UI_VIEW_PARAMETER}"
+
+
+def dataset_input(name: str, source: str | Path, digest: str) -> Any:
+    """An MLflow dataset input naming the data a run trained on (metadata only: nothing is uploaded).
+
+    ``source``: a local path (the data folder or the preprocessing cache file); ``digest``: the
+    preprocessing cache's hash, the same for every run trained on the same examples.
+    """
+    from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    # by type name: MLflow generates LocalArtifactDatasetSource at import time (it cannot be imported)
+    located = get_dataset_source_from_json(json.dumps({"uri": str(source)}), "local")
+    dataset = MetaDataset(located, name=name, digest=digest)
+    return DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", DATASET_CONTEXT)])
 
 
 def mark_experiment_kind(client: Any, experiment_id: str) -> None:
@@ -275,6 +355,7 @@ class ResilientMLFlowLogger(MLFlowLogger):
         self._fallback: MLFlowLogger | None = None
         self._dropped = False
         self._primary_marked = False
+        self.killed = False  # stopped by a signal: Lightning's finalize("failed") marks the run KILLED
         self._params: dict[str, Any] = {}
         self._artifact_files: list[tuple[str, str | None]] = []
         self.ledgers = {"primary": Ledger(), "fallback": Ledger(), "dropped": Ledger(), "refused": Ledger()}
@@ -442,9 +523,20 @@ class ResilientMLFlowLogger(MLFlowLogger):
         self.ledgers[store].artifacts.append(_artifact_name(local, artifact_path))
 
     @rank_zero_only
+    def log_dataset(self, dataset: Any) -> None:
+        """Log a dataset input (:func:`dataset_input`) to the run, guarded like every other call."""
+        self._route(
+            "log_inputs",
+            lambda: self._mlflow_client.log_inputs(self._run_id, datasets=[dataset]),
+            lambda fallback: fallback.experiment.log_inputs(fallback.run_id, datasets=[dataset]),
+        )
+
+    @rank_zero_only
     def finalize(self, status: str = "success") -> None:
         if not self._initialized:
             return
+        if self.killed and status == "failed":
+            status = "KILLED"
         self._route("finalize", lambda: MLFlowLogger.finalize(self, status), lambda fallback: fallback.finalize(status))
         if self._fallback is not None:
             self._mark_primary_incomplete()
@@ -505,7 +597,7 @@ class ResilientMLFlowLogger(MLFlowLogger):
                 lines.append(f"  (local fallback: {self.startup_note})")
             if not refused.empty():
                 lines.append(f"  refused by the store: {refused.summary()} (detail: {self.report_file})")
-            lines.append(f"  open it with: mlflow ui --backend-store-uri {uri}")
+            lines.append(_open_lines(uri, self._experiment_id, self._run_id))
             return "\n".join(lines)
         lines = [
             f"MLflow tracking was split: the store {self.primary_uri} failed during the run ({self.failure}).",
@@ -581,14 +673,15 @@ def build_logger(logger_cfg: Mapping[str, Any], output_dir: Path, tags: Mapping[
     }
     logger: ResilientMLFlowLogger | None = None
     try:  # MLflow opens the store when the client is built: a broken SQLite path fails right here
-        logger = ResilientMLFlowLogger(
-            tracking_uri=uri,
-            tags=dict(all_tags),
-            artifact_location=artifacts,
-            run_id=logger_cfg.get("run_id"),
-            **common,
-        )
-        logger.start(output_dir)  # the start-up check: create/open the run and write a tag to it
+        with sqlite_store_lock(uri):  # runs started at once on a fresh store: one creates it, all land in it
+            logger = ResilientMLFlowLogger(
+                tracking_uri=uri,
+                tags=dict(all_tags),
+                artifact_location=artifacts,
+                run_id=logger_cfg.get("run_id"),
+                **common,
+            )
+            logger.start(output_dir)  # the start-up check: create/open the run and write a tag to it
         return logger
     except Exception as error:
         problem = _error_text(error)
@@ -640,16 +733,35 @@ def log_artifact(logger: Logger | None, local_path: Path, artifact_path: str | N
         shutil.copy2(local_path, target / local_path.name)
 
 
+def log_dataset(logger: Logger | None, name: str, source: str | Path, digest: str) -> None:
+    """Log the data a run trained on as an MLflow dataset input (the Datasets column); other loggers: nothing."""
+    if not isinstance(logger, MLFlowLogger):
+        return
+    try:
+        dataset = dataset_input(name, source, digest)
+        if isinstance(logger, ResilientMLFlowLogger):
+            logger.log_dataset(dataset)
+        else:
+            logger.experiment.log_inputs(logger.run_id, datasets=[dataset])
+    except Exception as error:  # tracking is never fatal
+        log.warning("could not log dataset %s to MLflow: %s", name, _error_text(error))
+
+
+def _open_lines(uri: str, experiment_id: str | None, run_id: str | None) -> str:
+    url = run_page_url(uri, experiment_id, run_id)
+    if is_server_uri(uri):
+        return f"  open it at: {url}"
+    return f"  open it with: mlflow ui --backend-store-uri {uri}\n  then: {url}"
+
+
 def describe_run(logger: Logger | None, output_dir: Path) -> str:
     """Where the run's results are: the store(s), and for a split run which part went where."""
     if isinstance(logger, ResilientMLFlowLogger):
         return logger.describe()
     if isinstance(logger, MLFlowLogger):
         uri = logger._tracking_uri
-        return (
-            f"MLflow run {logger.run_id} in experiment '{logger._experiment_name}' at {uri}\n"
-            f"  open it with: mlflow ui --backend-store-uri {uri}"
-        )
+        where = f"MLflow run {logger.run_id} in experiment '{logger._experiment_name}' at {uri}"
+        return where + "\n" + _open_lines(uri, logger.experiment_id, logger.run_id)
     if isinstance(logger, CSVLogger):
         return f"CSV metrics in {logger.log_dir}"
     return f"run folder {output_dir} (no metrics logger)"

@@ -58,3 +58,43 @@ def record_training_run(logger: Any, run_folder: str | Path) -> Path | None:
     except Exception as error:  # tracking is never fatal
         log.warning("could not write %s in %s: %s", RUN_RECORD_FILE, run_folder, error)
         return None
+
+
+def checkpoint_run_folder(ckpt_path: str | Path) -> Path:
+    """The run folder a checkpoint belongs to: ``<run>/checkpoints/x.ckpt`` -> ``<run>``."""
+    parent = Path(ckpt_path).expanduser().resolve().parent
+    return parent.parent if parent.name == "checkpoints" else parent
+
+
+def close_orphaned_run(run_folder: str | Path, keep_run_id: str | None = None) -> str | None:
+    """When a run is resumed: close the MLflow run its folder's record names if it is still RUNNING.
+
+    A process killed outright (SIGKILL, out of memory, power loss) never ends its MLflow run, which then
+    shows RUNNING forever; resuming its checkpoint is the proof that it is dead, so it is marked KILLED.
+    ``keep_run_id``: the run this process itself logs to (``logger.run_id``), never closed. Returns a
+    sentence for the run summary (None: no record). Never raises: tracking is never fatal.
+    """
+    record = read_run_record(run_folder)
+    if record is None:
+        return None
+    run_id, uri = str(record["run_id"]), str(record.get("tracking_uri") or "")
+    if keep_run_id is not None and run_id == str(keep_run_id):
+        return f"continues MLflow run {run_id}"
+    database = uri[len("sqlite:///") :].partition("?")[0] if uri.startswith("sqlite:///") else None
+    if database and not database.startswith("file:") and not Path(database).is_file():  # never create a store
+        return f"its MLflow run {run_id} was in {uri}, which is gone"
+    try:
+        from mlflow.tracking import MlflowClient
+
+        from empdg.tracking.mlflow_tracking import quick_http
+
+        with quick_http():
+            client = MlflowClient(tracking_uri=uri)
+            status = client.get_run(run_id).info.status
+            if status != "RUNNING":
+                return f"its MLflow run {run_id} ended {status}"
+            client.set_terminated(run_id, "KILLED")
+        return f"closed its MLflow run {run_id}, left RUNNING by a killed process: now KILLED"
+    except Exception as error:  # tracking is never fatal
+        log.warning("could not check MLflow run %s of %s in %s: %s", run_id, run_folder, uri, error)
+        return None

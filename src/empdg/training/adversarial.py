@@ -173,16 +173,16 @@ class AdversarialGame:
                 d_mismatch = self.score(name, real, condition.rows(mismatch))
                 w = s.mismatch_weight
                 loss = (1 - w) * loss + w * self.rule.critic_loss(d_real, d_mismatch)
-                logs[f"train/d_{short}_mismatch"] = d_mismatch.detach().mean()
+                logs[f"wgan/d_{short}_mismatch"] = d_mismatch.detach().mean()
             if self.rule.uses_gradient_penalty:
                 loss = loss + s.gp_lambda * self._penalty(name, real_twice, fake, conditions_twice[name], logs)
             else:
-                logs[f"train/d_{short}_acc"] = critic_accuracy(d_real.detach(), d_fake.detach())
-            logs[f"train/d_{short}_real"] = d_real.detach().mean()
-            logs[f"train/d_{short}_fake"] = d_fake.detach().mean()
-            logs[f"train/d_{short}_wdist"] = wasserstein_estimate(d_real, d_fake)
+                logs[f"wgan/d_{short}_acc"] = critic_accuracy(d_real.detach(), d_fake.detach())
+            logs[f"wgan/d_{short}_real"] = d_real.detach().mean()
+            logs[f"wgan/d_{short}_fake"] = d_fake.detach().mean()
+            logs[f"wgan/d_{short}_wdist"] = wasserstein_estimate(d_real, d_fake)
             total = total + loss
-        logs["train/d_loss"] = total.detach()
+        logs["wgan/d_loss"] = total.detach()
         return total, logs
 
     def _penalty(
@@ -203,7 +203,7 @@ class AdversarialGame:
             return critic(x, mixed_mask, **condition.critic_kwargs(), response_weight=mixed_weight)
 
         penalty, _ = gradient_penalty(score_mixed, real_x, fake_x)
-        logs[f"train/gp_{CRITIC_SHORT[name]}"] = penalty.detach()
+        logs[f"wgan/gp_{CRITIC_SHORT[name]}"] = penalty.detach()
         return penalty
 
     # -- the generator's side -----------------------------------------------------------------
@@ -238,9 +238,9 @@ class AdversarialGame:
             norm_mle, norm_adv, cosine = gradient_probe(mle, term.loss, self.generator.decoder_parameters())
             if relative:
                 weight = s.w_adv_share * norm_mle / norm_adv.clamp_min(1e-12)
-            logs["train/adv_mle_grad_ratio"] = weight * norm_adv / norm_mle.clamp_min(1e-12)
-            logs["train/adv_mle_grad_cos"] = cosine
-        logs["train/w_adv_effective"] = weight
+            logs["wgan/adv_mle_grad_ratio"] = weight * norm_adv / norm_mle.clamp_min(1e-12)
+            logs["wgan/adv_mle_grad_cos"] = cosine
+        logs["wgan/w_adv_effective"] = weight
         return mle + weight * term.loss, {"g_adv": term.loss, **logs}
 
     def reward(self, view: ResponseView, conditions: dict[str, CriticCondition]) -> Tensor:
@@ -264,9 +264,9 @@ class AdversarialGame:
         log_prob = sequence_log_prob(self.generator, encoded, sampled)[rows]
         loss = -(advantage * log_prob).mean()
         logs = {
-            "train/reinforce_reward": reward.mean(),
-            "train/reinforce_advantage": advantage.mean(),
-            "train/reinforce_advantage_abs": advantage.abs().mean(),
+            "wgan/reinforce_reward": reward.mean(),
+            "wgan/reinforce_advantage": advantage.mean(),
+            "wgan/reinforce_advantage_abs": advantage.abs().mean(),
         }
         return GeneratorAdversarialTerm(loss, logs)
 

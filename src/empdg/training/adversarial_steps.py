@@ -43,7 +43,7 @@ class AdversarialSteps:
         """Both critics' losses against the frozen generator; None when no example has feedback."""
         result = self.game.critic_loss(batch)
         if result is None:
-            self.log("train/critic_batches_without_feedback", 1.0, reduce_fx="sum")
+            self.log("wgan/critic_batches_without_feedback", 1.0, reduce_fx="sum")
         return result
 
     def critic_update(self, batch: dict) -> bool:
@@ -54,13 +54,13 @@ class AdversarialSteps:
             if result is None:
                 return False
             total, logs = result
-            if not self.check_finite("train/d_loss", total.detach()):
+            if not self.check_finite("wgan/d_loss", total.detach()):
                 optimizer.zero_grad()
                 return False
             self.manual_backward(total)
             optimizer.step()  # on_before_optimizer_step measures the gradient norm
             optimizer.zero_grad()
-        logs["train/d_grad_norm"] = self.last_grad_norm
+        logs["wgan/d_grad_norm"] = self.last_grad_norm
         if self.game.rule.clips_weights:
             clip_critic_weights(self.critics, self.adv.clip_value)
         self.log_every_update(logs)
@@ -92,14 +92,14 @@ class AdversarialSteps:
         optimizer = self.generator_optimizer()
         with self.toggled_optimizer(optimizer):
             loss, parts = self.adversarial_generator_loss(batch)
-            if not self.check_finite("train/g_loss", loss.detach()):
+            if not self.check_finite("wgan/g_loss", loss.detach()):
                 optimizer.zero_grad()
                 return False
             self.manual_backward(loss)
             self.generator_update(optimizer)
         self.log_mle(parts, batch)
-        extra = {k: v.detach() for k, v in parts.items() if k.startswith("train/")}
-        self.log_every_update({"train/g_adv": parts["g_adv"].detach(), "train/g_loss": loss.detach(), **extra})
+        extra = {k: v.detach() for k, v in parts.items() if k.startswith("wgan/")}
+        self.log_every_update({"wgan/g_adv": parts["g_adv"].detach(), "wgan/g_loss": loss.detach(), **extra})
         return True
 
     def log_every_update(self, values: dict[str, Tensor]) -> None:

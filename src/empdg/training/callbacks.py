@@ -70,7 +70,7 @@ class WassersteinPlot(pl.Callback):
         figure, axis = plt.subplots(figsize=(7, 4))
         for key in sorted({k for row in history for k in row if k != "step"}):
             points = [(row["step"], row[key]) for row in history if key in row]
-            axis.plot(*zip(*points), label=key.removeprefix("train/"))
+            axis.plot(*zip(*points), label=key.removeprefix("wgan/"))
         axis.set_xlabel("optimizer step")
         axis.set_ylabel("E[D(real)] - E[D(fake)]")
         axis.set_title("critics' Wasserstein estimates")

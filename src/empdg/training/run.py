@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch
 from lightning_fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from empdg.config.schema import (
     AdversarialConfig,
@@ -22,19 +24,23 @@ from empdg.config.schema import (
     run_problems,
     typed,
 )
+from empdg.data.builtin import builtin_model_notice
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.subword_vocab import SubwordVocab
-from empdg.data.word_vectors import load_word_vectors
+from empdg.data.word_vectors import load_packaged_glove, load_word_vectors
 from empdg.errors import user_errors_from
 from empdg.models.hf_pretrained import PretrainedGenerator, load_tokenizer_json
-from empdg.tracking.mlflow_tracking import build_logger, describe_run, log_artifact, run_tags
-from empdg.tracking.run_record import record_training_run
+from empdg.models.registry import model_settings
+from empdg.tracking.mlflow_tracking import build_logger, describe_run, log_artifact, log_dataset, run_tags
+from empdg.tracking.run_record import checkpoint_run_folder, close_orphaned_run, record_training_run
 from empdg.training.callbacks import SampleGenerations, WassersteinPlot
-from empdg.training.checkpoint import load_checkpoint_file
+from empdg.training.checkpoint import load_checkpoint_file, resolve_checkpoint_path
 from empdg.training.critic_report import CriticReport
+from empdg.training.interruption import Interruption, TrainingInterrupted
 from empdg.training.log_hygiene import install_log_filters
 from empdg.training.module import EmpDGModule
 from empdg.training.progress import ProgressLog
+from empdg.training.progress_bar import phase_progress_bar
 from empdg.training.throughput import TrainingThroughput
 
 log = logging.getLogger(__name__)
@@ -52,6 +58,22 @@ def resolve_output_dir(cfg: DictConfig) -> Path:
     path = Path(value).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def ddp_problems(trainer: DictConfig) -> list[str]:
+    """``trainer=ddp`` on a machine without a GPU: ``devices=auto`` would start one process, which nobody wants."""
+    if "ddp" not in str(trainer.get("strategy", "")) or str(trainer.get("devices")) != "auto":
+        return []
+    accelerator = str(trainer.get("accelerator", "auto"))
+    if int(trainer.get("num_nodes") or 1) > 1 or accelerator not in ("auto", "cpu"):
+        return []  # one process per machine under a launcher is a real multi-node run
+    if accelerator == "auto" and torch.cuda.is_available():
+        return []
+    found = "with trainer.accelerator=cpu" if accelerator == "cpu" else "found no GPU, and"
+    return [
+        f"trainer=ddp {found} trainer.devices=auto would start a single process; for CPU processes "
+        "use trainer=ddp trainer.accelerator=cpu trainer.devices=2 (or trainer=cpu for one)"
+    ]
 
 
 @user_errors_from()  # its ValueErrors are the user's: `error: ...`, exit 2 (empdg.errors)
@@ -86,13 +108,27 @@ def validate_config(cfg: DictConfig) -> None:
             "trains without critics by default): add adversarial=empdg, or choose another ablation"
         )
     model = cfg.model
-    if model.get("pretrained") is not None and model.embeddings.path:
+    try:  # the generator's own settings checks, here before any data (else when the model is built)
+        model_settings(OmegaConf.to_container(model, resolve=True))
+    except ValueError as error:
+        problems.append(str(error))
+    problems += ddp_problems(cfg.trainer)
+    if model.get("pretrained") is not None and (model.embeddings.path or model.embeddings.source):
         problems.append(
-            f"model={model.name} reads its checkpoint's own word vectors: remove model.embeddings.path"
+            f"model={model.name} reads its checkpoint's own word vectors: remove model.embeddings.path/source"
+        )
+    if model.embeddings.path and model.embeddings.source:
+        problems.append("give one of model.embeddings.path (a GloVe-format file) or model.embeddings.source")
+    if model.embeddings.source and model.embeddings.source != "glove-6b-50d":
+        problems.append(f"model.embeddings.source={model.embeddings.source}: the packaged vectors are glove-6b-50d")
+    elif model.embeddings.source and model.get("pretrained") is None and model.emb_dim != 50:
+        problems.append(
+            f"model.embeddings.source=glove-6b-50d has 50-d vectors but model.emb_dim={model.emb_dim}: set "
+            "model.emb_dim=50 (projected to model.hidden_dim)"
         )
     if model.copy and cfg.data.max_context_len < 2:
         problems.append("model.copy=true needs context tokens (data.max_context_len >= 2)")
-    if model.embeddings.path and model.tie_embeddings and model.embeddings.freeze:
+    if (model.embeddings.path or model.embeddings.source) and model.tie_embeddings and model.embeddings.freeze:
         problems.append("model.embeddings.freeze=true with model.tie_embeddings=true would freeze the output layer")
     if cfg.ckpt_path and not Path(cfg.ckpt_path).exists():
         problems.append(f"ckpt_path={cfg.ckpt_path} does not exist")
@@ -127,10 +163,14 @@ def build_module(cfg: DictConfig, datamodule: DialogueDataModule) -> EmpDGModule
         vocab_spec=datamodule.vocab.spec(),
     )
     generator = module.generator
-    if cfg.model.embeddings.path:
-        vectors, found = load_word_vectors(
-            Path(cfg.model.embeddings.path), datamodule.vocab, cfg.model.emb_dim, cfg.seed
-        )
+    if cfg.model.embeddings.path or cfg.model.embeddings.source:
+        if cfg.model.embeddings.source:
+            vectors, found = load_packaged_glove(datamodule.vocab, cfg.model.emb_dim, cfg.seed)
+        else:
+            vectors, found = load_word_vectors(
+                Path(cfg.model.embeddings.path), datamodule.vocab, cfg.model.emb_dim, cfg.seed
+            )
+        module.embedding_coverage = found / max(len(datamodule.vocab), 1)
         generator.word_embedding.weight.data.copy_(vectors)
         generator.word_embedding.weight.requires_grad_(not cfg.model.embeddings.freeze)
         log.info("pretrained vectors: %d of %d vocabulary words found", found, len(datamodule.vocab))
@@ -142,6 +182,7 @@ def build_module(cfg: DictConfig, datamodule: DialogueDataModule) -> EmpDGModule
 @user_errors_from()
 def load_generator_weights(module: EmpDGModule, path: Path) -> None:
     """Initialise the generator from a checkpoint with the same vocabulary (weights only)."""
+    path = resolve_checkpoint_path(path, "model.init_from")  # a run folder: its best checkpoint
     checkpoint = load_checkpoint_file(path, "model.init_from")
     tokens = checkpoint["hyper_parameters"]["vocab_tokens"]
     if tokens != module.vocab.tokens:
@@ -254,6 +295,9 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     """Train one run; return the final validation metrics (what sweeps optimise)."""
     install_log_filters()
     validate_config(cfg)
+    if cfg.ckpt_path:  # a run folder resumes from its last checkpoint; a FIFO or device is refused
+        with user_errors_from():
+            cfg.ckpt_path = str(resolve_checkpoint_path(cfg.ckpt_path, "ckpt_path", which="last"))
     resume = read_resume_checkpoint(Path(cfg.ckpt_path)) if cfg.ckpt_path else None
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     output_dir = resolve_output_dir(cfg)
@@ -273,6 +317,10 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     if resume is not None:
         check_resume_compatible(module, resume, Path(cfg.ckpt_path))
 
+    resumed = None
+    if cfg.ckpt_path and rank_zero:  # before this run's record replaces the old one (resuming in place)
+        previous = close_orphaned_run(checkpoint_run_folder(cfg.ckpt_path), cfg.logger.get("run_id"))
+        resumed = f"resumed from {cfg.ckpt_path}" + (f" ({previous})" if previous else "")
     tags = run_tags(cfg, dataset=f"{cfg.data.name}:{datamodule.prepared.cache_path.stem}")
     logger = build_logger(cfg.logger, output_dir, tags) if rank_zero else None
     samples = SampleGenerations(int(cfg.training.sample_generations), int(cfg.training.sample_max_len))
@@ -288,8 +336,10 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
         filename="best-{step}" if checkpoint_cfg.monitor else "step-{step}",
         auto_insert_metric_name=False,
     )
+    interruption = Interruption(output_dir / "checkpoints" / "last.ckpt")
     callbacks = [
         checkpoint,
+        interruption,
         samples,
         WassersteinPlot(output_dir),
         CriticReport(output_dir),
@@ -300,20 +350,36 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     trainer = build_trainer(cfg, logger, callbacks, output_dir)
     if logger is not None and trainer.is_global_zero:
         logger.log_hyperparams(flatten(OmegaConf.to_container(cfg, resolve=True)))
+        if getattr(module, "embedding_coverage", None) is not None:  # share of the vocabulary with a real vector
+            logger.log_hyperparams({"model.embeddings.coverage": round(module.embedding_coverage, 4)})
         log_artifact(logger, output_dir / "config.yaml")
         log_artifact(logger, output_dir / "vocab.json")
+        cache = datamodule.prepared.cache_path  # `<source>-<hash>.json`: the hash of the examples trained on
+        source = Path(cfg.data.root).expanduser().resolve() if cfg.data.get("root") else cache.resolve()
+        log_dataset(logger, str(cfg.data.name), source, cache.stem.partition("-")[2])
         record_training_run(logger, output_dir)  # mlflow_run.json: evaluations link to this run (never fatal)
     # weights_only=True: Lightning's default defers to torch's, which an environment variable
     # (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD) or an older torch turns into full unpickling
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
-    if trainer.interrupted:
-        log.warning("training was interrupted")
-    trainer.validate(module, datamodule=datamodule, verbose=False)  # every rank: it is collective
+    with interruption.installed(trainer):
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+            if trainer.interrupted:
+                log.warning("training was interrupted")
+            trainer.validate(module, datamodule=datamodule, verbose=False)  # every rank: it is collective
+        except SIGTERMException:  # Lightning's stop for SIGTERM (and ours for SIGINT): exit 0 unless turned
+            if interruption.signum is None:
+                raise
+            stopped = interruption.stopped()
+            if trainer.is_global_zero:
+                print_stop(stopped, trainer.global_step, logger, output_dir, resumed)
+            raise stopped from None
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if trainer.is_global_zero and isinstance(module.generator, PretrainedGenerator):
         save_hugging_face_format(module, output_dir / "hf_model", logger)
     if trainer.is_global_zero:
-        print_summary(metrics, logger, output_dir, checkpoint, samples)
+        print_summary(metrics, logger, output_dir, checkpoint, samples, resumed)
+        if notice := builtin_model_notice(data_cfg):  # after the replies it explains
+            print("\n" + notice)
     return metrics
 
 
@@ -331,8 +397,12 @@ def monitored_metric(monitor: str | None, vocab) -> str | None:
         return monitor
     renamed = "val/" + vocab.metric_name(monitor.removeprefix("val/"))
     if renamed != monitor:
-        log.info("callbacks.checkpoint.monitor=%s: this model's perplexity is per %s, monitoring %s",
-                 monitor, vocab.unit, renamed)
+        log.info(
+            "callbacks.checkpoint.monitor=%s: this model's perplexity is per %s, monitoring %s",
+            monitor,
+            vocab.unit,
+            renamed,
+        )
     return renamed
 
 
@@ -346,18 +416,38 @@ def save_hugging_face_format(module: EmpDGModule, folder: Path, logger) -> None:
 
 
 def progress_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    """The one-line progress log (``callbacks.progress``); by default only without a progress bar."""
+    """The phase progress bar (with ``trainer.enable_progress_bar``) and the one-line progress log
+    (``callbacks.progress``; by default only without a bar)."""
     progress = cfg.callbacks.get("progress") or {}
     every = int(progress.get("every_n_steps", 0) or 0)
-    with_bar = bool(progress.get("with_progress_bar", False))
-    if every <= 0 or (cfg.trainer.get("enable_progress_bar", True) and not with_bar):
-        return []
-    return [ProgressLog(every)]
+    bar = bool(cfg.trainer.get("enable_progress_bar", True))
+    callbacks: list[pl.Callback] = [phase_progress_bar()] if bar else []
+    if every > 0 and (not bar or progress.get("with_progress_bar", False)):
+        callbacks.append(ProgressLog(every))
+    return callbacks
 
 
-def print_summary(metrics, logger, output_dir: Path, checkpoint: ModelCheckpoint, samples: SampleGenerations) -> None:
+def print_stop(stopped: TrainingInterrupted, step: int, logger, output_dir: Path, resumed: str | None) -> None:
+    name = signal.Signals(stopped.signum).name
+    print(f"\n=== empdg run stopped by {name} at step {step} (exit status {stopped.code}) ===")
+    if resumed:
+        print(resumed)
+    print(describe_run(logger, output_dir))
+    if logger is not None and hasattr(logger, "killed"):
+        print("  the MLflow run is marked KILLED")
+    print(f"run folder: {output_dir}")
+    if stopped.checkpoint is not None:
+        print(f"checkpoint: {stopped.checkpoint}\nresume with: ckpt_path={stopped.checkpoint}")
+
+
+def print_summary(
+    metrics, logger, output_dir: Path, checkpoint: ModelCheckpoint, samples: SampleGenerations,
+    resumed: str | None = None,
+) -> None:  # fmt: skip
     shown = {k: v for k, v in metrics.items() if k.startswith("val/") and math.isfinite(v)}
     print("\n=== empdg run finished ===")
+    if resumed:
+        print(resumed)
     print("validation: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(shown.items())))
     print(describe_run(logger, output_dir))
     print(f"run folder: {output_dir}")

@@ -3,7 +3,7 @@
 Wall-clock time of a whole run mixes start-up, validation and checkpointing into the speed of the
 model; this callback times only the training steps (from batch start to batch end, the optimizer
 step included), per phase, and counts the generator's parameters. The result lands in
-``<run folder>/throughput.json`` and, as ``perf/*`` metrics, in the run's logger.
+``<run folder>/throughput.json`` and, as ``wallclock/*`` metrics, in the run's logger.
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ class TrainingThroughput(pl.Callback):
         summary = self.summary(pl_module)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         (self.output_dir / "throughput.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-        metrics = {"perf/generator_parameters": float(summary["generator_parameters"])}
+        metrics = {"wallclock/generator_parameters": float(summary["generator_parameters"])}
         for phase, values in summary["phases"].items():
             if values["steps_per_s"] is not None:
-                metrics[f"perf/{phase}_steps_per_s"] = values["steps_per_s"]
+                metrics[f"wallclock/{phase}_steps_per_s"] = values["steps_per_s"]
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)

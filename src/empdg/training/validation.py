@@ -95,6 +95,6 @@ class CriticReportCollector:
                 torch.tensor([counts[k] for k in keys], device=device, dtype=torch.float64), reduce_op="sum"
             )
             counts = dict(zip(keys, summed.tolist()))
-        report = {f"critic/{k}": float(v) for k, v in shares_from_counts(counts).items()}
+        report = {f"wgan/critic/{k}": float(v) for k, v in shares_from_counts(counts).items()}
         report |= {f"val/greedy_{k}": float(v) for k, v in reply_diversity(replies).items()}
         return report

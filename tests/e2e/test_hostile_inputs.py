@@ -1,0 +1,361 @@
+"""Hostile and careless inputs, one table: each case prepares files, runs a command, and states its outcome.
+
+A case is a row of ``CASES``: ``prepare(ctx)`` writes whatever the case needs under ``ctx.tmp`` (it may use
+the shared tiny run folder ``ctx.run_dir``, copied per case so no case sees another's damage) and returns
+the command's arguments after ``python``; ``status`` is the expected exit status; ``error`` the texts the
+one ``error:`` line must hold when ``status`` is 2 (no traceback anywhere in the output), or texts the
+output must hold otherwise; ``after(ctx, done)`` checks what must hold afterwards (a cache rebuilt, a
+run marked killed...). The next hardening pass adds rows, not tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from tiny import tiny_overrides
+
+from empdg.errors import EXIT_USER_ERROR
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8", "HYDRA_FULL_ERROR": "0"}
+TRAIN = str(REPO / "train.py")
+SWEEP = str(REPO / "sweep.py")
+
+
+@dataclass
+class Context:
+    """What a case may use: its own folder, a private copy of a tiny trained run folder."""
+
+    tmp: Path
+    shared_run: Path
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        """A private copy of the shared tiny run (made on first use), so a case may damage it."""
+        target = self.tmp / "run"
+        if not target.exists():
+            shutil.copytree(self.shared_run, target, symlinks=True)
+        return target
+
+    @property
+    def ckpt(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.ckpt"
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    prepare: Callable[[Context], list[str]]
+    status: int = EXIT_USER_ERROR
+    error: tuple[str, ...] = ()
+    after: Callable[[Context, subprocess.CompletedProcess], None] | None = None
+    stdin: str | None = None
+    timeout: int = 240
+    #: runs the command instead of a plain ``subprocess.run`` (e.g. to send it a signal mid-run)
+    runner: Callable[[Context, list[str]], subprocess.CompletedProcess] | None = None
+
+
+def _tiny_train_args(ctx: Context, *extra: str, run: str = "train") -> list[str]:
+    return [TRAIN, *tiny_overrides(), "logger=none", f"paths.root_dir={ctx.tmp}", f"paths.output_dir={ctx.tmp / run}",
+            "training.sample_generations=0", *extra]  # fmt: skip
+
+
+# ---- the cases ---------------------------------------------------------------------------------------------------
+# Each area adds its rows in its own section; keep one row per case.
+
+# -- checkpoints and run folders --
+EVALUATE = ["-m", "empdg.evaluate", "logger=none"]
+CHAT = ["-m", "empdg.chat"]
+CKPT_CSV = b"speaker,utterance\nhi,you\n"
+
+
+def _ckpt_with(command: list[str], make: Callable[[Context], Path]) -> Callable[[Context], list[str]]:
+    """``command ckpt_path=<what make(ctx) returns>``."""
+    return lambda ctx: [*command, f"ckpt_path={make(ctx)}"]
+
+
+def _ckpt_file(content: bytes) -> Callable[[Context], Path]:
+    def make(ctx: Context) -> Path:
+        (ctx.tmp / "model.ckpt").write_bytes(content)
+        return ctx.tmp / "model.ckpt"
+
+    return make
+
+
+def _ckpt_fifo(ctx: Context) -> Path:
+    os.mkfifo(ctx.tmp / "model.ckpt")
+    return ctx.tmp / "model.ckpt"
+
+
+def _ckpt_no_output_folder(ctx: Context, done: subprocess.CompletedProcess) -> None:
+    left = list((ctx.tmp / "outputs" / "evaluate").glob("*"))
+    assert not left, f"a failed evaluation left {left} behind"
+
+
+CHECKPOINT_CASES: list[Case] = [
+    # a CSV's bytes made torch's weights-only unpickler raise IndexError (pop from empty list): a traceback
+    Case("ckpt_not_torch", _ckpt_with(EVALUATE, _ckpt_file(CKPT_CSV)),
+         error=("model.ckpt is not a PyTorch checkpoint", "neither a zip archive nor a pickle"),
+         after=_ckpt_no_output_folder),
+    # a FIFO was said not to exist
+    Case("ckpt_fifo", _ckpt_with(CHAT, _ckpt_fifo), stdin="", error=("model.ckpt is not a regular file",)),
+    # a run folder was said not to exist: it stands for its best checkpoint
+    Case("ckpt_run_folder", _ckpt_with(CHAT, lambda ctx: ctx.run_dir), stdin="hello\n/quit\n", status=0,
+         error=("ckpt_path=", ": using its best checkpoint ", "checkpoints/best-", "bot> ")),
+]  # fmt: skip
+
+
+# -- preprocessing caches --
+def _cache_crafted(craft: Callable[[dict], str]) -> Callable[[Context], list[str]]:
+    """A tiny training run whose preprocessing cache (at the very path it will read) holds ``craft(payload)``."""
+
+    def prepare(ctx: Context) -> list[str]:
+        import json
+
+        from omegaconf import OmegaConf
+
+        from empdg.config import compose
+        from empdg.data.preprocess import cache_key, prepare_examples
+
+        cfg = compose("train", [*tiny_overrides(), f"paths.root_dir={ctx.tmp}"])
+        data = OmegaConf.to_container(cfg.data, resolve=True)
+        path = prepare_examples(data).cache_path  # a good cache of this very key, then damaged
+        path.write_text(craft(json.loads(path.read_bytes())), encoding="utf-8")
+        ctx.extra["cache"] = (path, cache_key(data))
+        return _tiny_train_args(ctx)
+
+    return prepare
+
+
+def _cache_rebuilt(ctx: Context, done: subprocess.CompletedProcess) -> None:
+    from empdg.data.preprocess import _decode_cache
+
+    path, key = ctx.extra["cache"]
+    assert "ignoring the invalid preprocessing cache" in done.stdout + done.stderr
+    _decode_cache(path, key)  # the bad file was overwritten by a valid cache
+
+
+# one training run; every other crafted cache (wrong types, indices, emotion 999...) is rebuilt the same way, in
+# tests/data/test_preprocess.py
+CACHE_CASES: list[Case] = [
+    Case("cache_nested_json_is_rebuilt",
+         _cache_crafted(lambda payload: '{"format": "empdg-prepared-examples", "splits": ' + "[" * 100_000 + "}"),
+         status=0, error=("nested more than 8 levels deep",), after=_cache_rebuilt),
+]  # fmt: skip
+
+# -- run configs (config.yaml) and vocabularies --
+# five lines, 111,110 strings once the aliases are expanded: OmegaConf.load took 13.5 s over them here
+CFG_ALIAS_BOMB = 'a: &a ["x","x","x","x","x","x","x","x","x","x"]\n' + "".join(
+    f"{name}: &{name} [{','.join([f'*{prev}'] * 10)}]\n" for prev, name in zip("abcd", "bcde")
+)
+
+
+def _cfg_run_config(text: str) -> Callable[[Context], Path]:
+    def make(ctx: Context) -> Path:
+        (ctx.run_dir / "config.yaml").write_text(text, encoding="utf-8")
+        return ctx.ckpt
+
+    return make
+
+
+def _cfg_overrides_file(ctx: Context) -> list[str]:
+    (ctx.tmp / "best_overrides.txt").write_text("experiment=quickstart\nexperiment_name='my run; $(touch x) *'\n")
+    return [TRAIN, f"overrides_file={ctx.tmp / 'best_overrides.txt'}", "seed=7", "--cfg", "job"]
+
+
+RUN_CONFIG_CASES: list[Case] = [
+    Case("cfg_alias_bomb", _ckpt_with(EVALUATE, _cfg_run_config(CFG_ALIAS_BOMB)),
+         error=("run/config.yaml: expands to more than 100000 YAML nodes",), after=_ckpt_no_output_folder),
+    # was a ConstructorError traceback
+    Case("cfg_object_tag", _ckpt_with(CHAT, _cfg_run_config("data: !!python/object:os.system {}")), stdin="",
+         error=("run/config.yaml: not a valid run config", "python/object:os.system")),
+    # a sweep's best_overrides.txt: each line one override, no shell splitting or expansion (was `$(cat ...)`)
+    Case("cfg_overrides_file", _cfg_overrides_file, status=0,
+         error=("experiment_name: my run; $(touch x) *", "seed: 7")),
+]  # fmt: skip
+
+# -- prediction files --
+_PRED_LINE = '{"emotion": "sad", "context": ["a"], "pred": "x", "ref": "y"}\n'
+
+
+def _pred_file(name: str, body: bytes | None = None, size: int | None = None):
+    """``empdg.evaluate predictions_file=<name>`` where the file holds ``body`` (or ``size`` bytes, sparse)."""
+
+    def prepare(ctx: Context) -> list[str]:
+        path = ctx.tmp / name
+        path.write_bytes(body or b"")
+        if size is not None:
+            os.truncate(path, size)  # no page written: the guard must refuse it from its size alone
+        return ["-m", "empdg.evaluate", f"predictions_file={path}", "logger=none", f"paths.root_dir={ctx.tmp}"]
+
+    return prepare
+
+
+PREDICTION_CASES: list[Case] = [
+    Case("pred_jsonl_wrong_type", _pred_file("p.jsonl", (_PRED_LINE + _PRED_LINE.replace('["a"]', "5")).encode()),
+         error=("p.jsonl:2: context: Input should be a valid list (found 5)",)),
+    Case("pred_jsonl_deep_nesting",
+         _pred_file("p.jsonl", (_PRED_LINE + '{"emotion": ' + "[" * 100_000 + "]" * 100_000 + "}\n").encode()),
+         error=("p.jsonl:2: nested more than 16 levels deep",)),
+    Case("pred_not_utf8", _pred_file("pred_x.txt", "emotion:café\nContext:['a']\nPred:x\nRef:y\n".encode("latin-1")),
+         error=("pred_x.txt: prediction file is not UTF-8 text (byte 11, line 1",)),
+    Case("pred_over_the_size_limit", _pred_file("p.jsonl", size=200 * 1024 * 1024),
+         error=("p.jsonl: prediction file is 200.0 MB, over the limit of 64 MB; raise evaluate.max_file_mb",)),
+]  # fmt: skip
+
+
+# -- sweeps --
+def _sweep_args(ctx: Context, *extra: str) -> list[str]:
+    return [SWEEP, "sweep=quickstart", f"paths.root_dir={ctx.tmp}", "logger=none", *extra]
+
+
+def _sweep_no_study(ctx: Context, done: subprocess.CompletedProcess) -> None:
+    assert not (ctx.tmp / "optuna").exists(), "the study was touched"
+
+
+def _sweep_storage(content: bytes) -> Callable[[Context], list[str]]:
+    def make(ctx: Context) -> list[str]:
+        (ctx.tmp / "study.db").write_bytes(content)
+        return _sweep_args(ctx, f"sweep.storage=sqlite:///{ctx.tmp / 'study.db'}")
+
+    return make
+
+
+SWEEP_CASES: list[Case] = [
+    Case("sweep-importance-min-trials-1", lambda ctx: _sweep_args(ctx, "sweep.importance_min_trials=1"),
+         error=("sweep.importance_min_trials=1", "integer >= 2"), after=_sweep_no_study),
+    # was an OperationalError/DatabaseError traceback, exit 1 (which says "every trial failed")
+    Case("sweep_corrupt_storage", _sweep_storage(b"SQLite format 3\x00" + b"\xff" * 200),
+         error=("study.db: SQLite cannot use", "move it away")),
+]  # fmt: skip
+
+
+# -- training: signals, precision, tracking --
+def _train_long_args(ctx: Context) -> list[str]:
+    """A run far longer than any case: it only ends by the signal the case sends (MLflow store in ctx.tmp)."""
+    return _tiny_train_args(ctx, "logger=mlflow", "training.phases.generator_pretrain=100000",
+                            "trainer.log_every_n_steps=1")  # fmt: skip
+
+
+def _train_logged_steps(ctx: Context) -> int:
+    """How many ``train/loss`` values the run has in its MLflow store: > 0 once training is under way."""
+    import sqlite3
+
+    record, store = ctx.tmp / "train" / "mlflow_run.json", ctx.tmp / "mlruns" / "mlflow.db"
+    if not record.is_file() or not store.is_file():
+        return 0
+    try:
+        import json
+
+        run_id = json.loads(record.read_text())["run_id"]
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=1) as db:
+            query = "select count(*) from metrics where run_uuid=? and key='train/loss'"
+            return int(db.execute(query, (run_id,)).fetchone()[0])
+    except (sqlite3.Error, ValueError, KeyError):
+        return 0
+
+
+def _train_signal(signum: int) -> Callable[[Context, list[str]], subprocess.CompletedProcess]:
+    """Start the run, send ``signum`` once it has logged a training step, collect what it printed."""
+
+    def run(ctx: Context, args: list[str]) -> subprocess.CompletedProcess:
+        command = [sys.executable, *args]
+        process = subprocess.Popen(command, cwd=ctx.tmp, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 180
+            while _train_logged_steps(ctx) == 0 and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            process.send_signal(signum)
+            out, err = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+    return run
+
+
+def _train_stopped_cleanly(ctx: Context, done: subprocess.CompletedProcess) -> None:
+    """A checkpoint of the steps done, and the MLflow run marked KILLED (not FAILED, not RUNNING)."""
+    import json
+
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    checkpoint = torch.load(ctx.tmp / "train" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] >= 1
+    record = json.loads((ctx.tmp / "train" / "mlflow_run.json").read_text())
+    assert MlflowClient(tracking_uri=record["tracking_uri"]).get_run(record["run_id"]).info.status == "KILLED"
+
+
+TRAINING_CASES: list[Case] = [
+    # was: "Received SIGTERM", exit 0, MLflow run FAILED, no checkpoint of the steps done
+    Case("train_sigterm_mid_run", _train_long_args, status=143, runner=_train_signal(signal.SIGTERM),
+         error=("stopped by SIGTERM", "resume with: ckpt_path="), after=_train_stopped_cleanly),
+    # was: "Detected KeyboardInterrupt", exit 1, MLflow run FAILED, no checkpoint
+    Case("train_sigint_mid_run", _train_long_args, status=130, runner=_train_signal(signal.SIGINT),
+         error=("stopped by SIGINT", "resume with: ckpt_path="), after=_train_stopped_cleanly),
+]  # fmt: skip
+
+CASES: list[Case] = [
+    *CHECKPOINT_CASES, *CACHE_CASES, *RUN_CONFIG_CASES, *PREDICTION_CASES, *SWEEP_CASES, *TRAINING_CASES,
+]  # fmt: skip
+
+
+# ---- the runner --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shared_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny trained run folder (checkpoints, config.yaml, vocab), built once for the whole table."""
+    root = tmp_path_factory.mktemp("shared")
+    ctx = Context(tmp=root, shared_run=root)
+    done = subprocess.run(
+        [sys.executable, *_tiny_train_args(ctx, run="run")], cwd=root, env=ENV, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    return root / "run"
+
+
+def _check(case: Case, done: subprocess.CompletedProcess) -> None:
+    output = done.stdout + done.stderr
+    assert done.returncode == case.status, f"exit {done.returncode}, expected {case.status}:\n{output[-3000:]}"
+    if case.status == EXIT_USER_ERROR:
+        assert "Traceback" not in output and "Error executing job" not in output, output[-3000:]
+        lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        assert len(lines) == 1, done.stderr[-3000:]
+        for text in case.error:
+            assert text in lines[0], lines[0]
+    else:
+        for text in case.error:
+            assert text in output, output[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+def test_case(case: Case, tmp_path: Path, shared_run: Path) -> None:
+    ctx = Context(tmp=tmp_path, shared_run=shared_run)
+    args = case.prepare(ctx)
+    if case.runner is not None:
+        done = case.runner(ctx, args)
+        _check(case, done)
+        if case.after is not None:
+            case.after(ctx, done)
+        return
+    done = subprocess.run(
+        [sys.executable, *args], cwd=tmp_path, env={**ENV, **ctx.extra.get("env", {})}, input=case.stdin,
+        capture_output=True, text=True, timeout=case.timeout,
+    )  # fmt: skip
+    _check(case, done)
+    if case.after is not None:
+        case.after(ctx, done)

@@ -1,0 +1,87 @@
+"""What a command accepts as a checkpoint: a .ckpt file or a run folder; anything else is one clear error
+naming the file, never an unpickler's IndexError or a FIFO reported as missing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from empdg.training.checkpoint import load_checkpoint_file, resolve_checkpoint_path
+
+
+def fake_checkpoint(path: Path, best: str | None = None) -> Path:
+    """What the loader checks of a Lightning checkpoint: hyper-parameters, a state dict, ModelCheckpoint's state."""
+    callbacks = {"ModelCheckpoint{'monitor': 'val/loss'}": {"best_model_path": best}} if best else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"hyper_parameters": {"model": {"name": "empdg"}}, "state_dict": {}, "callbacks": callbacks}, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"speaker,utterance\nhi,there\n", "neither a zip archive nor a pickle"),  # was IndexError: pop from empty list
+        (b"hello world", "neither a zip archive nor a pickle"),  # was KeyError: 101
+        (b"", "the file is empty"),
+        (b"PK\x03\x04 truncated", "a damaged or truncated zip archive"),
+        (b"\x80\x02(abc", "Error"),  # a pickle opcode, then garbage: whatever torch's unpickler raises, named
+    ],
+)
+def test_a_file_that_is_no_torch_checkpoint_is_named(tmp_path: Path, content: bytes, why: str) -> None:
+    path = tmp_path / "model.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"ckpt_path={path} is not a PyTorch checkpoint \(.*{why}"):
+        load_checkpoint_file(path)
+
+
+def test_a_zip_archive_that_torch_did_not_write_is_named(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "model.ckpt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("a.txt", "hello")
+    with pytest.raises(ValueError, match=r"is not a PyTorch checkpoint \(RuntimeError"):
+        load_checkpoint_file(path, "model.init_from")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_is_not_a_regular_file_and_is_never_opened(tmp_path: Path) -> None:
+    fifo = tmp_path / "model.ckpt"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes: the check must not open it
+    with pytest.raises(ValueError, match=rf"ckpt_path={fifo} is not a regular file"):
+        load_checkpoint_file(fifo)
+
+
+def test_a_missing_path_still_says_it_does_not_exist(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_checkpoint_path(tmp_path / "nope.ckpt")
+
+
+def test_a_run_folder_stands_for_its_best_checkpoint_else_last(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    folder = run / "checkpoints"
+    run.mkdir()
+    with pytest.raises(FileNotFoundError, match="is a folder without a checkpoint"):
+        resolve_checkpoint_path(run)
+    fake_checkpoint(folder / "best-2.ckpt")
+    fake_checkpoint(folder / "best-9.ckpt")  # the newer one, but not the one last.ckpt names as best
+    fake_checkpoint(folder / "last.ckpt", best=str(Path("/elsewhere/checkpoints/best-2.ckpt")))
+    assert resolve_checkpoint_path(run) == folder / "best-2.ckpt"
+    assert f"ckpt_path={run}: using its best checkpoint {folder / 'best-2.ckpt'}" in capsys.readouterr().err
+    assert resolve_checkpoint_path(folder, "model.init_from") == folder / "best-2.ckpt"  # checkpoints/ itself too
+    assert resolve_checkpoint_path(run, which="last") == folder / "last.ckpt"  # what a resume continues from
+    assert load_checkpoint_file(run)["hyper_parameters"] == {"model": {"name": "empdg"}}
+    for best in folder.glob("best-*.ckpt"):
+        best.unlink()
+    assert resolve_checkpoint_path(run) == folder / "last.ckpt"
+    assert "using its last checkpoint" in capsys.readouterr().err
+
+
+def test_hyper_parameters_that_are_not_a_mapping_are_no_empdg_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "model.ckpt"
+    torch.save({"hyper_parameters": 5, "state_dict": {}}, path)  # was AttributeError: 'int' object has no 'get'
+    with pytest.raises(ValueError, match="is not an empdg Lightning checkpoint"):
+        load_checkpoint_file(path)
