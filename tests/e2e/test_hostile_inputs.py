@@ -299,7 +299,17 @@ def _train_stopped_cleanly(ctx: Context, done: subprocess.CompletedProcess) -> N
     assert MlflowClient(tracking_uri=record["tracking_uri"]).get_run(record["run_id"]).info.status == "KILLED"
 
 
+def _train_bf16_on_avx2(ctx: Context) -> list[str]:
+    """A short run with both critics in bf16-mixed on a CPU limited to AVX2 (oneDNN told so: no AVX-512 kernels)."""
+    ctx.extra["env"] = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    return _tiny_train_args(ctx, "trainer.precision=bf16-mixed", "training.phases.generator_pretrain=4",
+                            "training.phases.critic_pretrain=2", "training.phases.adversarial=1",
+                            "trainer.val_check_interval=4")  # fmt: skip
+
+
 TRAINING_CASES: list[Case] = [
+    # was: "could not create a primitive descriptor for the LSTM forward propagation primitive" in the critic
+    Case("train_bf16_mixed_on_an_avx2_only_cpu", _train_bf16_on_avx2, status=0),
     # was: "Received SIGTERM", exit 0, MLflow run FAILED, no checkpoint of the steps done
     Case("train_sigterm_mid_run", _train_long_args, status=143, runner=_train_signal(signal.SIGTERM),
          error=("stopped by SIGTERM", "resume with: ckpt_path="), after=_train_stopped_cleanly),
