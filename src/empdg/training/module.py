@@ -78,6 +78,7 @@ class EmpDGModule(AdversarialSteps, pl.LightningModule):
         self.vocab = vocab_from_spec(dict(vocab_spec) if vocab_spec else None, list(vocab_tokens))
         self.generator = build_generator(model, vocab_size=len(self.vocab))
         self.generator_config = self.generator.settings  # the model's typed settings (its own dataclass)
+        self.embedding_coverage: float | None = None  # share of the vocabulary with a pretrained vector (run.py)
         self.optim_cfg = typed(OptimConfig, optim, "optim")
         self.training_cfg = typed(TrainingConfig, training, "training")
         self.adv = typed(AdversarialConfig, adversarial, "adversarial")

@@ -350,7 +350,7 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     trainer = build_trainer(cfg, logger, callbacks, output_dir)
     if logger is not None and trainer.is_global_zero:
         logger.log_hyperparams(flatten(OmegaConf.to_container(cfg, resolve=True)))
-        if getattr(module, "embedding_coverage", None) is not None:  # share of the vocabulary with a real vector
+        if module.embedding_coverage is not None:
             logger.log_hyperparams({"model.embeddings.coverage": round(module.embedding_coverage, 4)})
         log_artifact(logger, output_dir / "config.yaml")
         log_artifact(logger, output_dir / "vocab.json")
@@ -433,7 +433,7 @@ def print_stop(stopped: TrainingInterrupted, step: int, logger, output_dir: Path
     if resumed:
         print(resumed)
     print(describe_run(logger, output_dir))
-    if logger is not None and hasattr(logger, "killed"):
+    if getattr(logger, "killed", False):
         print("  the MLflow run is marked KILLED")
     print(f"run folder: {output_dir}")
     if stopped.checkpoint is not None:
