@@ -41,6 +41,15 @@ def real_data(data_root: str | Path) -> list[str]:
     return ["data=empathetic_dialogues", f"data.root={data_root}", "data.download=false"]
 
 
+#: ``--smoke`` for a pretrained generator: experiment=quickstart sets word-level sizes it refuses
+HF_SMOKE = ["experiment=hf_quickstart", "training.sample_generations=0"]
+
+
+def minilm_overrides(folder: str | Path) -> list[str]:
+    """The MiniLM BERT2BERT (``python -m empdg.make_bert2bert DIR``) as the generator, with the fine-tuning Adam."""
+    return ["model=hf_seq2seq", f"model.pretrained={Path(folder).resolve()}", "optim=finetune"]
+
+
 def mean_std(values: list[float], digits: int = 3) -> str:
     """``mean ± std`` (sample std) with ``digits`` significant digits; one value alone; ``–`` for none."""
     if not values:

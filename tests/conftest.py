@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import tiny_overrides
+from tiny import REPO, tiny_overrides
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
+SHARED_DIR = REPO.parent / "shared"
 REAL_SAMPLE_DIR = SHARED_DIR / "data" / "ed-real-sample"
 RELEASE_OUTPUTS_DIR = SHARED_DIR / "data" / "empdg-release-outputs"
 PEER_OUTPUTS_DIR = SHARED_DIR / "data" / "peer-release-outputs"
@@ -111,7 +110,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_run")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "train.py"), *TINY_RUN, f"paths.root_dir={root}"],
+        [sys.executable, str(REPO / "train.py"), *TINY_RUN, f"paths.root_dir={root}"],
         cwd=root, env=env, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

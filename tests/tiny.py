@@ -1,9 +1,17 @@
-"""One definition of a tiny training run for the tests: seconds on one CPU thread.
+"""One definition of a tiny training run for the tests (seconds on one CPU thread), and the tiny random
+generators and batches the model tests build.
 
 Test files import it as ``from tiny import tiny_overrides`` (pytest puts ``tests/`` on the path).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+
+#: the repository's root (train.py, sweep.py, src/): the one definition for every test file
+REPO = Path(__file__).resolve().parents[1]
+#: the foundation's generator pre-training alone: no critic phases
+MLE_ONLY = ("training.phases.critic_pretrain=0", "training.phases.adversarial=0")
 
 
 def tiny_overrides(
@@ -24,8 +32,8 @@ def tiny_overrides(
         f"model.ff_dim={dim}",
         *_tiny_corpus_and_critics(train, valid, test, batch_size),
     ]
-    if mle_only:  # the foundation's generator pre-training alone
-        overrides += ["training.phases.critic_pretrain=0", "training.phases.adversarial=0"]
+    if mle_only:
+        overrides += MLE_ONLY
     return overrides
 
 
@@ -55,27 +63,65 @@ def _tiny_corpus_and_critics(train: int, valid: int, test: int, batch_size: int)
     ]
 
 
-def random_decoding_batch(vocab: int, batch_size: int = 4, seed: int = 1, max_oov: int = 0, length: int = 9) -> dict:
-    """A random encoder batch for decoding tests: ``[CLS]`` first, one padded row, 4 emotion words per row."""
+def tiny_generator(
+    generator_cls: type,
+    settings_cls: type,
+    sizes: dict,
+    vocab: int,
+    *,
+    seed: int = 0,
+    sharpen: float = 4.0,
+    **overrides,
+):
+    """A seeded random generator in eval mode, ``sizes`` updated by ``overrides``.
+
+    ``sharpen`` scales the output layer so that greedy, beam and sampling disagree often enough to matter
+    (1: as initialised).
+    """
     import torch
 
-    from empdg.data.vocab import CLS_ID, LAB_ID, PAD_ID, SPK_ID
+    torch.manual_seed(seed)
+    model = generator_cls(settings_cls(**{**sizes, **overrides}), vocab_size=vocab)
+    if sharpen != 1:
+        with torch.no_grad():
+            model.output.weight.mul_(sharpen)
+    return model.eval()
 
-    gen = torch.Generator().manual_seed(seed)
+
+def random_context(vocab: int, batch_size: int, gen, length: int = 9) -> dict:
+    """Random context ids drawn from ``gen``: ``[CLS]`` first, the first row padded, every turn the speaker's."""
+    import torch
+
+    from empdg.data.vocab import CLS_ID, PAD_ID, SPK_ID
+
     ids = torch.randint(8, vocab, (batch_size, length), generator=gen)
     ids[:, 0] = CLS_ID
     ids[0, -3:] = PAD_ID  # one padded row
-    ext = ids.clone()
-    if max_oov:
-        ext[:, 2] = vocab  # an OOV word the copy mechanism may reproduce
-    emo = torch.randint(8, vocab, (batch_size, 4), generator=gen)
-    emo[:, 0] = LAB_ID
     return {
         "context_ids": ids,
         "context_pad_mask": ids.eq(PAD_ID),
         "context_state": torch.full_like(ids, SPK_ID).masked_fill(ids.eq(PAD_ID), PAD_ID),
-        "context_ext_ids": ext,
-        "emotion_context_ids": emo,
-        "emotion_context_pad_mask": emo.eq(PAD_ID),
-        "max_oov": max_oov,
+        "context_ext_ids": ids.clone(),
     }
+
+
+def random_emotion_words(vocab: int, batch_size: int, gen) -> dict:
+    """Four random emotion-context ids per row drawn from ``gen``, ``[LAB]`` first."""
+    import torch
+
+    from empdg.data.vocab import LAB_ID, PAD_ID
+
+    emo = torch.randint(8, vocab, (batch_size, 4), generator=gen)
+    emo[:, 0] = LAB_ID
+    return {"emotion_context_ids": emo, "emotion_context_pad_mask": emo.eq(PAD_ID)}
+
+
+def random_decoding_batch(vocab: int, batch_size: int = 4, seed: int = 1, max_oov: int = 0, length: int = 9) -> dict:
+    """A random encoder batch for decoding tests: :func:`random_context`, then :func:`random_emotion_words`."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    batch = random_context(vocab, batch_size, gen, length)
+    if max_oov:
+        batch["context_ext_ids"][:, 2] = vocab  # an OOV word the copy mechanism may reproduce
+    return {**batch, **random_emotion_words(vocab, batch_size, gen), "max_oov": max_oov}

@@ -2,11 +2,18 @@
 """What do EmpDG's interactive critics do to the generator? One shared MLE generator, then arms.
 
 usage: experiments/adversarial_study/run.py (DATA_ROOT | --smoke) [--jobs 2] [hydra overrides...] [--seeds 1 2 3]
+       [--minilm DIR [--generator-override KEY=VALUE ...]]
+
+``--minilm DIR`` runs the whole study (the shared pre-training included) on the MiniLM BERT2BERT generator
+built by ``python -m empdg.make_bert2bert DIR`` (``model=hf_seq2seq``, ``optim=finetune``) instead of
+EmpDG, into ``outputs/adversarial_study_minilm``; ``--generator-override`` adds settings of that generator
+to every run (``model.freeze_encoder=true``: the CPU budget, docs/pretrained.md).
 
 1. Pre-train one generator with MLE (``--pretrain-updates``, default 2,000), shared by every arm.
 2. From its weights, per seed and arm: critic pre-training, then ``--generator-updates`` (default 500)
    generator updates in adversarial cycles. Arms: the same-batch control (same batches, same critic
-   training, no adversarial term), each estimator with mismatched negatives, and the chosen
+   training, no adversarial term), each estimator with mismatched negatives, the word-match critics
+   with more critic updates and with an emotional critic that reads the whole reply, and the chosen
    estimator (``--best``) without mismatched negatives and without feedback.
 3. Evaluate every arm on the whole test split (greedy); the 2,713-turn feedback subset is read from
    the same predictions.
@@ -28,7 +35,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from study_common import REPO, mean_std, parse_study_args, python, real_data, run, study_parser  # noqa: E402
+from study_common import (  # noqa: E402
+    HF_SMOKE,
+    REPO,
+    mean_std,
+    minilm_overrides,
+    parse_study_args,
+    python,
+    real_data,
+    run,
+    study_parser,
+)
 
 SMOKE = [
     "experiment=quickstart",
@@ -36,6 +53,7 @@ SMOKE = [
     "training.sample_generations=0",
 ]
 PLAIN = "adversarial.critic.word_match=false"  # the critics of the paper (summary vectors only)
+WHOLE_REPLY_FLOOR = 0.3  # a non-emotion word's weight in what the whole-reply emotional critic reads
 ARMS: dict[str, list[str]] = {
     "control": ["adversarial.estimator=reinforce", "adversarial.same_batch_control=true", PLAIN],
     "reinforce": ["adversarial.estimator=reinforce", PLAIN],
@@ -43,10 +61,26 @@ ARMS: dict[str, list[str]] = {
     "soft_unit": ["adversarial.estimator=soft", "adversarial.input_norm=unit", PLAIN],
     # critics that also match the reply's words to the context's and the feedback's (the default since)
     "gumbel_match": ["adversarial.estimator=gumbel", "adversarial.critic.word_match=true"],
+    # the two next steps Reading 2 names: more critic updates (4x the pre-training, see
+    # CRITIC_PRETRAIN_FACTOR, and 3 critic updates per cycle: 900 against 250, the same 500 generator
+    # updates), and an emotional critic that reads the whole reply with its emotion weights
+    "gumbel_match_more_critic": [
+        "adversarial.estimator=gumbel",
+        "adversarial.critic.word_match=true",
+        "adversarial.n_critic=3",
+    ],
+    "gumbel_match_whole_reply": [
+        "adversarial.estimator=gumbel",
+        "adversarial.critic.word_match=true",
+        f"adversarial.critic.emotion_floor={WHOLE_REPLY_FLOOR}",
+    ],
 }
+#: arms whose critic pre-training is this many times ``--critic-pretrain`` (their ablations too)
+CRITIC_PRETRAIN_FACTOR = {"gumbel_match_more_critic": 4}
 CRITIC_KEYS = ("gold_beats_greedy", "gold_beats_sample", "gold_beats_mismatch", "gold_beats_soft")
 EMOTIONAL_KEY = "gold_beats_mismatch_emotional"
-TEST_METRICS = ("ppl", "emotion_acc", "dist_1", "dist_2", "bleu_4", "unique_replies", "valence_agreement")
+TEST_METRICS = ("ppl", "subword_ppl", "emotion_acc", "dist_1", "dist_2", "bleu_4", "unique_replies",
+                "valence_agreement")  # fmt: skip
 
 
 def arms_for(best: list[str]) -> dict[str, list[str]]:
@@ -58,10 +92,23 @@ def arms_for(best: list[str]) -> dict[str, list[str]]:
     return arms
 
 
+def critic_pretrain_updates(args, arm: str) -> int:
+    """``--critic-pretrain`` times the arm's factor (an ablation ``<arm>_no_*`` inherits its arm's)."""
+    factors = [f for name, f in CRITIC_PRETRAIN_FACTOR.items() if arm == name or arm.startswith(name + "_")]
+    return args.critic_pretrain * (factors[0] if factors else 1)
+
+
 def data_overrides(args) -> list[str]:
     if args.smoke:
-        return SMOKE
+        return HF_SMOKE if args.minilm else SMOKE
     return real_data(args.data_root)
+
+
+def generator_overrides(args) -> list[str]:
+    """The generator of the pre-training and of every arm: EmpDG, or the MiniLM BERT2BERT (``--minilm``)."""
+    if args.minilm:
+        return [*minilm_overrides(args.minilm), *args.generator_override]
+    return ["model=empdg", *args.generator_override]
 
 
 def pretrain(args, out: Path, threads: int) -> Path:
@@ -71,7 +118,7 @@ def pretrain(args, out: Path, threads: int) -> Path:
         return checkpoint
     folder.mkdir(parents=True, exist_ok=True)
     command = [
-        python(), "train.py", *data_overrides(args), "model=empdg",
+        python(), "train.py", *data_overrides(args), *generator_overrides(args),
         f"training.phases.generator_pretrain={args.pretrain_updates}",
         "training.phases.critic_pretrain=0", "training.phases.adversarial=0",
         "trainer.enable_progress_bar=false", f"experiment_name={out.name}", "run_name=pretrain-mle",
@@ -94,9 +141,9 @@ def train_and_evaluate(args, out: Path, arm: str, arm_overrides: list[str], seed
     trained = folder / "TRAINED"  # last.ckpt alone is no proof: it is also written mid-run
     if not trained.exists():
         command = [
-            python(), "train.py", *data_overrides(args), "model=empdg", f"model.init_from={init}",
+            python(), "train.py", *data_overrides(args), *generator_overrides(args), f"model.init_from={init}",
             "training.phases.generator_pretrain=0",
-            f"training.phases.critic_pretrain={args.critic_pretrain}",
+            f"training.phases.critic_pretrain={critic_pretrain_updates(args, arm)}",
             f"training.phases.adversarial={cycles}", f"adversarial.g_steps={g_steps}",
             "trainer.enable_progress_bar=false", f"experiment_name={out.name}",
             f"run_name={arm}-s{seed}", f"seed={seed}",
@@ -253,7 +300,26 @@ def main() -> None:
         help="the arms whose ablations (no mismatch, no feedback) run (default: gumbel and gumbel_match)",
     )
     parser.add_argument("--bootstrap", type=int, default=1000)
-    args = parse_study_args(parser, REPO / "outputs" / "adversarial_study", "ARM")
+    parser.add_argument(
+        "--minilm",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run the study on the MiniLM BERT2BERT built by python -m empdg.make_bert2bert DIR",
+    )
+    parser.add_argument(
+        "--generator-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Hydra override of the generator in every run, e.g. model.freeze_encoder=true",
+    )
+    default_out = REPO / "outputs" / "adversarial_study"
+    args = parse_study_args(parser, default_out, "ARM")
+    if args.minilm and not (args.minilm / "config.json").is_file():
+        parser.error(f"--minilm {args.minilm}: no config.json there; build it: python -m empdg.make_bert2bert DIR")
+    if args.minilm and args.out == default_out:  # never resume from the EmpDG study's pre-trained generator
+        args.out = default_out.with_name(default_out.name + "_minilm")
     if args.smoke:  # the pipeline in minutes on the built-in corpus: numbers mean nothing
         args.pretrain_updates, args.generator_updates, args.critic_pretrain, args.val_every = 30, 10, 5, 15
         args.bootstrap = min(args.bootstrap, 100)

@@ -147,7 +147,7 @@ def test_subword_vocab_file_round_trips_and_a_broken_tokenizer_is_named(tmp_path
     pytest.importorskip("tokenizers")
     from tokenizers import Tokenizer, models
 
-    from empdg.data.subword_vocab import SubwordVocab
+    from empdg.data.vocab import SubwordVocab
 
     tokenizer = Tokenizer(models.WordLevel({"[unk]": 0, "happy": 1, "sad": 2}, unk_token="[unk]"))
     path = tmp_path / "vocab.json"

@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tiny import tiny_overrides
+from tiny import REPO, tiny_overrides
 
 from empdg.errors import EXIT_USER_ERROR
 
-REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8", "HYDRA_FULL_ERROR": "0"}
 TRAIN = str(REPO / "train.py")
 SWEEP = str(REPO / "sweep.py")
@@ -318,8 +317,100 @@ TRAINING_CASES: list[Case] = [
          error=("stopped by SIGINT", "resume with: ckpt_path="), after=_train_stopped_cleanly),
 ]  # fmt: skip
 
+
+# -- human evaluation (empdg-human-export, empdg-human-report) --
+def _human_report_args(ctx: Context, annotation: str) -> list[str]:
+    return ["-m", "empdg.human_report", f"study_dir={ctx.tmp / 'study'}", f"annotations=[{ctx.tmp / annotation}]",
+            "log_run=false", f"paths.root_dir={ctx.tmp}"]  # fmt: skip
+
+
+def _human_bad_csv(ctx: Context) -> list[str]:
+    from human_eval_helpers import export_synthetic_study
+
+    study = export_synthetic_study(ctx.tmp, n_systems=2)
+    rows = (study / "csv" / "pairwise.csv").read_text(encoding="utf-8-sig").splitlines()
+    rows[2] = rows[2][: -len(",,,,")] + ",ann,maybe,A,B"  # the second task: empathy answered "maybe"
+    (ctx.tmp / "filled.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return _human_report_args(ctx, "filled.csv")
+
+
+def _human_one_system(ctx: Context) -> list[str]:
+    (ctx.tmp / "a.jsonl").write_text(_PRED_LINE, encoding="utf-8")
+    return ["-m", "empdg.human_export", f"systems={{a: {ctx.tmp / 'a.jsonl'}}}", f"paths.root_dir={ctx.tmp}"]
+
+
+HUMAN_EVAL_CASES: list[Case] = [
+    Case("human_report_bad_csv_answer", _human_bad_csv,
+         error=("filled.csv: row 3 (task p00002): empathy: 'maybe': expected A, B or tie",)),
+    Case("human_report_no_study", lambda ctx: _human_report_args(ctx, "x.json"),
+         error=("study.json: no such study manifest",)),
+    Case("human_export_one_system", _human_one_system, error=("a study needs two or more systems",)),
+    # no systems at all was a traceback (None is not a config node)
+    Case("human_export_no_systems", lambda ctx: ["-m", "empdg.human_export", f"paths.root_dir={ctx.tmp}"],
+         error=("a study needs two or more systems: systems={EmpDG: pred_EmpDG.txt",)),
+    Case("human_export_systems_not_a_mapping", lambda ctx: ["-m", "empdg.human_export", "systems=a.txt"],
+         error=("systems='a.txt': give NAME: FILE pairs",)),
+]  # fmt: skip
+
+# -- privacy: opted-in chat logs (empdg.chat chat.log.*, empdg.chat_logs) --
+PRIVACY_SESSION = "0123456789abcdef"
+
+
+def _privacy_logs(ctx: Context, *extra: str, body: str | None = None, retention_days: float = 36500) -> list[str]:
+    """``python -m empdg.chat_logs`` on ``ctx.tmp/logs``, holding one session file with ``body`` when given
+    (kept for a century unless ``retention_days`` says otherwise: the fixed dates of these records must not expire)."""
+    (ctx.tmp / "logs").mkdir()
+    if body is not None:
+        (ctx.tmp / "logs" / f"{PRIVACY_SESSION}.jsonl").write_text(body, encoding="utf-8")
+    return ["-m", "empdg.chat_logs", f"chat.log.dir={ctx.tmp / 'logs'}", f"chat.log.retention_days={retention_days}",
+            *extra]  # fmt: skip
+
+
+_PRIVACY_RECORD = f'{{"session": "{PRIVACY_SESSION}", "turn": 1, "time": "2026-12-01T10:00:00Z", "user": "", '
+_PRIVACY_RECORD += '"reply": ""}\n'
+
+
+def _privacy_report_after_retention(ctx: Context) -> list[str]:
+    """A fresh turn (now) and one from 2020 in the same session: the report counts only the fresh one."""
+    import time as clock
+
+    now = clock.strftime("%Y-%m-%dT%H:%M:%SZ", clock.gmtime())
+    old = _PRIVACY_RECORD.replace('"turn": 1', '"turn": 0').replace("2026-12-01", "2020-01-01")
+    return _privacy_logs(ctx, body=old + _PRIVACY_RECORD.replace("2026-12-01T10:00:00Z", now), retention_days=30)
+
+
+def _privacy_deleted(ctx: Context, done: subprocess.CompletedProcess) -> None:
+    assert not list((ctx.tmp / "logs").glob("*.jsonl"))
+
+
+def _privacy_chat_log_dir_is_a_file(ctx: Context) -> list[str]:
+    (ctx.tmp / "taken").write_text("not a folder", encoding="utf-8")
+    return [*CHAT, f"ckpt_path={ctx.ckpt}", "chat.log.enabled=true", f"chat.log.dir={ctx.tmp / 'taken'}"]
+
+
+PRIVACY_CASES: list[Case] = [
+    Case("privacy_chat_log_dir_is_a_file", _privacy_chat_log_dir_is_a_file, stdin="hi\n",
+         error=("chat.log.dir=", "cannot be written", "pass chat.log.dir=")),
+    Case("privacy_retention_not_positive", lambda ctx: _privacy_logs(ctx, retention_days=0),
+         error=("chat.log.retention_days=0.0 must be > 0",)),
+    Case("privacy_delete_not_a_session_id", lambda ctx: _privacy_logs(ctx, "action=delete", "session=../mlflow"),
+         error=("session='../mlflow' is not a session id",)),
+    Case("privacy_delete_unknown_session",
+         lambda ctx: _privacy_logs(ctx, "action=delete", "session=fedcba9876543210", body=_PRIVACY_RECORD),
+         error=("no records of session fedcba9876543210",)),
+    Case("privacy_report_after_retention", _privacy_report_after_retention, status=0,
+         error=("sessions: 1, turns: 1, CPS (turns per session): 1.00", "1 record(s) older than")),
+    Case("privacy_delete_one_session",
+         lambda ctx: _privacy_logs(ctx, "action=delete", f"session={PRIVACY_SESSION}", body=_PRIVACY_RECORD * 2),
+         status=0, error=(f"deleted 2 record(s) of session {PRIVACY_SESSION}",), after=_privacy_deleted),
+    Case("privacy_report_malformed_log", lambda ctx: _privacy_logs(ctx, body=_PRIVACY_RECORD + "{not json\n"),
+         error=(f"{PRIVACY_SESSION}.jsonl:2: not a JSON record",)),
+]  # fmt: skip
+
 CASES: list[Case] = [
     *CHECKPOINT_CASES, *CACHE_CASES, *RUN_CONFIG_CASES, *PREDICTION_CASES, *SWEEP_CASES, *TRAINING_CASES,
+    *HUMAN_EVAL_CASES,
+    *PRIVACY_CASES,
 ]  # fmt: skip
 
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from tiny import tiny_overrides
+from tiny import REPO, tiny_overrides
 
-REPO = Path(__file__).resolve().parents[2]
 ABLATIONS = ["none", "no_emotion_encoder", "no_feedback", "vanilla_gan"]
 
 

@@ -10,9 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny import tiny_overrides
-
-REPO = Path(__file__).resolve().parents[2]
+from tiny import REPO, tiny_overrides
 
 SMALL = [
     *tiny_overrides(32, mle_only=True),

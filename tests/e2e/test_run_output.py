@@ -9,9 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny import tiny_overrides
-
-REPO = Path(__file__).resolve().parents[2]
+from tiny import REPO, tiny_overrides
 
 NOISE = (
     "dataloader is not resumable",

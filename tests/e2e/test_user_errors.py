@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny import REPO
 
 from empdg.data.download import DatasetDownloadError
 from empdg.data.errors import DataError
@@ -26,7 +27,6 @@ from empdg.errors import (
     user_errors_from,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8", "HYDRA_FULL_ERROR": "0"}
 
 
@@ -191,6 +191,8 @@ def test_train_py_with_a_misspelt_option(tmp_path: Path) -> None:
         ("chat", "chat.rerankk=2", "unknown key chat.rerankk (did you mean chat.rerank?)"),
         ("compare", "group_byy=ablation", "unknown key group_byy (did you mean group_by?)"),
         ("register", "run_idd=abc", "unknown key run_idd (did you mean run_id?)"),
+        ("human_export", "study.n_dialogs=5", "unknown key study.n_dialogs (did you mean study.n_dialogues?)"),
+        ("human_report", "report.exclude=true", "unknown key report.exclude (did you mean report.exclude_flagged?)"),
     ],
 )  # fmt: skip
 def test_a_misspelt_option_or_key_is_one_line_with_a_suggestion(

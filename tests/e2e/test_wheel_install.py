@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny import tiny_overrides
+from tiny import REPO, tiny_overrides
 
-REPO = Path(__file__).resolve().parents[2]
 TINY_TRAIN = [
     *tiny_overrides(train=2, test=1, mle_only=True),
     "training.phases.generator_pretrain=2",

@@ -39,6 +39,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     skipped = [
         ("FAILED", {"ablation": "none"}),  # crashed run
         ("FINISHED", {"ablation": "none", "sweep.role": "parent"}),  # a sweep's parent run
+        ("FINISHED", {"ablation": "none", "empdg.role": "human_evaluation"}),  # empdg-human-report's run
     ]
     for status, tags in skipped:
         run = client.create_run(experiment, run_name="skip", tags=tags)

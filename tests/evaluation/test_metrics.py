@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from tiny import REPO
 
 from empdg.data.text_metrics import corpus_bleu, distinct_n, has_repeated_ngram
 from empdg.evaluation.metrics import (
@@ -161,7 +162,7 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> Non
 def test_ddp_sync_equals_single_process(tmp_path: Path, monkeypatch) -> None:
     # the spawned ranks unpickle _ddp_worker by its module name (tests.evaluation.test_metrics): they need the
     # checkout on sys.path, which pytest's importlib mode does not add (the test passed only after another one did)
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
+    monkeypatch.syspath_prepend(str(REPO))
     world_size = 2
     mp.spawn(_ddp_worker, args=(world_size, str(tmp_path / "init"), str(tmp_path)), nprocs=world_size, join=True)
     expected = _reference_scores()

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from gpu.gpu_helpers import to_device
-from tiny import random_decoding_batch
+from tiny import REPO, random_decoding_batch, tiny_generator
 
 from empdg.models.critics import CriticConfig, ResponseCritic
 from empdg.models.decoding import DecodingConfig, decode
@@ -73,12 +73,9 @@ def test_gradient_penalty_and_its_gradient_match_cpu(device: torch.device, use_f
 
 
 def _random_generator(copy: bool) -> EmpDGGenerator:
-    torch.manual_seed(0)
     sizes = dict(emb_dim=32, hidden_dim=32, attn_dim=32, num_heads=2, ff_dim=64, max_positions=128)
-    model = EmpDGGenerator(EmpDGSettings(**sizes, copy=copy), vocab_size=VOCAB)
-    with torch.no_grad():  # sharp outputs: a near-tie between two tokens would make the comparison flaky
-        model.output.weight.mul_(6.0)
-    return model.eval()
+    # sharp outputs: a near-tie between two tokens would make the comparison flaky
+    return tiny_generator(EmpDGGenerator, EmpDGSettings, sizes, VOCAB, sharpen=6.0, copy=copy)
 
 
 def _random_batch(batch_size: int = 6, max_oov: int = 0) -> dict:
@@ -130,7 +127,7 @@ def test_metric_sync_over_device_tensors_equals_one_process(device: torch.device
     import math
 
     # the spawned ranks unpickle _sync_worker by its module name (tests.gpu.test_gpu_numerics): the checkout's root
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
+    monkeypatch.syspath_prepend(str(REPO))
     mp.spawn(_sync_worker, args=(2, str(tmp_path / "init"), str(tmp_path), str(device)), nprocs=2, join=True)
     expected_ppl = math.exp(sum(NLL) / sum(TOKENS))
     hits = sum(p == label for ps, ls in zip(PREDS, LABELS) for p, label in zip(ps, ls))

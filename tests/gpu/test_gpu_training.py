@@ -20,13 +20,12 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from gpu.gpu_helpers import accelerator_overrides
-from tiny import tiny_hf_overrides
+from tiny import REPO, tiny_hf_overrides
 
 from empdg.config import CONFIG_DIR
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 MODELS = sorted(path.stem for path in (CONFIG_DIR / "model").glob("*.yaml"))
 #: 16-mixed (the gradient scaler through the gradient penalty's double backward) on a word-level and a pretrained model
 FP16_MODELS = ("empdg", "moel", "hf_seq2seq")

@@ -78,3 +78,18 @@ def test_a_failing_worker_is_reported_with_its_model_name(run) -> None:
             handle.receive()
     finally:
         handle.stop()
+
+
+@pytest.mark.slow
+def test_the_bert2bert_suite_times_the_full_model_and_its_cpu_budget() -> None:
+    """Trainable parameters, by hand: the full generator 49,022,810 (docs/pretrained.md); the budget keeps
+    2 decoder layers of 2,366,592 (self- and cross-attention 591,360 each, FFN 591,360 + 590,208, three
+    LayerNorms 768 each), the decoder's position/type embeddings and LayerNorm 198,144, the head's transform,
+    LayerNorm and output bias 179,130 and the emotion head 12,320: 5,122,778."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        summary = main(["--suite", "bert2bert", *TINY[:10], "--device", "cpu"])
+    models = {model["model"]: model for model in summary["models"]}
+    assert list(models) == ["empdg", "hf_seq2seq", "hf_seq2seq (CPU budget)"]
+    assert models["hf_seq2seq"]["parameters"] == 49_022_810
+    assert models["hf_seq2seq (CPU budget)"]["parameters"] == 5_122_778
+    assert all(model["train_step_ms"] > 0 and model["decode_ms"] > 0 for model in models.values())

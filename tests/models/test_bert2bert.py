@@ -20,10 +20,11 @@ from empdg.data.ed_csv import read_ed_csv
 from empdg.data.emotion_words import get_lexicon
 from empdg.data.examples import build_examples
 from empdg.data.packaged_weights import MINILM_L6_V2, verified
-from empdg.data.subword_vocab import OFFSET, SubwordVocab
 from empdg.data.text import normalize
-from empdg.data.vocab import CLS_ID, EOS_ID, LAB_ID, LST_ID, PAD_ID, SOS_ID, SPK_ID, UNK_ID
+from empdg.data.vocab import CLS_ID, EOS_ID, LAB_ID, LST_ID, OFFSET, PAD_ID, SOS_ID, SPK_ID, UNK_ID, SubwordVocab
+from empdg.errors import UserError
 from empdg.models.base import IMPOSSIBLE_LOG_PROB
+from empdg.models.bert2bert import pick_layers
 from empdg.models.decoding import DecodingConfig, decode
 from empdg.models.registry import build_generator
 
@@ -132,6 +133,48 @@ def test_the_encoder_is_minilm_and_only_cross_attention_and_the_head_are_new(ber
     assert readme.startswith(README_MARKER) and "49,010,490" in readme and "Apache-2.0" in readme
 
 
+def test_the_decoder_layers_to_keep() -> None:
+    assert pick_layers(6, 2, "spread") == [0, 5] and pick_layers(6, 3, "spread") == [0, 2, 5]
+    assert pick_layers(6, 1, "spread") == [0] and pick_layers(6, 6, "spread") == list(range(6))
+    assert pick_layers(6, 2, "first") == [0, 1] and pick_layers(6, 2, "last") == [4, 5]
+    with pytest.raises(UserError, match="--decoder-layers 7: the checkpoint has 6 layers; give 1 to 6"):
+        pick_layers(6, 7, "spread")
+
+
+@pytest.fixture(scope="module")
+def shallow(tmp_path_factory) -> Path:
+    """A decoder of 2 of MiniLM's 6 layers (0 and 5), built through the command line."""
+    folder = tmp_path_factory.mktemp("shallow") / "b2b"
+    main([str(folder), "--decoder-layers", "2"])
+    return folder
+
+
+def test_a_shallow_decoder_starts_from_the_chosen_minilm_layers(shallow) -> None:
+    minilm = load_file(verified(MINILM_L6_V2)["model.safetensors"])
+    built = load_file(shallow / "model.safetensors")
+    for mine, source in ((0, 0), (1, 5)):
+        for name in ("attention.self.query.weight", "output.dense.weight", "intermediate.dense.bias"):
+            assert torch.equal(
+                built[f"decoder.bert.encoder.layer.{mine}.{name}"], minilm[f"encoder.layer.{source}.{name}"]
+            )
+    assert not any(key.startswith("decoder.bert.encoder.layer.2.") for key in built)
+    assert all(f"encoder.encoder.layer.{i}.output.dense.weight" in built for i in range(6))  # the encoder is whole
+    config = json.loads((shallow / "config.json").read_text())
+    assert (config["decoder"]["num_hidden_layers"], config["encoder"]["num_hidden_layers"]) == (2, 6)
+    readme = (shallow / "README.md").read_text()
+    assert "cut to 2 of its 6 layers (0, 5)" in readme and "--decoder-layers 2 --decoder-pick spread" in readme
+
+
+def test_a_shallow_decoder_decodes_the_same_with_and_without_its_cache(shallow) -> None:
+    """Loaded as users load it, the cut model's cache holds 2 layers' keys and values."""
+    generator, batch = generator_and_batch_of(shallow)
+    config = dict(strategy="greedy", max_len=5, min_len=3)
+    with torch.no_grad():
+        cached = decode(generator, batch, DecodingConfig(**config, use_cache=True))
+        uncached = decode(generator, batch, DecodingConfig(**config, use_cache=False))
+    assert torch.equal(cached, uncached)
+
+
 @pytest.fixture(scope="module")
 def loaded(bert2bert):
     """Through transformers alone, as a user would."""
@@ -169,9 +212,9 @@ def test_special_ids_and_a_tokenizer_that_does_not_pad(bert2bert, loaded) -> Non
 
 
 # -- behind the generator seam (model=hf_seq2seq) ----------------------------------------------
-@pytest.fixture(scope="module")
-def generator_and_batch(bert2bert):
-    vocab = SubwordVocab.from_pretrained(bert2bert, "moel")
+def generator_and_batch_of(folder: Path, **settings):
+    """``model=hf_seq2seq`` on a built folder (eval mode) and a batch of built-in examples in its pieces."""
+    vocab = SubwordVocab.from_pretrained(folder, "moel")
     lexicon = get_lexicon()
     from empdg.data.builtin import generate_builtin_corpus
 
@@ -179,8 +222,13 @@ def generator_and_batch(bert2bert):
     examples = build_examples(corpus["train"][:2], normalize, lexicon.emotion_words, lexicon.emotion_mask)
     batch = collate([encode_example(e, vocab, SequenceLimits(max_context_len=40)) for e in examples[:3]])
     torch.manual_seed(0)
-    settings = {"name": "hf_seq2seq", "pretrained": str(bert2bert), "emotion_encoder": True}
+    settings = {"name": "hf_seq2seq", "pretrained": str(folder), **settings}
     return build_generator(settings, len(vocab)).eval(), batch
+
+
+@pytest.fixture(scope="module")
+def generator_and_batch(bert2bert):
+    return generator_and_batch_of(bert2bert, emotion_encoder=True)
 
 
 def test_the_project_specials_map_onto_berts_and_mask_is_never_produced(generator_and_batch) -> None:
@@ -239,6 +287,10 @@ def test_the_command_refuses_an_unrelated_folder_and_an_unknown_source(tmp_path:
     with pytest.raises(SystemExit) as refused:
         main([str(tmp_path / "new"), "--source", "bert-base-uncased"])
     assert refused.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main([str(tmp_path / "deep"), "--decoder-layers", "7"])
+    assert refused.value.code == 2 and not (tmp_path / "deep").exists()
+    assert capsys.readouterr().err == "error: --decoder-layers 7: the checkpoint has 6 layers; give 1 to 6\n"
 
 
 # -- training through the existing path ----------------------------------------------------------

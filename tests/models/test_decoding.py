@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny import random_decoding_batch
+from tiny import random_decoding_batch, tiny_generator
 from torch import Tensor, nn
 
 from empdg.data.vocab import EOS_ID
@@ -20,15 +20,11 @@ from empdg.models.empdg import EmpDGGenerator, EmpDGSettings
 from empdg.models.settings import GeneratorSettings
 
 VOCAB = 40
+TINY = dict(emb_dim=16, hidden_dim=16, attn_dim=16, num_heads=2, ff_dim=32, max_positions=128)
 
 
 def random_model(seed: int = 0, **overrides) -> EmpDGGenerator:
-    torch.manual_seed(seed)
-    sizes = dict(emb_dim=16, hidden_dim=16, attn_dim=16, num_heads=2, ff_dim=32, max_positions=128)
-    model = EmpDGGenerator(EmpDGSettings(**{**sizes, **overrides}), vocab_size=VOCAB)
-    with torch.no_grad():  # sharpen the output so greedy and beam disagree often enough to matter
-        model.output.weight.mul_(4.0)
-    return model.eval()
+    return tiny_generator(EmpDGGenerator, EmpDGSettings, TINY, VOCAB, seed=seed, **overrides)
 
 
 def random_batch(batch_size: int = 4, seed: int = 1, max_oov: int = 0) -> dict:
@@ -191,10 +187,7 @@ class RunningSumGenerator(Generator):
 
 @pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
 def test_decoding_leaves_the_cache_layout_to_the_generator(strategy: str) -> None:
-    torch.manual_seed(0)
-    model = RunningSumGenerator(GeneratorSettings(emb_dim=8, hidden_dim=8, attn_dim=8), vocab_size=VOCAB).eval()
-    with torch.no_grad():
-        model.output.weight.mul_(4.0)
+    model = tiny_generator(RunningSumGenerator, GeneratorSettings, dict(emb_dim=8, hidden_dim=8, attn_dim=8), VOCAB)
     batch = random_batch(batch_size=5)
     cfg = dict(strategy=strategy, max_len=10, beam_size=4, top_k=5, seed=3)
     cached = decode(model, batch, DecodingConfig(**cfg, use_cache=True))

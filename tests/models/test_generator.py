@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+from tiny import tiny_generator
 
 from empdg.data.dataset import SequenceLimits, collate, encode_example
 from empdg.data.examples import LISTENER, SPEAKER, DialogueExample
@@ -67,9 +68,8 @@ def make_batch() -> dict:
 
 
 def make_model(kind: str = "empdg", seed: int = 0, **overrides) -> EmpDGGenerator:
-    torch.manual_seed(seed)
-    settings = EmpDGSettings(**{**TINY, **MODELS[kind], **overrides})
-    return EmpDGGenerator(settings, vocab_size=len(VOCAB)).eval()
+    sizes = {**TINY, **MODELS[kind]}
+    return tiny_generator(EmpDGGenerator, EmpDGSettings, sizes, len(VOCAB), seed=seed, sharpen=1, **overrides)
 
 
 @pytest.mark.parametrize("kind", list(MODELS))

@@ -15,9 +15,9 @@ from empdg.data.builtin import generate_builtin_corpus
 from empdg.data.dataset import SequenceLimits, collate, encode_example
 from empdg.data.emotion_words import get_lexicon
 from empdg.data.examples import build_examples
-from empdg.data.subword_vocab import OFFSET, SubwordVocab, vocab_from_spec
+from empdg.data.subword_vocab import vocab_from_spec
 from empdg.data.text import normalize
-from empdg.data.vocab import EOS_ID, LAB_ID, LST_ID, PAD_ID, SOS_ID, SPK_ID, Vocab
+from empdg.data.vocab import EOS_ID, LAB_ID, LST_ID, OFFSET, PAD_ID, SOS_ID, SPK_ID, SubwordVocab, Vocab
 from empdg.models.base import IMPOSSIBLE_LOG_PROB
 from empdg.models.decoding import DecodingConfig, decode, ids_to_text
 from empdg.models.registry import build_generator
@@ -157,6 +157,27 @@ def test_gradient_reaches_the_pretrained_weights_and_the_emotion_parts(tiny_pret
     # what the critics read: the model's own word vectors, rows of word_embedding
     ids = torch.tensor([[OFFSET + 5, EOS_ID]])
     assert torch.equal(generator.embed_tokens(ids)[0], generator.word_embedding.weight[ids[0]])
+
+
+def test_a_frozen_encoder_gets_no_gradient_but_the_embedding_it_shares_with_the_decoder_trains(
+    tiny_pretrained, vocabs, examples
+) -> None:
+    generator = make(tiny_pretrained, vocabs, "seq2seq", freeze_encoder=True)
+    encoder, shared = generator.encoder_module(), generator.token_embedding().weight
+    assert encoder.get_input_embeddings().weight is shared  # BART: one word embedding for both
+    out = generator(batch_for(vocabs["seq2seq"], examples))
+    (out.log_probs[..., OFFSET:].logsumexp(-1).sum() + out.encoded.emotion_logits.sum()).backward()
+    frozen = [p for p in encoder.parameters() if p is not shared]
+    assert frozen and not any(p.requires_grad or p.grad is not None for p in frozen)
+    assert shared.requires_grad and shared.grad.abs().sum() > 0  # through the decoder alone
+    decoder_layers = [p for n, p in generator.decoder_module().named_parameters() if ".layers." in n]
+    assert all(p.grad is not None for p in decoder_layers)
+    assert generator.emotion_head.weight.grad.abs().sum() > 0  # the summary of frozen states still classifies
+
+
+def test_freeze_encoder_is_refused_for_a_decoder_only_model(tiny_pretrained, vocabs) -> None:
+    with pytest.raises(ValueError, match="model.freeze_encoder=true: a decoder-only model has no encoder"):
+        make(tiny_pretrained, vocabs, "causal", freeze_encoder=True)
 
 
 # -- LoRA and the Hugging Face format ------------------------------------------------------------

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 from omegaconf import OmegaConf
+from tiny import random_context, random_emotion_words, tiny_generator
 
 from empdg.config import compose
 from empdg.data.conversation import EMOTION_TO_ID, EMOTIONS
 from empdg.data.emotion_polarity import positive_emotion_ids
-from empdg.data.vocab import CLS_ID, EOS_ID, LAB_ID, PAD_ID, SOS_ID, SPK_ID
+from empdg.data.vocab import EOS_ID, SOS_ID
 from empdg.models.decoding import DecodingConfig, decode
 from empdg.models.mime import MIMEGenerator, MIMESettings
 from empdg.models.registry import build_generator
@@ -26,36 +27,17 @@ MIME_ORDER = (
 MIME_POSITIVE = (11, 16, 6, 8, 3, 1, 28, 13, 31, 17, 24, 0, 27)
 
 
-def make_model(seed: int = 0, sharpen: bool = True, **overrides) -> MIMEGenerator:
-    torch.manual_seed(seed)
-    model = MIMEGenerator(MIMESettings(**{**TINY, **overrides}), vocab_size=VOCAB)
-    if sharpen:  # sharpened output: greedy, beam and sampling disagree often enough to matter
-        with torch.no_grad():
-            model.output.weight.mul_(4.0)
-    return model.eval()
+def make_model(seed: int = 0, **overrides) -> MIMEGenerator:
+    return tiny_generator(MIMEGenerator, MIMESettings, TINY, VOCAB, seed=seed, **overrides)
 
 
 def make_batch(batch_size: int = 4, seed: int = 1, labels: list[int] | None = None) -> dict:
     gen = torch.Generator().manual_seed(seed)
-    ids = torch.randint(8, VOCAB, (batch_size, 9), generator=gen)
-    ids[:, 0] = CLS_ID
-    ids[0, -3:] = PAD_ID  # one padded row
-    emo = torch.randint(8, VOCAB, (batch_size, 4), generator=gen)
-    emo[:, 0] = LAB_ID
+    batch = {**random_context(VOCAB, batch_size, gen), **random_emotion_words(VOCAB, batch_size, gen)}
     target = torch.randint(8, VOCAB, (batch_size, 5), generator=gen)
     target[:, -1] = EOS_ID
     label = torch.tensor(labels) if labels is not None else torch.randint(0, 32, (batch_size,), generator=gen)
-    return {
-        "context_ids": ids,
-        "context_pad_mask": ids.eq(PAD_ID),
-        "context_state": torch.full_like(ids, SPK_ID).masked_fill(ids.eq(PAD_ID), PAD_ID),
-        "context_ext_ids": ids.clone(),
-        "emotion_context_ids": emo,
-        "emotion_context_pad_mask": emo.eq(PAD_ID),
-        "target_ids": target,
-        "emotion_label": label,
-        "max_oov": 0,
-    }
+    return {**batch, "target_ids": target, "emotion_label": label, "max_oov": 0}
 
 
 # -- the polarity grouping -------------------------------------------------------------------------

@@ -6,38 +6,24 @@ import math
 
 import pytest
 import torch
+from tiny import random_context, tiny_generator
 from torch import Tensor
 
-from empdg.data.vocab import CLS_ID, PAD_ID, SPK_ID
 from empdg.models.decoding import DecodingConfig, decode, greedy_decode
 from empdg.models.moel import MoELGenerator, MoELSettings, MoELState, listener_weights, oracle_probability
 
 VOCAB = 40
 EMOTIONS = 32
+TINY = dict(emb_dim=16, hidden_dim=16, attn_dim=16, num_heads=2, ff_dim=16, max_positions=64)
 
 
 def tiny_model(seed: int = 0, **overrides) -> MoELGenerator:
-    torch.manual_seed(seed)
-    sizes = dict(emb_dim=16, hidden_dim=16, attn_dim=16, num_heads=2, ff_dim=16, max_positions=64)
-    model = MoELGenerator(MoELSettings(**{**sizes, **overrides}), vocab_size=VOCAB)
-    with torch.no_grad():  # sharpen the output so greedy and beam disagree
-        model.output.weight.mul_(6.0)
-    return model.eval()
+    return tiny_generator(MoELGenerator, MoELSettings, TINY, VOCAB, seed=seed, sharpen=6.0, **overrides)
 
 
 def tiny_batch(batch_size: int = 4, seed: int = 1) -> dict:
-    gen = torch.Generator().manual_seed(seed)
-    ids = torch.randint(8, VOCAB, (batch_size, 9), generator=gen)
-    ids[:, 0] = CLS_ID
-    ids[0, -3:] = PAD_ID
-    return {
-        "context_ids": ids,
-        "context_pad_mask": ids.eq(PAD_ID),
-        "context_state": torch.full_like(ids, SPK_ID).masked_fill(ids.eq(PAD_ID), PAD_ID),
-        "context_ext_ids": ids.clone(),
-        "emotion_label": torch.arange(batch_size) * 3 % EMOTIONS,
-        "max_oov": 0,
-    }
+    context = random_context(VOCAB, batch_size, torch.Generator().manual_seed(seed))
+    return {**context, "emotion_label": torch.arange(batch_size) * 3 % EMOTIONS, "max_oov": 0}
 
 
 # -- the meta-listener's weights ---------------------------------------------------------------

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 from omegaconf import OmegaConf
+from tiny import random_context, tiny_generator
 
 from empdg.config import compose
-from empdg.data.vocab import CLS_ID, PAD_ID, SPK_ID
 from empdg.models.decoding import DecodingConfig, decode
 from empdg.models.registry import build_generator
 from empdg.models.seq2seq import (
@@ -25,25 +25,13 @@ TINY = dict(emb_dim=16, hidden_dim=16, attn_dim=16, ff_dim=16)
 
 
 def random_model(seed: int = 0, **overrides) -> Seq2SeqGenerator:
-    torch.manual_seed(seed)
-    model = Seq2SeqGenerator(Seq2SeqSettings(**{**TINY, **overrides}), vocab_size=VOCAB)
-    with torch.no_grad():  # sharpen the output so greedy and beam disagree often enough to matter
-        model.output.weight.mul_(4.0)
-    return model.eval()
+    return tiny_generator(Seq2SeqGenerator, Seq2SeqSettings, TINY, VOCAB, seed=seed, **overrides)
 
 
 def random_batch(batch_size: int = 4, seed: int = 1) -> dict:
     gen = torch.Generator().manual_seed(seed)
-    ids = torch.randint(8, VOCAB, (batch_size, 9), generator=gen)
-    ids[:, 0] = CLS_ID
-    ids[0, -3:] = PAD_ID  # one padded row
-    return {
-        "context_ids": ids,
-        "context_pad_mask": ids.eq(PAD_ID),
-        "context_state": torch.full_like(ids, SPK_ID).masked_fill(ids.eq(PAD_ID), PAD_ID),
-        "context_ext_ids": ids.clone(),
-        "target_ids": torch.randint(8, VOCAB, (batch_size, 5), generator=gen),
-    }
+    context = random_context(VOCAB, batch_size, gen)
+    return {**context, "target_ids": torch.randint(8, VOCAB, (batch_size, 5), generator=gen)}
 
 
 def row(batch: dict, index: int, length: int) -> dict:

@@ -164,6 +164,32 @@ def test_rerank_scores_with_word_match_critics(tiny_checkpoint: Path) -> None:
     assert all({"semantic", "emotion"} <= set(c.scores) for c in turn.candidates)
 
 
+def test_the_chat_scores_candidates_through_the_critic_input_training_uses(tiny_checkpoint: Path) -> None:
+    """The chat reads a reply as training's critics do (AdversarialGame.critic_input): a setting of what the
+    critics read (here the emotional critic's ``emotion_floor``) changes the chat's scores too."""
+    from empdg.training.module import EmpDGModule
+
+    loaded = load_checkpoint(tiny_checkpoint)
+    cfg = chat_config("chat.rerank=3")
+    settings = ChatSettings.from_config(cfg.chat, (loaded.run_config or {}).get("data"), cfg.data)
+    scores = {}
+    for floor in (0.0, 0.5):
+        hparams = dict(loaded.module.hparams)
+        adversarial = dict(hparams["adversarial"])
+        critic = {**dict(adversarial.get("critic", {})), "emotion_floor": floor}
+        hparams["adversarial"] = {**adversarial, "semantic_critic": True, "emotion_critic": True, "critic": critic}
+        torch.manual_seed(0)  # the same critic weights for both floors
+        module = EmpDGModule(**hparams)
+        module.generator.load_state_dict(loaded.module.generator.state_dict())
+        session = ChatSession(module, DecodingConfig(strategy="sample", max_len=4, seed=0), settings)
+        turn = session.respond("my dog died last week and i miss him")
+        assert not any("critic not used" in note for note in turn.notes), turn.notes
+        scores[floor] = [(c.text, c.scores["semantic"], c.scores["emotion"]) for c in turn.candidates]
+    assert [t for t, _, _ in scores[0.0]] == [t for t, _, _ in scores[0.5]]  # the same candidates
+    assert [s for _, s, _ in scores[0.0]] == pytest.approx([s for _, s, _ in scores[0.5]])
+    assert [e for _, _, e in scores[0.0]] != pytest.approx([e for _, _, e in scores[0.5]])
+
+
 def test_the_chat_says_when_the_model_was_trained_on_the_built_in_corpus(tiny_checkpoint: Path) -> None:
     import io
 

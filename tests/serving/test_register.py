@@ -125,6 +125,12 @@ def test_register_load_and_serve(registered, tiny_checkpoint, monkeypatch):
         assert status == 400 and "odd number" in json.dumps(body)  # the history must end with the user's turn
         status, body = post(server.invocations, {"dataframe_records": [{"text": "hi"}]})
         assert status == 400 and "history" in json.dumps(body)  # the signature requires a history
+        status, _ = post(server.invocations, {"dataframe_records": [{"history": ["my secret: quixotic zebrafish"]}]})
+        assert status == 200
+        status, _ = post(server.invocations, {"dataframe_records": [{"history": ["quixotic zebrafish", "x"]}]})
+        assert status == 400
+    # nothing about a conversation in the server's log, answered or refused (tests/serving/test_privacy.py: files)
+    assert "zebrafish" not in (registered["root"] / "model_server.log").read_text(encoding="utf-8", errors="replace")
 
 
 def test_register_unknown_run_is_one_error_line(tmp_path):

@@ -15,12 +15,12 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from tiny import REPO
 
 from empdg.errors import ConfigError
 from empdg.sweep.postgres_cluster import INSTALL_HINT, ThrowawayCluster, find_postgres_bin, free_port
 from empdg.sweep.study import build_storage, check_storage, masked, server_url
 
-REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # Random sampler, study seed 0: trial n draws with a seed mixed from 0 and n, so its parameters do not depend on
 # which process ran it. accumulate=0 is an invalid config (FAIL at once); steps=10 reaches the report at step 10,

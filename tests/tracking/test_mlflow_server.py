@@ -18,18 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from tiny import tiny_overrides
+from tiny import REPO, tiny_overrides
 
 from empdg.tracking.local_server import start_server
-from empdg.tracking.mlflow_tracking import (
-    ClientArtifactsWarning,
-    ResilientMLFlowLogger,
-    build_logger,
-    client_side_artifact_uri,
-    experiment_artifact_location,
-)
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from empdg.tracking.resilient_logger import ClientArtifactsWarning, ResilientMLFlowLogger, build_logger
+from empdg.tracking.store import client_side_artifact_uri, experiment_artifact_location
 
 
 def run_command(args: list[str], cwd: Path) -> str:
@@ -67,7 +60,7 @@ def test_training_and_evaluation_through_a_server_read_back_from_elsewhere(tmp_p
     # a tiny run through every phase (critics, adversarial), so every kind of artifact is logged
     run_command(
         [
-            sys.executable, str(REPO_ROOT / "train.py"),
+            sys.executable, str(REPO / "train.py"),
             *tiny_overrides(train=2, valid=1, test=1),
             "training.phases.generator_pretrain=4",
             "training.phases.critic_pretrain=2",

@@ -22,13 +22,8 @@ from tiny import tiny_overrides
 
 from empdg.config import compose
 from empdg.tracking.local_server import LocalMlflowServer
-from empdg.tracking.mlflow_tracking import (
-    HTTP_SETTINGS,
-    ResilientMLFlowLogger,
-    TrackingFallbackWarning,
-    build_logger,
-    probe_tracking_store,
-)
+from empdg.tracking.resilient_logger import ResilientMLFlowLogger, TrackingFallbackWarning, build_logger
+from empdg.tracking.store import HTTP_SETTINGS, probe_tracking_store
 from empdg.training.run import run_training
 
 STEPS = 24  # generator updates of the tiny run; validation every 8
@@ -232,7 +227,7 @@ def test_server_killed_mid_run_training_finishes_on_the_local_fallback(tmp_path,
 FIRST_RUN = """
 import sys, time, warnings
 from pathlib import Path
-from empdg.tracking.mlflow_tracking import build_logger
+from empdg.tracking.resilient_logger import build_logger
 
 root, name = Path(sys.argv[1]), sys.argv[2]
 config = {"name": "mlflow", "tracking_uri": f"sqlite:///{root}/store/mlflow.db", "experiment_name": "race",

@@ -1,15 +1,20 @@
 """What a command accepts as a checkpoint: a .ckpt file or a run folder; anything else is one clear error
-naming the file, never an unpickler's IndexError or a FIFO reported as missing."""
+naming the file, never an unpickler's IndexError or a FIFO reported as missing. A checkpoint is read as data,
+never run as code; one of another model or vocabulary is refused naming what differs; a run names its
+checkpoints by step, or best by the monitored metric."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from tiny import MLE_ONLY
 
 from empdg.training.checkpoint import load_checkpoint_file, resolve_checkpoint_path
+from empdg.training.run import run_training
 
 
 def fake_checkpoint(path: Path, best: str | None = None) -> Path:
@@ -85,3 +90,86 @@ def test_hyper_parameters_that_are_not_a_mapping_are_no_empdg_checkpoint(tmp_pat
     torch.save({"hyper_parameters": 5, "state_dict": {}}, path)  # was AttributeError: 'int' object has no 'get'
     with pytest.raises(ValueError, match="is not an empdg Lightning checkpoint"):
         load_checkpoint_file(path)
+
+
+# -- a checkpoint is read as data, never run as code ----------------------------------------------
+class WritesMarker:
+    """Unpickling this runs code: it writes ``marker`` (what a malicious checkpoint would do)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('code ran')",))
+
+
+def malicious_checkpoint(path: Path, marker: Path) -> Path:
+    torch.save(
+        {"state_dict": {}, "hyper_parameters": {"vocab_tokens": ["a"]}, "global_step": 1, "x": WritesMarker(marker)},
+        path,
+    )
+    return path
+
+
+def test_resume_from_a_malicious_checkpoint_runs_nothing(compose_train, tmp_path, monkeypatch):
+    # an environment (or an older torch) where an unpinned torch.load unpickles anything
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "pwned.txt"
+    ckpt = malicious_checkpoint(tmp_path / "shared.ckpt", marker)
+    cfg = compose_train(*MLE_ONLY, "training.phases.generator_pretrain=2", f"ckpt_path={ckpt}")
+    with pytest.raises(ValueError) as error:
+        run_training(cfg)
+    message = str(error.value)
+    assert "ckpt_path=" in message and "unsafe" in message and "not an empdg checkpoint" in message
+    assert not marker.exists(), "unpickling the checkpoint ran code"
+    assert not (tmp_path / ".cache").exists(), "data was read before the checkpoint was checked"
+
+
+def test_model_init_from_a_malicious_checkpoint_runs_nothing(compose_train, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "pwned.txt"
+    ckpt = malicious_checkpoint(tmp_path / "shared.ckpt", marker)
+    cfg = compose_train(*MLE_ONLY, "training.phases.generator_pretrain=2", f"model.init_from={ckpt}")
+    with pytest.raises(ValueError, match=r"model\.init_from=.*unsafe"):
+        run_training(cfg)
+    assert not marker.exists()
+
+
+# -- the names of a run's checkpoints; resuming one of another model or vocabulary ------------------
+def run_dir_checkpoints(run: Path) -> list[str]:
+    return sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
+
+
+def test_checkpoints_without_a_monitor_are_named_by_step(two_step_run):
+    names = run_dir_checkpoints(two_step_run)
+    assert "last.ckpt" in names
+    assert not [n for n in names if n.startswith("best")], names
+    assert {"step-1.ckpt", "step-2.ckpt"} <= set(names)
+
+
+def test_checkpoints_with_a_monitor_are_named_best(compose_train, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="empdg.training.progress")
+    run_training(compose_train(*MLE_ONLY, "training.phases.generator_pretrain=2", "callbacks.progress.every_n_steps=0"))
+    names = run_dir_checkpoints(tmp_path / "run")
+    assert [n for n in names if n.startswith("best-")], names
+    assert "progress: " not in caplog.text  # every_n_steps=0 disables the progress lines
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        (("model.emb_dim=32", "model.hidden_dim=32"), ["model.emb_dim: checkpoint 16, this run 32", "weights:"]),
+        (("model=transformer",), ["model.name: checkpoint 'empdg', this run 'transformer'"]),
+        (("data.builtin.train_per_emotion=3",), ["vocabulary: checkpoint", "data.vocab"]),
+    ],
+)
+def test_resume_of_another_model_or_vocabulary_names_what_differs(compose_train, two_step_run, overrides, named):
+    ckpt = two_step_run / "checkpoints" / "last.ckpt"
+    cfg = compose_train(*MLE_ONLY, "training.phases.generator_pretrain=4", f"ckpt_path={ckpt}", *overrides)
+    with pytest.raises(ValueError) as error:
+        run_training(cfg)
+    message = str(error.value)
+    assert f"ckpt_path={ckpt} cannot be resumed" in message
+    for part in named:
+        assert part in message, message
+    assert "model.init_from" in message  # the fix for "I only want its weights"

@@ -40,3 +40,23 @@ def test_nonfinite_loss_is_skipped_and_counted(compose_train):
     assert not module.check_finite("train/loss", torch.tensor(float("inf")))
     assert not module.check_finite("train/d_loss", torch.tensor(float("nan")))
     assert module.counters.skipped_nonfinite == 2
+
+
+def test_a_pretrained_generators_own_word_vectors_freeze_with_the_output_layer_tied_to_them(
+    compose_train, tiny_pretrained
+):
+    """model.embeddings.freeze=true with model.pretrained: the checkpoint's vectors, not a vectors file."""
+    from tiny import tiny_hf_overrides
+
+    from empdg.training.run import pretrained_vocab
+
+    cfg = compose_train(*tiny_hf_overrides(tiny_pretrained["seq2seq"]), "model=hf_seq2seq",
+                        "model.embeddings.freeze=true", tiny=False)  # fmt: skip
+    datamodule = DialogueDataModule(OmegaConf.to_container(cfg.data, resolve=True), vocab=pretrained_vocab(cfg))
+    datamodule.setup("fit")
+    generator = build_module(cfg, datamodule).generator
+    embedding = generator.token_embedding().weight
+    assert generator.base_model.get_output_embeddings().weight is embedding and not embedding.requires_grad
+    trainable = {name for name, p in generator.named_parameters() if p.requires_grad}
+    assert not any("embed_tokens" in name or name.endswith("shared.weight") for name in trainable)
+    assert any("self_attn.q_proj" in name for name in trainable) and "emotion_head.weight" in trainable

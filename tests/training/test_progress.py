@@ -1,8 +1,10 @@
 """Progress follows the phases: update i/N of the phase and of the run, an ETA from each kind of update's own
-measured speed, and bars that show the phase instead of Lightning's epochs."""
+measured speed, bars that show the phase instead of Lightning's epochs, and progress lines every N updates
+where there is no bar."""
 
 from __future__ import annotations
 
+import logging
 import re
 from types import SimpleNamespace
 
@@ -158,3 +160,46 @@ def test_the_tqdm_bar_shows_the_phase_and_the_run_not_epochs(compose_train, caps
 def test_the_bars_drop_the_loggers_version_number(bar):
     trainer = SimpleNamespace(loggers=[SimpleNamespace(version=7)], progress_bar_metrics={"train/loss": 1.5})
     assert bar().get_metrics(trainer, None) == {"train/loss": 1.5}  # Lightning's bars add v_num=7
+
+
+# -- progress lines without a progress bar ----------------------------------------------------------
+PROGRESS = re.compile(
+    r"progress: (?P<phase>\w+) update (?P<phase_done>\d+)/(?P<phase_total>\d+) \| "
+    r"run update (?P<done>\d+)/(?P<total>\d+) \(\d+\.\d%\) \| step \d+ \| (?P<rest>.*)"
+)
+
+
+def progress_lines(caplog) -> list[re.Match]:
+    lines = [r.getMessage() for r in caplog.records if r.name == "empdg.training.progress"]
+    return [m for m in map(PROGRESS.match, lines) if m]
+
+
+def test_progress_lines_every_n_updates_over_every_phase(compose_train, caplog):
+    caplog.set_level(logging.INFO, logger="empdg.training.progress")
+    cfg = compose_train(
+        "training.phases.generator_pretrain=2",
+        "training.phases.critic_pretrain=2",
+        "training.phases.adversarial=1",
+        "adversarial.n_critic=1",
+        "adversarial.g_steps=1",
+        "callbacks.progress.every_n_steps=2",
+    )
+    assert cfg.trainer.enable_progress_bar is False
+    run_training(cfg)
+    lines = progress_lines(caplog)
+    # budget: 2 generator + 2 critic + 1 cycle of (1 critic + 1 generator) updates
+    shown = [(m["phase"], int(m["phase_done"]), int(m["phase_total"]), int(m["done"]), int(m["total"])) for m in lines]
+    assert shown == [
+        ("generator_pretrain", 2, 2, 2, 6),
+        ("critic_pretrain", 2, 2, 4, 6),
+        ("adversarial", 2, 2, 6, 6),
+    ]
+    assert "loss=" in lines[0]["rest"] and "nll=" in lines[0]["rest"]
+    assert "d_loss=" in lines[1]["rest"]
+    # each phase's first line: the next phase brings a kind of update nobody has timed yet
+    etas = [re.search(r"\d+\.\d\d updates/s \| (ETA .*)$", m["rest"])[1] for m in lines]
+    assert etas == [
+        "ETA phase 0s, run after critic_pretrain starts",
+        "ETA phase 0s, run after adversarial starts",
+        "ETA phase 0s, run 0s",
+    ]

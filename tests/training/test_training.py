@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,15 +12,13 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from tiny import tiny_overrides
+from tiny import REPO, tiny_overrides
 
 import empdg.training.run as train_cli
 from empdg.config import compose
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.vocab import Vocab
-from empdg.training.run import build_module, run_training
-
-REPO = Path(__file__).resolve().parents[2]
+from empdg.training.run import build_module, run_training, validate_config
 
 TINY = [
     *tiny_overrides(32, mle_only=True),
@@ -181,6 +180,38 @@ def test_invalid_combinations_stop_before_training(tmp_path: Path, overrides: tu
     with pytest.raises(ValueError, match=message.replace(".", r"\.")):
         run_training(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "why"),
+    [
+        (("adversarial.n_critic=0", "adversarial.g_steps=0"), "adversarial.n_critic + adversarial.g_steps", "end"),
+        (("adversarial.n_critic=0",), "adversarial.n_critic=0", "critics\\s+would never be trained"),
+        (("adversarial.g_steps=-1",), "adversarial.g_steps=-1", ">= 0"),
+        (("adversarial.n_critic=-2",), "adversarial.n_critic=-2", ">= 0"),
+        (("adversarial.gp_lambda=-1.0",), "adversarial.gp_lambda=-1.0", ">= 0"),
+        (("adversarial.w_adv=-0.5",), "adversarial.w_adv=-0.5", ">= 0"),
+        (("training.phases.critic_pretrain=-3",), "training.phases.critic_pretrain=-3", ">= 0"),
+        (("training.phases.adversarial=-1",), "training.phases.adversarial=-1", ">= 0"),
+        (("callbacks.progress.every_n_steps=-1",), "callbacks.progress.every_n_steps=-1", ">= 0"),
+    ],
+)
+def test_impossible_adversarial_settings_are_rejected_naming_the_key(compose_train, overrides, key, why):
+    cfg = compose_train("training.phases.adversarial=3", *overrides)
+    with pytest.raises(ValueError, match=re.escape(key) + r".*" + why):
+        validate_config(cfg)
+
+
+def test_n_critic_zero_is_fine_without_critics_or_without_an_adversarial_phase(compose_train):
+    validate_config(compose_train("adversarial.n_critic=0", "ablation=no_critics"))
+    validate_config(compose_train("adversarial.n_critic=0", "training.phases.adversarial=0"))
+
+
+def test_rejected_before_any_data_is_read(compose_train, tmp_path):
+    cfg = compose_train("training.phases.generator_pretrain=2", "adversarial.gp_lambda=-1")
+    with pytest.raises(ValueError, match=r"adversarial\.gp_lambda"):
+        run_training(cfg)
+    assert not (tmp_path / ".cache").exists()
 
 
 # -- (5) the command line --------------------------------------------------------------------------

@@ -25,7 +25,8 @@ quality.
 ``--suite bert2bert`` compares real sizes instead: the BERT2BERT encoder-decoder warm-started from the
 packaged all-MiniLM-L6-v2 (``python -m empdg.make_bert2bert``, built once before the workers start; its
 build time is printed) as ``model=hf_seq2seq`` against EmpDG at the paper's sizes (``model=empdg`` as
-configured: 300-d, 1 layer).
+configured: 300-d, 1 layer) and, as a third model, the CPU-budget BERT2BERT (``BUDGET``: a decoder of 2
+of MiniLM's 6 layers, ``--decoder-layers 2``, ``model.freeze_encoder=true`` and ``model.embeddings.freeze=true``).
 
 Data: the built-in demonstration corpus (``data=builtin``); ``--data-root DIR`` reads the official
 EmpatheticDialogues CSVs in DIR instead. The output ends with one JSON line of the same numbers.
@@ -55,8 +56,10 @@ from typing import Any
 
 REFERENCE = "empdg"
 SUITES = ("tiny", "bert2bert")
+#: the CPU-budget BERT2BERT of ``--suite bert2bert``: make_bert2bert's arguments and the training overrides
+BUDGET = {"decoder_layers": 2, "overrides": ["model.freeze_encoder=true", "model.embeddings.freeze=true"]}
 #: imported once by the fork server, before it forks the workers
-PRELOAD = ["torch", "transformers", "empdg.training.run", "empdg.data.subword_vocab", "empdg.models.hf_seq2seq",
+PRELOAD = ["torch", "transformers", "empdg.training.run", "empdg.data.vocab", "empdg.models.hf_seq2seq",
            "empdg.models.hf_causal"]  # fmt: skip
 
 
@@ -81,6 +84,7 @@ class ModelSpec:
     steps: int = 5
     new_tokens: int = 30
     device: str = "auto"
+    label: str = ""  # the table's name for it (default: ``name``), when one model group appears twice
 
 
 def peak_rss_growth_mib(before_kib: int) -> float:
@@ -99,7 +103,7 @@ class _Runner:
         from empdg.config.runtime import apply_runtime
         from empdg.data.datamodule import DialogueDataModule
         from empdg.data.dataset import collate
-        from empdg.data.subword_vocab import SubwordVocab
+        from empdg.data.vocab import SubwordVocab
         from empdg.models.decoding import DecodingConfig
         from empdg.training.run import build_module
 
@@ -227,9 +231,9 @@ class _Worker:
     """The parent's handle on one worker process."""
 
     def __init__(self, spec: ModelSpec, context) -> None:
-        self.name = spec.name
+        self.name = spec.label or spec.name
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=worker, args=(child, spec), name=f"bench-{spec.name}", daemon=True)
+        self.process = context.Process(target=worker, args=(child, spec), name=f"bench-{self.name}", daemon=True)
         self.process.start()
         child.close()
 
@@ -319,9 +323,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="empdg-bench-pretrained-") as folder:
         if args.suite == "bert2bert":
             bert2bert, args.build_s = _build_bert2bert(Path(folder) / "bert2bert")
+            budget, _ = _build_bert2bert(Path(folder) / "bert2bert-budget", decoder_layers=BUDGET["decoder_layers"])
             specs = [
                 ModelSpec(REFERENCE, overrides, **common),  # the paper's sizes: conf/model/empdg.yaml as it is
                 ModelSpec("hf_seq2seq", overrides, "seq2seq", str(bert2bert), **common),
+                ModelSpec(
+                    "hf_seq2seq",
+                    [*overrides, *BUDGET["overrides"]],
+                    "seq2seq",
+                    str(budget),
+                    **common,
+                    label="hf_seq2seq (CPU budget)",
+                ),
             ]
         else:
             specs = [
@@ -340,13 +353,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return _report(results, args)
 
 
-def _build_bert2bert(folder: Path) -> tuple[Path, float]:
+def _build_bert2bert(folder: Path, decoder_layers: int | None = None) -> tuple[Path, float]:
     """The MiniLM BERT2BERT folder and the seconds its build took (digest checks included)."""
     from empdg.models.bert2bert import make_bert2bert
 
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # its "wrote ..." line would break the table
-        make_bert2bert(folder)
+        make_bert2bert(folder, decoder_layers=decoder_layers)
     return folder, time.perf_counter() - started
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 from empdg.benchmarks.common import REAL_SAMPLE, peak_rss_mib
-from empdg.data.conversation import EMOTIONS
 from empdg.data.packaged_weights import GLOVE_6B_50D, MINILM_L6_V2, verified
 from empdg.data.preprocess import prepare_examples
 from empdg.data.vocab import Vocab
@@ -47,14 +46,13 @@ def main(argv: list[str]) -> None:
     print(f"digest check: glove-6b-50d {glove_check:.2f} s, minilm-l6-v2 {minilm_check:.2f} s (once per process)")
     print(f"GloVe table for {len(vocab)} words: {lookup:.2f} s, coverage {found / len(vocab):.1%}")
 
-    from empdg.models.reply_meaning import meaning_scores, reply_emotion_classifier
+    from empdg.models.reply_meaning import meaning_scores, training_split_classifier
     from empdg.models.sentence_encoder import sentence_encoder
 
     encoder, load = _timed(sentence_encoder)
     print(f"MiniLM load: {load:.2f} s")
     train = examples["train"]
-    _, fit = _timed(lambda: reply_emotion_classifier([" ".join(e.target) for e in train],
-                                                      [EMOTIONS[e.emotion] for e in train], encoder))  # fmt: skip
+    _, fit = _timed(lambda: training_split_classifier(train, encoder))
     print(f"reply-emotion classifier on {len(train)} training replies (encode + fit, uncached): {fit:.1f} s")
     test = examples["test"][:1000]
     refs = [" ".join(e.target) for e in test]

@@ -1,4 +1,4 @@
-"""``empdg-chat ckpt_path=PATH [chat.rerank=8 chat.verbose=true]``: talk to a trained model in the terminal.
+"""``empdg-chat ckpt_path=PATH [chat.rerank=8 chat.verbose=true] [chat.log.enabled=true]``: talk to a trained model.
 
 The session is :mod:`empdg.serving.chat_session`, the loop :mod:`empdg.serving.terminal`.
 """
@@ -11,7 +11,8 @@ from omegaconf import DictConfig
 from empdg.config import CONFIG_DIR
 from empdg.config.hydra_errors import reports_compose_errors
 from empdg.config.runtime import apply_runtime
-from empdg.errors import exit_on_user_error
+from empdg.errors import exit_on_user_error, user_errors_from
+from empdg.serving.chat_log import ChatLog
 from empdg.serving.terminal import build_session, chat_loop, make_streams_forgiving
 
 
@@ -22,4 +23,8 @@ def main(cfg: DictConfig) -> None:
     with exit_on_user_error():  # configuration mistakes: `error: <message>`, exit 2, no traceback
         apply_runtime(cfg)
         session = build_session(cfg)
-    chat_loop(session, bool(cfg.chat.verbose))
+        log = None
+        if cfg.chat.log.enabled:  # off by default: then nothing about the conversation is written anywhere
+            with user_errors_from():
+                log = ChatLog.open(cfg.chat.log)
+    chat_loop(session, bool(cfg.chat.verbose), log=log)

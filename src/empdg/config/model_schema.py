@@ -23,7 +23,7 @@ from empdg.models.settings import GeneratorSettings
 class EmbeddingsSettings:
     path: Optional[str] = None  # local GloVe-format text file with emb_dim-d vectors
     source: Optional[str] = None  # packaged vectors (empdg[weights]): glove-6b-50d, with model.emb_dim=50
-    freeze: bool = False
+    freeze: bool = False  # keep these vectors fixed; a pretrained generator (model.pretrained): its own vectors
 
 
 _schemas: dict[type, type] = {}

@@ -36,6 +36,7 @@ CRITIC_NAMES = ("semantic", "emotion")  # the critic switches: adversarial.<name
 PHASES = ("generator_pretrain", "critic_pretrain", "adversarial")
 CRITIC_PHASES = ("critic_pretrain", "adversarial")
 ON_NONFINITE = ("error", "skip")
+VAL_MEANING = ("auto", "true", "false")
 SCHEDULERS = ("none", "noam", "linear_warmup")
 
 T = TypeVar("T")
@@ -89,6 +90,9 @@ class CriticSizes:
     word_match: bool = False  # what a run stored before the key existed used; new runs: the YAML
     match_scale: float = 30.0
     match_idf_power: float = 2.0
+    # what the emotional critic reads of a reply: each token's vector times floor + (1 - floor) * its
+    # emotion weight; 0: its emotion words only (the paper's D_emo, what every run before the key read)
+    emotion_floor: float = 0.0
 
     def problems(self) -> list[str]:
         found = _at_least("adversarial.critic.hidden_dim", self.hidden_dim, 1)
@@ -101,6 +105,11 @@ class CriticSizes:
             found.append(f"adversarial.critic.match_scale={self.match_scale} must be > 0")
         if self.match_idf_power < 0:
             found.append(f"adversarial.critic.match_idf_power={self.match_idf_power} must be >= 0")
+        if not 0.0 <= self.emotion_floor <= 1.0:
+            found.append(
+                f"adversarial.critic.emotion_floor={self.emotion_floor} must be in [0, 1] "
+                "(0: the emotional critic reads the emotion words only; 1: every word alike)"
+            )
         return found
 
 
@@ -208,10 +217,14 @@ class TrainingConfig:
     on_nonfinite: str = "error"
     sample_generations: int = 8
     sample_max_len: int = 30
+    # the metrics that read meaning on validation's greedy replies (empdg.training.validation.ValidationMeaning);
+    # auto: on for the real data (data.source=ed) when the packaged MiniLM is installed
+    val_meaning: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.phases, Mapping):  # built by hand from a plain mapping
             self.phases = PhaseBudgets(**self.phases)
+        self.val_meaning = str(self.val_meaning).lower()  # `=true` on the command line arrives as "True"
         _raise_if("training", self.problems())
 
     def budgets(self, with_critics: bool) -> dict[str, int]:
@@ -229,6 +242,7 @@ class TrainingConfig:
             found.append(f"training.on_nonfinite={self.on_nonfinite!r} must be 'error' or 'skip'")
         found += _at_least("training.sample_generations", self.sample_generations, 0)
         found += _at_least("training.sample_max_len", self.sample_max_len, 1)
+        found += _choice("training.val_meaning", self.val_meaning, VAL_MEANING)
         return found
 
 
@@ -316,15 +330,37 @@ class EmpatheticDialoguesConfig(DataConfig):
     download_retries: int = 2
 
 
+# -- chat logging --------------------------------------------------------------------------------------
+@dataclass
+class ChatLogConfig:
+    """``chat.log.*``: off by default; when on, each chat turn is written with personal data redacted.
+
+    ``dir`` holds one JSONL file per pseudonymous session; records older than ``retention_days`` are deleted
+    whenever the chat or ``python -m empdg.chat_logs`` starts (docs/privacy.md).
+    """
+
+    enabled: bool = False
+    dir: str = "chat_logs"
+    retention_days: float = 30.0
+
+    def __post_init__(self) -> None:
+        _raise_if("chat.log", _positive("chat.log.retention_days", self.retention_days))
+
+
 # -- checks across groups, building from mappings, registration --------------------------------------
 def run_problems(training: TrainingConfig, adversarial: AdversarialConfig) -> list[str]:
-    """Settings each fine alone that together would train nothing, or play against frozen critics."""
+    """Settings each fine alone that together would train nothing, play against frozen critics, or measure nothing."""
     found = []
     budgets = training.budgets(with_critics=bool(adversarial.critic_names))
     if not any(budgets.values()):
         found.append(
             "every phase budget that runs is 0 (training.phases; the critic phases run only with critics): "
             "nothing would be trained"
+        )
+    if training.val_meaning == "true" and adversarial.report_batches == 0:
+        found.append(
+            "training.val_meaning=true scores the greedy replies of the critic report's validation batches, "
+            "but adversarial.report_batches=0 decodes none: set it >= 1"
         )
     rounds = budgets.get("adversarial", 0)
     if rounds > 0 and adversarial.n_critic == 0 and adversarial.g_steps > 0:
@@ -364,3 +400,4 @@ def register_run_schemas(store: Any) -> None:
     store.store(group="schema/optim", name="default", node=OptimConfig)
     store.store(group="schema/data", name="builtin", node=BuiltinDataConfig)
     store.store(group="schema/data", name="empathetic_dialogues", node=EmpatheticDialoguesConfig)
+    store.store(group="schema/chat_log", name="default", node=ChatLogConfig)

@@ -37,3 +37,6 @@ def _register_run_schemas(store) -> None:
     except ImportError:  # not written yet
         return
     register_run_schemas(store)
+    from empdg.config.human_eval_schema import register_human_eval_schemas
+
+    register_human_eval_schemas(store)

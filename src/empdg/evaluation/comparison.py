@@ -37,7 +37,7 @@ from empdg.config.schema import CRITIC_NAMES, PHASES, AdversarialConfig
 from empdg.errors import ConfigError
 from empdg.evaluation.bootstrap import BootstrapComparison, Estimate, compare_prediction_files
 from empdg.evaluation.run_link import EVAL_RUN_TAG, TRAIN_RUN_TAG, subset_metric_prefix
-from empdg.tracking.mlflow_tracking import absolute_sqlite_uri
+from empdg.tracking.store import absolute_sqlite_uri
 
 SKIPPED_ROLES = {"parent", "comparison"}
 #: ``sweep.role`` of a study's trial runs (set by empdg.sweep.tracking, a layer above this one)
@@ -140,7 +140,7 @@ def search_runs(tracking_uri: str, experiment: str, filter_string: str, statuses
         if not token:
             break
     kept = [r for r in runs if r.data.tags.get("sweep.role") not in SKIPPED_ROLES]
-    kept = [r for r in kept if r.data.tags.get("empdg.role") != "comparison"]
+    kept = [r for r in kept if r.data.tags.get("empdg.role") not in ("comparison", "human_evaluation")]
     kept = [r for r in kept if TRAIN_RUN_TAG not in r.data.tags]  # evaluations: reported on their training run
     return [r for r in kept if not statuses or r.info.status in statuses]
 

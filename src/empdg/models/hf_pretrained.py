@@ -1,6 +1,6 @@
 """What the two pretrained-generator families share: loading, the id map, the emotion machinery, LoRA.
 
-A Hugging Face model keeps its own token ids; the project's vocabulary (:mod:`empdg.data.subword_vocab`)
+A Hugging Face model keeps its own token ids; the project's vocabulary (:class:`empdg.data.vocab.SubwordVocab`)
 has its eight special ids first and tokenizer id ``k`` at ``k + 8``. :class:`PretrainedGenerator` maps
 project ids to the model's ids on the way in (the specials onto the tokenizer's pad, eos, bos and turn
 separators) and the model's logits back to project ids on the way out, so training, the critics,
@@ -25,8 +25,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from empdg.data.subword_vocab import OFFSET
-from empdg.data.vocab import CLS_ID, EOS_ID, LAB_ID, LST_ID, PAD_ID, SOS_ID, SPK_ID, UNK_ID
+from empdg.data.vocab import CLS_ID, EOS_ID, LAB_ID, LST_ID, OFFSET, PAD_ID, SOS_ID, SPK_ID, UNK_ID
 from empdg.errors import ConfigError, UserError
 from empdg.models.base import IMPOSSIBLE_LOG_PROB, Generator, GeneratorSizes
 from empdg.models.settings import GeneratorSettings
@@ -92,7 +91,8 @@ class PretrainedSettings(GeneratorSettings):
     emotion_heads: int = 2
     speaker_token: Optional[str] = None  # the tokenizer's token before a speaker turn (default: its eos)
     listener_token: Optional[str] = None  # ... before a listener turn, and before the reply (default: its eos)
-    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, more time
+    freeze_encoder: bool = False  # hf_seq2seq: the encoder's weights stay fixed, no gradient flows into it
     lora_rank: int = 0  # > 0: train LoRA adapters of this rank (peft) instead of every weight
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
@@ -199,6 +199,8 @@ class PretrainedGenerator(Generator):
         if settings.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.hf = self._with_lora(model, settings)
+        if settings.freeze_encoder:
+            self._freeze_encoder()
         self._build_id_maps(settings, vocab_size)
         self.emotion_encoder = (
             EmotionEncoder(emb_dim, hidden, settings.emotion_layers, settings.emotion_heads)
@@ -229,6 +231,26 @@ class PretrainedGenerator(Generator):
 
     def default_lora_targets(self, model: nn.Module) -> list[str]:
         raise NotImplementedError
+
+    def _freeze_encoder(self) -> None:
+        encoder = self.encoder_module()
+        if encoder is None:
+            raise ConfigError("model.freeze_encoder=true: a decoder-only model has no encoder; use model=hf_seq2seq")
+        # a word embedding the decoder shares (BART, T5) keeps training through the decoder
+        shared = {id(p) for p in self.decoder_module().parameters()}
+        for parameter in encoder.parameters():
+            if id(parameter) not in shared:
+                parameter.requires_grad_(False)
+
+    def freeze_word_embeddings(self) -> None:
+        """Keep the checkpoint's word vectors fixed (``model.embeddings.freeze=true``): every copy, the encoder's
+        and the decoder's, and an output layer tied to them; a head's own transform and bias still train."""
+        for embedding in (self.hf.get_input_embeddings(), self.token_embedding()):
+            embedding.weight.requires_grad_(False)
+
+    def encoder_module(self) -> nn.Module | None:
+        """The encoder of an encoder-decoder; None for a decoder-only model."""
+        return None
 
     def _token_id(self, tokenizer: Any, token: str | None, fallback: int, key: str) -> int:
         if token is None:

@@ -14,6 +14,7 @@ embedding: one matrix shared with the encoder in BART and T5, the decoder's own 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -49,14 +50,19 @@ class HFSeq2SeqGenerator(PretrainedGenerator):
     def decoder_module(self) -> nn.Module:
         return self.base_model.get_decoder()
 
+    def encoder_module(self) -> nn.Module:
+        return self.base_model.get_encoder()
+
     def token_embedding(self) -> nn.Module:
         return self.decoder_module().get_input_embeddings()
 
     def encode(self, batch: dict) -> EncodedDialogue:
         valid = ~batch["context_pad_mask"]
-        encoder = self.base_model.get_encoder()
-        states = encoder(input_ids=self.project_to_model[batch["context_ids"]], attention_mask=valid.long())
-        states = states.last_hidden_state
+        # frozen: no graph through the encoder (not even through an embedding it shares with the decoder)
+        with torch.no_grad() if self.settings.freeze_encoder else contextlib.nullcontext():
+            states = self.encoder_module()(
+                input_ids=self.project_to_model[batch["context_ids"]], attention_mask=valid.long()
+            ).last_hidden_state
         x0 = masked_mean(states, valid)
         memory, mask, w0 = states, valid, None
         emotion = self.emotion_states(batch)

@@ -32,6 +32,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from empdg.data.conversation import EMOTIONS
+from empdg.data.examples import DialogueExample
 from empdg.models.sentence_encoder import SentenceEncoder, encoder_fingerprint
 
 log = logging.getLogger(__name__)
@@ -141,6 +143,16 @@ def reply_emotion_classifier(
         partial.write_text(classifier.to_json(), encoding="utf-8")
         partial.replace(path)  # atomic: a killed process never leaves half a file under the real name
     return classifier
+
+
+def training_split_classifier(
+    train: Sequence[DialogueExample], encoder: SentenceEncoder, cache_dir: str | Path | None = None
+) -> ReplyEmotionClassifier:
+    """The classifier of a data set: trained on its training split's listener replies (``train``, the whole
+    split, as prepared), each labelled with its conversation's emotion; cached under ``cache_dir``."""
+    return reply_emotion_classifier(
+        [" ".join(e.target) for e in train], [EMOTIONS[e.emotion] for e in train], encoder, cache_dir
+    )
 
 
 def meaning_scores(

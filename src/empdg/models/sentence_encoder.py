@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from empdg.data.packaged_weights import MINILM_L6_V2, verified
+from empdg.data.packaged_weights import MINILM_L6_V2, WeightsError, verified
 
 POOLING_MODES = ("cls", "mean", "max")
 
@@ -95,6 +95,15 @@ def sentence_encoder(device: str = "cpu") -> SentenceEncoder:
     """The packaged all-MiniLM-L6-v2 (digests verified), loaded once per process and device."""
     folder = verified(MINILM_L6_V2)["config.json"].parent
     return SentenceEncoder(folder, device=device)
+
+
+def encoder_available() -> bool:
+    """Whether the packaged MiniLM is installed (``empdg[weights]``): what ``auto`` settings decide on."""
+    try:
+        MINILM_L6_V2.root()
+    except WeightsError:
+        return False
+    return True
 
 
 def encoder_fingerprint() -> str:

@@ -26,9 +26,8 @@ from empdg.data.emotion_words import get_lexicon
 from empdg.data.examples import LISTENER, SPEAKER, DialogueExample
 from empdg.data.text import normalize
 from empdg.data.text_metrics import has_repeated_ngram
-from empdg.data.vocab import EOS_ID
 from empdg.models.decoding import DecodingConfig, decode, ids_to_text, sequence_log_probs
-from empdg.training.critic_inputs import context_words
+from empdg.training.critic_inputs import CriticCondition, context_words
 from empdg.training.module import EmpDGModule
 
 _PUNCTUATION = set(string.punctuation) | {"``", "''", "..."}
@@ -166,7 +165,6 @@ class ChatSession:
         self.memory = EmotionMemory(EMOTIONS[: sizes.num_emotions], decay=settings.emotion_decay)
         self.random = torch.Generator().manual_seed(int(settings.seed))
         self.lexicon = get_lexicon()
-        self._emotion_ids: set[int] | None = None  # the vocabulary's emotion-word ids, found at first use
         self.history: list[list[str]] = []
         self.roles: list[int] = []
         self.notice: str | None = None  # said once at chat start: what the model was trained on
@@ -272,40 +270,25 @@ class ChatSession:
         context's words (for ``word_match`` critics) are the dialogue so far.
         """
         found = {}
-        is_eos = ids.eq(EOS_ID).long()
-        mask = (is_eos.cumsum(dim=1)).eq(0)
-        vectors = self.generator.embed_tokens(ids)
+        game = self.module.game  # the one critic-input path training uses (input_norm, emotion_floor, ...)
+        view = game.ids_view(ids)
         emotion_context = encoded.w0 if encoded.w0 is not None else encoded.x0
         for name, context, words_key in (
             ("semantic", encoded.x0, "context_ids"),
             ("emotion", emotion_context, "emotion_context_ids"),
         ):
-            critic = find_critic(self.module, name)
-            if critic is None:
+            if find_critic(self.module, name) is None:
                 continue
-            response = vectors
-            match_vocab = getattr(self.module, "match_vocab", None)  # word_match critics' rarity weights
-            weight = None if match_vocab is None else match_vocab[ids.clamp(max=len(match_vocab) - 1)]
-            if name == "emotion":
-                flags = [[float(self._is_emotion_id(t)) for t in row] for row in ids.tolist()]
-                flags = torch.tensor(flags, dtype=vectors.dtype, device=vectors.device)
-                response = vectors * flags.unsqueeze(-1)
-                weight = None if weight is None else weight * flags
-            empty = vectors.new_zeros(vectors.shape[0], 1, vectors.shape[-1])
+            empty = view.vectors.new_zeros(view.vectors.shape[0], 1, view.vectors.shape[-1])
             try:
                 words, words_mask = context_words(self.generator, batch[words_key].expand(ids.shape[0], -1))
-                no_feedback = torch.zeros(empty.shape[:2], dtype=torch.bool)
-                score = critic(response, mask, context, empty, no_feedback, words, words_mask, weight)
+                no_feedback = torch.zeros(empty.shape[:2], dtype=torch.bool, device=empty.device)
+                condition = CriticCondition(context, empty, no_feedback, words, words_mask)
+                score = game.score(name, view, condition)
                 found[name] = [float(s) for s in score.reshape(-1).tolist()]
             except Exception as error:  # an incompatible critic must not break the chat
                 notes.append(f"{name} critic not used: {type(error).__name__}: {error}")
         return found
-
-    def _is_emotion_id(self, token_id: int) -> bool:
-        """An emotion word's id (for a subword vocabulary: a piece that is a whole emotion word)."""
-        if self._emotion_ids is None:
-            self._emotion_ids = set(self.module.vocab.emotion_token_ids(self.lexicon.is_emotion_word))
-        return token_id in self._emotion_ids
 
 
 def find_critic(module: EmpDGModule, name: str):

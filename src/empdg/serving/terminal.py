@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from empdg.data.builtin import builtin_model_notice
 from empdg.errors import ConfigError, user_errors_from
 from empdg.models.decoding import DecodingConfig
+from empdg.serving.chat_log import ChatLog
 from empdg.serving.chat_session import ChatSession, ChatSettings, Turn
 from empdg.training.checkpoint import load_checkpoint
 
@@ -69,12 +70,33 @@ def show_turn(turn: Turn, verbose: bool, out: TextIO) -> None:
             print(f"     ({note})", file=out)
 
 
-def chat_loop(session: ChatSession, verbose: bool, stream: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
-    """Answer every line until /quit or end of input; return the number of replies."""
+def _logging_notice(log: ChatLog) -> str:
+    return (
+        f"(chat.log is on: this conversation is saved as session {log.session} in {log.folder}, personal data "
+        f"redacted; delete it with: python -m empdg.chat_logs action=delete session={log.session} "
+        f"chat.log.dir={log.folder})"
+    )
+
+
+def chat_loop(
+    session: ChatSession,
+    verbose: bool,
+    stream: TextIO = sys.stdin,
+    out: TextIO = sys.stdout,
+    log: ChatLog | None = None,
+) -> int:
+    """Answer every line until /quit or end of input; return the number of replies.
+
+    Nothing about the conversation leaves this loop but the printed replies, unless ``log`` (``chat.log``) is given.
+    """
     interactive = stream.isatty()
     print(f"EmpDG chat -- {HELP}", file=out, flush=True)
     if session.notice:
         print(session.notice, file=out, flush=True)
+    if log is not None:
+        print(_logging_notice(log), file=out, flush=True)
+        if log.expired:
+            print(f"({log.expired} logged turn(s) older than chat.log.retention_days deleted)", file=out, flush=True)
     replies = 0
     for raw in _lines(stream, interactive):
         text = raw.strip()
@@ -87,6 +109,9 @@ def chat_loop(session: ChatSession, verbose: bool, stream: TextIO = sys.stdin, o
         if command == "/reset":
             session.reset()
             print("bot> (conversation forgotten)", file=out, flush=True)
+            if log is not None:  # a new conversation: a new pseudonymous session
+                log.new_session()
+                print(_logging_notice(log), file=out, flush=True)
             continue
         if command == "/emotions":
             top = session.memory.top(5)
@@ -96,8 +121,11 @@ def chat_loop(session: ChatSession, verbose: bool, stream: TextIO = sys.stdin, o
         if command.startswith("/") and " " not in command:
             print(f"bot> (unknown command; {HELP})", file=out, flush=True)
             continue
-        show_turn(session.respond(text), verbose, out)
+        turn = session.respond(text)
+        show_turn(turn, verbose, out)
         out.flush()
+        if log is not None:
+            log.record(text, turn.reply, turn.emotions[0][0] if turn.emotions else None, turn.fallback_reason)
         replies += 1
     print("bye", file=out, flush=True)
     return replies

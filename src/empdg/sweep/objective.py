@@ -23,7 +23,7 @@ from empdg.config import compose
 from empdg.sweep.pruning import Objective, OptunaPruningCallback
 from empdg.sweep.space import ParamSpec, format_value, merge_overrides, to_overrides
 from empdg.sweep.tracking import SweepTracker
-from empdg.tracking.mlflow_tracking import run_tags
+from empdg.tracking.run_record import run_tags
 
 log = logging.getLogger(__name__)
 

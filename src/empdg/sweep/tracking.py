@@ -2,7 +2,7 @@
 
 The child is created here (tag ``mlflow.parentRunId``) and its id handed to the trial's training
 as ``logger.run_id``, so the training logs its metrics into the nested run. Lightning does not set
-tags on a run it did not create, so the project's run tags (:func:`empdg.tracking.mlflow_tracking.run_tags`)
+tags on a run it did not create, so the project's run tags (:func:`empdg.tracking.run_record.run_tags`)
 are set here. Tracking is never
 fatal: when the store does not answer, the study runs without it.
 """
@@ -17,7 +17,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from empdg.tracking.mlflow_tracking import absolute_sqlite_uri, configure_http, probe_tracking_store, run_tags
+from empdg.tracking.run_record import run_tags
+from empdg.tracking.store import absolute_sqlite_uri, configure_http, probe_tracking_store
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-"""The run record: ``<run folder>/mlflow_run.json`` names the MLflow run a training run logged to.
+"""What identifies a run: its tags, the dataset input it trained on, and its run record.
 
+The run record: ``<run folder>/mlflow_run.json`` names the MLflow run a training run logged to.
 Training writes it once its run exists; evaluations read only the run id from it (see
 :mod:`empdg.evaluation.run_link` for which stores they trust).
 """
@@ -8,12 +9,64 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 from pathlib import Path
 from typing import Any
+
+from empdg.tracking.store import quick_http
 
 log = logging.getLogger(__name__)
 
 RUN_RECORD_FILE = "mlflow_run.json"
+#: the dataset input's context: the run trains on the data's train split and validates on its valid split
+DATASET_CONTEXT = "train"
+
+
+def dataset_input(name: str, source: str | Path, digest: str) -> Any:
+    """An MLflow dataset input naming the data a run trained on (metadata only: nothing is uploaded).
+
+    ``source``: a local path (the data folder or the preprocessing cache file); ``digest``: the
+    preprocessing cache's hash, the same for every run trained on the same examples.
+    """
+    from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    # by type name: MLflow generates LocalArtifactDatasetSource at import time (it cannot be imported)
+    located = get_dataset_source_from_json(json.dumps({"uri": str(source)}), "local")
+    dataset = MetaDataset(located, name=name, digest=digest)
+    return DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", DATASET_CONTEXT)])
+
+
+def run_tags(cfg: Any, dataset: str | None = None) -> dict[str, str]:
+    """The tags of every training run (and sweep trial): commit, dataset, model, ablation, experiment.
+
+    ``dataset`` defaults to ``data.name``; training passes ``name:<cache id>`` once the data is prepared.
+    """
+    return {
+        "git_commit": code_commit(),
+        "dataset": dataset or str(cfg.data.name),
+        "model": str(cfg.model.name),
+        "ablation": str(cfg.ablation.name),
+        "experiment": str(cfg.experiment_name),
+    }
+
+
+def code_commit() -> str:
+    """The git commit of empdg's own source; "unknown" for an installed copy (a wheel) or outside git."""
+    here = Path(__file__).resolve().parent
+    return "unknown" if "site-packages" in here.parts else git_commit(here)
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    """The HEAD commit of the git checkout at ``cwd``; "unknown" without git or outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def write_run_record(run_folder: str | Path, run_id: str, tracking_uri: str, experiment_id: str | None = None) -> Path:
@@ -85,8 +138,6 @@ def close_orphaned_run(run_folder: str | Path, keep_run_id: str | None = None) -
         return f"its MLflow run {run_id} was in {uri}, which is gone"
     try:
         from mlflow.tracking import MlflowClient
-
-        from empdg.tracking.mlflow_tracking import quick_http
 
         with quick_http():
             client = MlflowClient(tracking_uri=uri)

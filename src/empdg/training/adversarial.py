@@ -126,9 +126,14 @@ class AdversarialGame:
             with_words=s.critic.word_match,
         )
 
+    def critic_input(self, view: ResponseView, name: str) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(vectors, mask, match weight) critic ``name`` reads for ``view``: the one path for every response."""
+        floor = self.settings.critic.emotion_floor
+        vectors, mask = critic_response(view, name, self.settings.input_norm, floor)
+        return vectors, mask, critic_match_weight(view, name, floor)
+
     def score(self, name: str, view: ResponseView, condition: CriticCondition) -> Tensor:
-        vectors, mask = critic_response(view, name, self.settings.input_norm)
-        weight = critic_match_weight(view, name)
+        vectors, mask, weight = self.critic_input(view, name)
         return self.critics[name](vectors, mask, **condition.critic_kwargs(), response_weight=weight)
 
     def rows(self, batch: dict) -> Tensor:
@@ -188,12 +193,11 @@ class AdversarialGame:
     def _penalty(
         self, name: str, real: ResponseView, fake: ResponseView, condition: CriticCondition, logs: dict
     ) -> Tensor:
-        real_x, real_mask = critic_response(real, name, self.settings.input_norm)
-        fake_x, fake_mask = critic_response(fake, name, self.settings.input_norm)
+        real_x, real_mask, real_w = self.critic_input(real, name)
+        fake_x, fake_mask, fake_w = self.critic_input(fake, name)
         real_x, real_mask, fake_x, fake_mask = aligned(real_x, real_mask, fake_x, fake_mask)
         mixed_mask = real_mask | fake_mask
         mixed_weight = None
-        real_w, fake_w = critic_match_weight(real, name), critic_match_weight(fake, name)
         if real_w is not None and fake_w is not None:
             length = real_x.shape[1]  # a data-side constant: the mean of the two sides' weights
             mixed_weight = (pad_time(real_w, length) + pad_time(fake_w, length)) / 2

@@ -10,7 +10,7 @@ import torch
 
 from empdg.data.conversation import EMOTIONS
 from empdg.data.dataset import collate
-from empdg.tracking.mlflow_tracking import log_artifact
+from empdg.tracking.resilient_logger import log_artifact
 
 
 class SampleGenerations(pl.Callback):

@@ -10,6 +10,9 @@ into one critic's input the same way for all of them:
 - Emotional critic D_emo: the response's emotion words -- word vectors scaled by each position's
   emotion weight (the lexicon indicator for tokens, the lexicon probability mass for relaxed
   responses); conditioned on w̃0 (x̃0 without an emotion encoder) and the feedback's emotion words.
+  With ``adversarial.critic.emotion_floor`` f > 0 it reads the whole response instead: every
+  position scaled by f + (1 - f) · its emotion weight (:func:`critic_emotion_weight`), so a reply
+  without emotion words is still read, its emotion words stand out by a factor 1/f.
 
 Hard token sequences (gold and generated alike) are embedded with the generator's table and
 weighted by the same lexicon lookup, so real and fake share one form exactly. Relaxed (soft)
@@ -144,21 +147,44 @@ def match_vocab_weights(tokens: list[str], frequency_sorted: bool, power: float)
     return weights
 
 
-def critic_response(view: ResponseView, critic: str, input_norm: str) -> tuple[Tensor, Tensor]:
-    """(vectors, mask) that critic ``critic`` reads for ``view``: the same rule for real and fake."""
+def critic_emotion_weight(view: ResponseView, emotion_floor: float = 0.0) -> Tensor:
+    """[B, T] the factor by which the emotional critic scales each response position's vector.
+
+    ``emotion_floor`` f = 0 (the default): the emotion weight itself, so D_emo reads the emotion words
+    only and a reply without any is an all-zero input (it cannot tell such a gold reply from a
+    mismatched one: 35% of the real sample's validation replies). f > 0: f + (1 - f) · weight, the whole
+    reply with its emotion words up-weighted (1 against f), as EmpDG's token-level emotion resolution
+    marks them rather than cutting the rest away. The map is affine, so for a relaxed response, whose
+    weight is the lexicon's probability mass p_t(emotion words), it is the expectation of the hard
+    tokens' factor under p_t, and real and fake stay in one form; on the Gumbel and soft paths the
+    gradient reaches the generator through the vectors at every position and through the weight (times
+    1 - f). ``emotion_floor`` 0 returns the weight tensor itself: default runs compute exactly as before.
+    """
+    if emotion_floor == 0.0:
+        return view.emotion_weight
+    return emotion_floor + (1.0 - emotion_floor) * view.emotion_weight
+
+
+def critic_response(
+    view: ResponseView, critic: str, input_norm: str, emotion_floor: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """(vectors [B, T, emb], mask [B, T]) that critic ``critic`` reads for ``view``: the same rule for
+    real and fake. The emotional critic's positions are scaled by :func:`critic_emotion_weight`."""
     vectors = F.normalize(view.vectors, dim=-1) if input_norm == "unit" else view.vectors
     if critic == "emotion":
-        vectors = vectors * view.emotion_weight.unsqueeze(-1)
+        vectors = vectors * critic_emotion_weight(view, emotion_floor).unsqueeze(-1)
     return vectors, view.mask
 
 
-def critic_match_weight(view: ResponseView, critic: str) -> Tensor | None:
+def critic_match_weight(view: ResponseView, critic: str, emotion_floor: float = 0.0) -> Tensor | None:
     """[B, T] how much each position counts in a ``word_match`` critic's match (data-side, no
-    gradient): the word's rarity weight, times its emotion weight for the emotional critic."""
+    gradient): the word's rarity weight, times :func:`critic_emotion_weight` for the emotional critic."""
     if view.match_weight is None:
         return None
     weight = view.match_weight.detach()
-    return weight * view.emotion_weight.detach() if critic == "emotion" else weight
+    if critic != "emotion":
+        return weight
+    return weight * critic_emotion_weight(view, emotion_floor).detach()
 
 
 def critic_conditions(

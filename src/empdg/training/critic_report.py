@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from empdg.tracking.mlflow_tracking import log_artifact
+from empdg.tracking.resilient_logger import log_artifact
 
 SANITY = {"gold_beats_greedy": 0.8, "gold_beats_mismatch": 0.7}  # the bars a critic that judges fit must clear
 #: under the table when a critic fails: what the check is, and when failing is expected
@@ -61,7 +61,8 @@ def render_critic_report(reports: list[dict[str, float]]) -> str:
         if emotional is not None:
             lines += [
                 f"emo on the {int(last.get('wgan/critic/n_emotional', 0))} examples whose gold reply has an emotion "
-                f"word (the only ones it can tell from a mismatch): gold > mismatch {emotional:.1%}.",
+                "word (at emotion_floor=0 the only ones it can tell from a mismatch): "
+                f"gold > mismatch {emotional:.1%}.",
                 "",
             ]
     keys = [k for k in last if k != "step" and not k.startswith("wgan/critic/n")]

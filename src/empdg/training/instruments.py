@@ -55,8 +55,8 @@ def critic_report_counts(game, batch: dict, out) -> tuple[dict[str, float], Tens
         views["soft"] = soft.rows(rows)
     perm = mismatch_permutation(rows.numel(), generator=rng, device=rows.device)
     counts["n"] = float(rows.numel())
-    # D_emo reads only a reply's emotion words: without any, gold and mismatched gold are the same empty
-    # input and only the condition differs, so it can beat chance on the replies that have some only
+    # D_emo reads only a reply's emotion words (adversarial.critic.emotion_floor=0): without any, gold and
+    # mismatched gold are the same empty input, so it can beat chance on the replies that have some only
     emotional = views["gold"].emotion_weight.sum(dim=1) > 0
     counts["n_emotional"] = float(emotional.sum())
     for name in game.critics:

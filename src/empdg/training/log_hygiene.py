@@ -31,11 +31,11 @@ IGNORED_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
         "empdg checkpoints the post-update state on purpose",
     ),
     (
-        re.escape("It is recommended to use `self.log('") + r"(wgan/critic/|val/greedy_)",
+        re.escape("It is recommended to use `self.log('") + r"(wgan/critic/|val/greedy_|val/sim_|val/reply_emotion_)",
         PossibleUserWarning,
         # one warning per key of the validation report under DDP (21 lines): its critic counts are
-        # already summed over the ranks (CriticReportCollector.finish), its reply diversity is rank 0's
-        # own sample, and rank 0 alone logs them; a sync_dist mean would be neither
+        # already summed over the ranks (CriticReportCollector.finish), its reply diversity and meaning
+        # metrics are rank 0's own sample, and rank 0 alone logs them; a sync_dist mean would be neither
         "the validation report is reduced across ranks, or rank 0's own, before it is logged",
     ),
     (

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor
 
 from empdg.config.schema import AdversarialConfig, OptimConfig, TrainingConfig, typed
@@ -33,7 +34,7 @@ from empdg.training.losses import emotion_cross_entropy, sequence_nll
 from empdg.training.phases import PHASES, PhaseSchedule
 from empdg.training.resume_state import ExactResume, TrainingCounters
 from empdg.training.schedules import build_scheduler
-from empdg.training.validation import CriticReportCollector, ValidationMetrics
+from empdg.training.validation import CriticReportCollector, ValidationMeaning, ValidationMetrics
 
 
 class NonFiniteLossError(RuntimeError):
@@ -101,6 +102,9 @@ class EmpDGModule(AdversarialSteps, pl.LightningModule):
         self.resume = ExactResume(self.phases, self.counters)
         self.val_metrics = ValidationMetrics(self.generator.sizes.num_emotions, len(self.vocab), self.vocab.metric_name)
         self.report = CriticReportCollector()
+        # the metrics that read meaning (training.val_meaning), set by run.py on rank 0 alone: they score its
+        # greedy replies, as val/greedy_* do (never saved: the models are the registry package's)
+        self.val_meaning: ValidationMeaning | None = None
         self.critic_reports: list[dict[str, float]] = []  # every validation's report (critic_report.md)
         self.wasserstein_history: list[dict[str, float]] = []  # every critic update's estimates (the plot)
         self.step_metrics: dict[str, float] = {}  # this training step's values (callbacks and tests read them)
@@ -249,10 +253,15 @@ class EmpDGModule(AdversarialSteps, pl.LightningModule):
         # the torchmetrics states are already reduced across ranks; sync_dist only silences the check
         self.log_dict(metrics, prog_bar=True, sync_dist=True)
         self.val_metrics.reset()
+        replies, example_ids = self.report.replies, self.report.example_ids  # finish() starts over
         report = self.report.finish(self.trainer, self.device)
         if report is not None:
             self.log_dict(report, sync_dist=False, rank_zero_only=True)
             self.critic_reports.append({"step": float(self.global_step), **report})
+        if self.val_meaning is not None and replies:
+            final = self.trainer.state.fn == TrainerFn.VALIDATING  # run.py's trainer.validate after fit
+            meaning = self.val_meaning.measure(example_ids, replies, final)
+            self.log_dict(meaning, sync_dist=False, rank_zero_only=True)
 
     # -- generation ------------------------------------------------------------------------
     def generate_replies(self, batch: dict, max_len: int = 30) -> list[str]:

@@ -26,13 +26,13 @@ from empdg.config.schema import (
 )
 from empdg.data.builtin import builtin_model_notice
 from empdg.data.datamodule import DialogueDataModule
-from empdg.data.subword_vocab import SubwordVocab
+from empdg.data.vocab import SubwordVocab
 from empdg.data.word_vectors import load_packaged_glove, load_word_vectors
 from empdg.errors import user_errors_from
 from empdg.models.hf_pretrained import PretrainedGenerator, load_tokenizer_json
 from empdg.models.registry import model_settings
-from empdg.tracking.mlflow_tracking import build_logger, describe_run, log_artifact, log_dataset, run_tags
-from empdg.tracking.run_record import checkpoint_run_folder, close_orphaned_run, record_training_run
+from empdg.tracking.resilient_logger import build_logger, describe_run, log_artifact, log_dataset
+from empdg.tracking.run_record import checkpoint_run_folder, close_orphaned_run, record_training_run, run_tags
 from empdg.training.callbacks import SampleGenerations, WassersteinPlot
 from empdg.training.checkpoint import load_checkpoint_file, resolve_checkpoint_path
 from empdg.training.critic_report import CriticReport
@@ -42,6 +42,7 @@ from empdg.training.module import EmpDGModule
 from empdg.training.progress import ProgressLog
 from empdg.training.progress_bar import phase_progress_bar
 from empdg.training.throughput import TrainingThroughput
+from empdg.training.validation import ValidationMeaning, val_meaning_on
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,8 @@ def build_module(cfg: DictConfig, datamodule: DialogueDataModule) -> EmpDGModule
         generator.word_embedding.weight.data.copy_(vectors)
         generator.word_embedding.weight.requires_grad_(not cfg.model.embeddings.freeze)
         log.info("pretrained vectors: %d of %d vocabulary words found", found, len(datamodule.vocab))
+    if cfg.model.get("pretrained") is not None and cfg.model.embeddings.freeze:
+        generator.freeze_word_embeddings()  # the checkpoint's own vectors
     if cfg.model.init_from:
         load_generator_weights(module, Path(cfg.model.init_from))
     return module
@@ -306,6 +309,10 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     rank_zero = rank_zero_only.rank == 0
     if rank_zero:
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    # rank 0 alone scores its greedy replies (as val/greedy_*); decided before any data is read
+    val_meaning = rank_zero and val_meaning_on(
+        str(cfg.training.val_meaning).lower(), str(cfg.data.source), int(cfg.adversarial.report_batches)
+    )
 
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     datamodule = DialogueDataModule(data_cfg, seed=int(cfg.seed), vocab=pretrained_vocab(cfg))
@@ -314,6 +321,8 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     if rank_zero:
         datamodule.vocab.save(output_dir / "vocab.json")
     module = build_module(cfg, datamodule)
+    if val_meaning:
+        module.val_meaning = ValidationMeaning.build(datamodule.prepared.examples, data_cfg.get("cache_dir"))
     if resume is not None:
         check_resume_compatible(module, resume, Path(cfg.ckpt_path))
 

@@ -11,13 +11,8 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from empdg.tracking import TELEMETRY_SWITCH
-from empdg.tracking.mlflow_tracking import (
-    EXPERIMENT_KIND,
-    EXPERIMENT_KIND_TAG,
-    ResilientMLFlowLogger,
-    build_logger,
-    probe_tracking_store,
-)
+from empdg.tracking.resilient_logger import ResilientMLFlowLogger, build_logger
+from empdg.tracking.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, probe_tracking_store
 
 
 def kind(client: MlflowClient, name: str) -> str | None:
@@ -75,7 +70,8 @@ def test_telemetry_is_off_unless_the_user_turns_it_on() -> None:
 def test_the_end_of_run_line_opens_the_run_in_the_model_training_view(tmp_path: Path) -> None:
     # MLflow 3.17's UI shows its GenAI view unless the URL says workflowType=machine_learning (its JS
     # bundle: the parameter wins over the switch the browser remembers; the experiment kind tag no longer counts)
-    from empdg.tracking.mlflow_tracking import describe_run, run_page_url
+    from empdg.tracking.resilient_logger import describe_run
+    from empdg.tracking.store import run_page_url
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     logger_cfg = {"name": "mlflow", "tracking_uri": uri, "experiment_name": "e", "run_name": "r"}
