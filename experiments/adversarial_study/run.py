@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import statistics
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -80,7 +79,7 @@ CRITIC_PRETRAIN_FACTOR = {"gumbel_match_more_critic": 4}
 CRITIC_KEYS = ("gold_beats_greedy", "gold_beats_sample", "gold_beats_mismatch", "gold_beats_soft")
 EMOTIONAL_KEY = "gold_beats_mismatch_emotional"
 TEST_METRICS = ("ppl", "subword_ppl", "emotion_acc", "dist_1", "dist_2", "bleu_4", "unique_replies",
-                "valence_agreement")  # fmt: skip
+                "valence_agreement", "sim_reference", "sim_context", "reply_emotion_acc")  # fmt: skip
 
 
 def arms_for(best: list[str]) -> dict[str, list[str]]:
@@ -328,7 +327,7 @@ def main() -> None:
     threads = args.threads
     arms = arms_for(args.best)
     if not args.tables_only:
-        init = pretrain(args, args.out, os.cpu_count() or 1)
+        init = pretrain(args, args.out, args.threads * args.jobs)  # the whole budget: it runs alone
         jobs = [(arm, overrides, seed) for seed in args.seeds for arm, overrides in arms.items()]
         if args.only:  # e.g. the control and the default arm on every seed first, ablations later
             chosen = [(name, int(seed)) for name, seed in (item.split(":") for item in args.only)]

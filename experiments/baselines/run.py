@@ -52,7 +52,10 @@ MODELS: dict[str, list[str]] = {
     "seq2seq": ["model=seq2seq", "ablation=no_critics"],
     "empdg": ["model=empdg", "ablation=none"],
 }
-METRICS = ("ppl", "subword_ppl", "emotion_acc", "dist_1", "dist_2", "bleu_4", "unique_replies", "valence_agreement")
+METRICS = (
+    "ppl", "subword_ppl", "emotion_acc", "dist_1", "dist_2", "bleu_4", "unique_replies", "valence_agreement",
+    "sim_reference", "sim_context", "reply_emotion_acc",  # the metrics that read meaning (docs/real_weights.md)
+)  # fmt: skip
 SMOKE = ["experiment=quickstart", "training.sample_generations=0"]
 
 

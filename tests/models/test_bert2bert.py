@@ -83,6 +83,14 @@ def test_real_utterance_pieces_follow_the_words_and_carry_their_emotion_flags(mi
     assert minilm_vocab.pieces("envious")[0] in encoded.emotion_context_ids  # the context's emotion words, pieced
 
 
+def test_a_piece_the_tokenizer_does_not_know_is_the_projects_unk(minilm_vocab) -> None:
+    """An emoji is WordPiece's [UNK]: as the project's UNK (which the generator maps to [UNK] and may produce)
+    a real reference holding one ("i know you are happy 😊", ED test) has a finite perplexity."""
+    assert minilm_vocab.pieces("😊") == [UNK_ID]
+    assert minilm_vocab.encode(["you", "are", "happy", "😊"])[-1] == UNK_ID
+    assert minilm_vocab.pieces("happy") != [UNK_ID]
+
+
 def test_detokenised_pieces_give_back_the_ed_words(minilm_vocab) -> None:
     words = ["my", "co-worker", "'s", "dog", "has", "n't", "eaten", "1,000", "treats", "--", "wow", "!"]
     ids = minilm_vocab.encode(words)

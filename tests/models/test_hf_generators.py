@@ -15,9 +15,19 @@ from empdg.data.builtin import generate_builtin_corpus
 from empdg.data.dataset import SequenceLimits, collate, encode_example
 from empdg.data.emotion_words import get_lexicon
 from empdg.data.examples import build_examples
-from empdg.data.subword_vocab import vocab_from_spec
 from empdg.data.text import normalize
-from empdg.data.vocab import EOS_ID, LAB_ID, LST_ID, OFFSET, PAD_ID, SOS_ID, SPK_ID, SubwordVocab, Vocab
+from empdg.data.vocab import (
+    EOS_ID,
+    LAB_ID,
+    LST_ID,
+    OFFSET,
+    PAD_ID,
+    SOS_ID,
+    SPK_ID,
+    SubwordVocab,
+    Vocab,
+    vocab_from_spec,
+)
 from empdg.models.base import IMPOSSIBLE_LOG_PROB
 from empdg.models.decoding import DecodingConfig, decode, ids_to_text
 from empdg.models.registry import build_generator

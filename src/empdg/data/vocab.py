@@ -297,6 +297,10 @@ class SubwordVocab(Vocab):
         # WordPiece pieces carry no spaces: punctuation loses its word (text) and word starts look alike
         # inside a word (emotion_token_ids)
         self._wordpiece = type(self._tokenizer.model).__name__ == "WordPiece"
+        # the tokenizer's own unknown piece (WordPiece's [UNK] for an emoji) is the project's UNK: its shifted
+        # id is a special the generator may never produce, so a gold reply holding it had an infinite NLL
+        unk_token = getattr(self._tokenizer.model, "unk_token", None)
+        self._model_unk = self._tokenizer.token_to_id(unk_token) if unk_token else None
         size = self._tokenizer.get_vocab_size(with_added_tokens=True)
         pieces = []
         for index in range(size):
@@ -324,7 +328,7 @@ class SubwordVocab(Vocab):
         ids = self._word_pieces.get(word)
         if ids is None:
             encoding = self._tokenizer.encode(" " + word, add_special_tokens=False)
-            ids = [index + OFFSET for index in encoding.ids]
+            ids = [UNK_ID if index == self._model_unk else index + OFFSET for index in encoding.ids]
             self._word_pieces[word] = ids
         return ids
 
@@ -385,3 +389,13 @@ class SubwordVocab(Vocab):
     def save(self, path: Path | str) -> None:
         data = {"format_version": FORMAT_VERSION, **self.spec(), "fingerprint": self.fingerprint()}
         Path(path).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def vocab_from_spec(spec: dict | None, tokens: list[str]) -> Vocab:
+    """The vocabulary a checkpoint describes: subword when it stored a tokenizer, else its word list."""
+    if spec and spec.get("kind") == "subword":
+        vocab = SubwordVocab(spec["tokenizer_json"], spec.get("normalization", "moel"))
+        if tokens and list(tokens) != vocab.tokens:
+            raise ValueError("the checkpoint's tokenizer does not match its stored token list (file edited?)")
+        return vocab
+    return Vocab(tokens)

@@ -115,7 +115,7 @@ def _stage(
 ) -> None:
     """The model's artifact folder: weights + hyper-parameters only, config.yaml, vocab.json, serving.json,
     and a pretrained generator's Hugging Face copy (``hf_model/``: its architecture is rebuilt from it)."""
-    from empdg.data.subword_vocab import vocab_from_spec
+    from empdg.data.vocab import vocab_from_spec
     from empdg.models.decoding import DecodingConfig
     from empdg.serving.chat_session import ChatSettings
     from empdg.serving.pyfunc_model import CHECKPOINT_FILE, SERVING_FILE

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from empdg.config.schema import AdversarialConfig, OptimConfig, TrainingConfig, typed
 from empdg.data.emotion_words import get_lexicon
-from empdg.data.subword_vocab import vocab_from_spec
+from empdg.data.vocab import vocab_from_spec
 from empdg.models.base import GeneratorOutput
 from empdg.models.decoding import greedy_decode, ids_to_text
 from empdg.models.registry import build_generator
