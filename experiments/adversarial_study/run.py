@@ -266,7 +266,7 @@ def instrument_table(out: Path, arms: list[str], seeds: list[int]) -> str:
 
 def pooled_comparison(out: Path, arms: list[str], seeds: list[int], subset: str, n_resamples: int) -> str:
     """95% bootstrap intervals, pooled over seeds, and paired tests against the control."""
-    from empdg.evaluation.bootstrap import bootstrap_compare
+    from empdg.evaluation.bootstrap import DEFAULT_METRICS, bootstrap_compare
     from empdg.evaluation.scored_examples import read_scored_examples
 
     seeds = [s for s in seeds if all(s in finished(out, arm, seeds) for arm in arms)]  # paired: same seeds
@@ -279,7 +279,14 @@ def pooled_comparison(out: Path, arms: list[str], seeds: list[int], subset: str,
             for example in read_scored_examples(out / f"{arm}-s{seed}" / "eval" / "predictions.jsonl"):
                 pooled.append(dataclasses.replace(example, example_id=f"s{seed}:{example.example_id}"))
         examples[arm] = pooled
-    comparison = bootstrap_compare(examples, baseline="control", subset=subset, n_resamples=n_resamples)
+    metrics = (
+        [*DEFAULT_METRICS, "sim_reference", "reply_emotion_acc"]
+        if all(e.sim_reference is not None for pooled in examples.values() for e in pooled[:1])
+        else None
+    )  # the meaning metrics when the evaluations computed them
+    comparison = bootstrap_compare(
+        examples, baseline="control", subset=subset, metrics=metrics, n_resamples=n_resamples
+    )
     comparison.write_csv(out / f"comparison_{subset}_{len(arms)}arms.csv")
     return f"seeds pooled: {', '.join(map(str, seeds))}\n\n" + comparison.markdown()
 
@@ -338,7 +345,8 @@ def main() -> None:
             futures = [pool.submit(train_and_evaluate, args, args.out, a, o, s, init, threads) for a, o, s in jobs]
             for future in futures:
                 future.result()
-    names = list(arms)
+    # the arms with a finished run (the control first): a study run with --only tabulates what it ran
+    names = [arm for arm in arms if finished(args.out, arm, args.seeds)] or list(arms)
     report = ["# Adversarial study: results", "", "## Per arm, mean ± std over seeds (test, all turns)", ""]
     report += [seed_table(args.out, names, args.seeds)]
     report += ["## Critic sanity checks, pooled over seeds (last report of each run)", ""]

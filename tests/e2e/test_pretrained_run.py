@@ -11,6 +11,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 from tiny import tiny_hf_overrides
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -70,7 +71,8 @@ def test_a_fine_tuned_seq2seq_trains_saves_evaluates_and_chats(tiny_pretrained, 
     turn = session.respond("i finally got the job i wanted , i am so happy !")
     assert turn.reply and turn.emotions
     (hope,), (the,) = loaded.module.vocab.pieces("hope"), loaded.module.vocab.pieces("the")  # one piece each
-    assert session._is_emotion_id(hope) and not session._is_emotion_id(the)  # what the emotional critic reads
+    emotion_weight = loaded.module.game.ids_view(torch.tensor([[hope, the]])).emotion_weight  # what D_emo reads
+    assert emotion_weight.tolist() == [[1.0, 0.0]]
 
     # registered as an MLflow model: served from the run's Hugging Face copy, with the HF stack as requirements
     registration = register_run_folder(run, "tiny-bart")
