@@ -25,11 +25,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+from omegaconf import OmegaConf  # noqa: E402
 from tiny import tiny_hf_overrides, tiny_overrides  # noqa: E402
 
 from empdg.config import compose  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-
 from empdg.data.datamodule import DialogueDataModule  # noqa: E402
 from empdg.training.run import build_module, build_trainer, pretrained_vocab  # noqa: E402
 
