@@ -49,13 +49,14 @@ BUDGET = [
 ARMS: dict[str, list[str]] = {
     "default": [],
     "reinforce": ["adversarial.estimator=reinforce"],
-    "soft_unit": ["adversarial.estimator=soft", "adversarial.input_norm=unit"],
-    "absolute_weight": ["adversarial.w_adv_mode=absolute", "adversarial.w_adv=0.05"],
-    "no_adversarial_weight": ["adversarial.w_adv_mode=absolute", "adversarial.w_adv=0"],
+    "soft_unit": ["adversarial.estimator=soft"],  # soft rescales to unit length (was input_norm=unit)
+    "absolute_weight": ["adversarial.w_adv=abs:0.05"],
+    "no_adversarial_weight": ["adversarial.w_adv=abs:0"],  # now the same-batch control: equals control_gumbel
     "vanilla_gan": ["ablation=vanilla_gan"],
     "wgan_clip": ["adversarial.loss=wgan_clip"],
     "no_mismatch": ["adversarial.mismatch_weight=0"],
-    "control": ["adversarial.same_batch_control=true"],
+    "control": ["adversarial.w_adv=0"],
+    "control_gumbel": ["adversarial.estimator=gumbel", "adversarial.w_adv=0"],
     "emotion_floor": ["adversarial.critic.emotion_floor=0.3"],
     "no_feedback": ["ablation=no_feedback"],
     "semantic_only": ["ablation=semantic_critic_only"],

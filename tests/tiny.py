@@ -50,6 +50,39 @@ def tiny_hf_overrides(pretrained, *, train: int = 2, valid: int = 1, test: int =
     ]
 
 
+def short_adversarial_run(root: Path, *overrides: str) -> list[str]:
+    """Hydra overrides of conf/train.yaml for the tiny run with a few updates of every phase, the critics'
+    included, nothing logged, then ``overrides``; its folder is ``root / "run"`` (the "adding a ..." proofs)."""
+    return [
+        *tiny_overrides(),
+        "logger=none",
+        "training.sample_generations=0",
+        "training.phases.generator_pretrain=2",
+        "training.phases.critic_pretrain=2",
+        "training.phases.adversarial=1",
+        "adversarial.g_steps=1",
+        "adversarial.report_batches=1",
+        *overrides,
+        f"paths.root_dir={root}",
+        f"paths.output_dir={root / 'run'}",
+    ]
+
+
+def logged_keys():
+    """A Lightning callback keeping the module (``.module``) and every metric key it logged at a training
+    step (``.keys``: the keys of ``step_metrics``, so critic updates between logging steps count too)."""
+    import pytorch_lightning as pl
+
+    class LoggedKeys(pl.Callback):
+        def on_fit_start(self, trainer, pl_module) -> None:
+            self.module, self.keys = pl_module, set()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.keys |= set(pl_module.step_metrics)
+
+    return LoggedKeys()
+
+
 def _tiny_corpus_and_critics(train: int, valid: int, test: int, batch_size: int) -> list[str]:
     return [
         "adversarial.critic.hidden_dim=16",

@@ -11,6 +11,9 @@ else
 fi
 shift
 EXP=ablations
-GRID=none,no_emotion_encoder,no_feedback,vanilla_gan,no_critics,woG
+GRID=none,no_emotion_encoder,no_feedback,vanilla_gan,woG
 "$PYTHON" "$REPO/train.py" -m model=empdg "ablation=$GRID" seed=1,2,3 "${BASE[@]}" experiment_name=$EXP "$@"
-"$PYTHON" -m empdg.compare experiment=$EXP group_by=ablation "order=[$GRID]"
+# EmpDG_woD (no critics) is adversarial=none, not an ablation file; ablation.name keeps its label no_critics
+"$PYTHON" "$REPO/train.py" -m model=empdg adversarial=none ablation.name=no_critics seed=1,2,3 "${BASE[@]}" \
+  experiment_name=$EXP "$@"
+"$PYTHON" -m empdg.compare experiment=$EXP group_by=ablation "order=[$GRID,no_critics]"

@@ -22,15 +22,17 @@ from omegaconf import OmegaConf
 
 from empdg.config import compose
 from empdg.data.datamodule import DialogueDataModule
+from empdg.models.critic_inputs import CriticCondition, ResponseView, critic_match_weight, critic_response
+from empdg.models.critic_rules import get_critic_rule
 from empdg.models.critics import best_match, softening_scale
-from empdg.training.critic_inputs import CriticCondition, ResponseView, critic_match_weight, critic_response, gold_view
 from empdg.training.run import build_module
 
 
 def match_feature(view: ResponseView, condition: CriticCondition, floor: float) -> torch.Tensor:
     """[B] the emotional critic's word-match features for ``view`` under ``condition``, summed."""
-    vectors, mask = critic_response(view, "emotion", "none", floor)
-    weight = critic_match_weight(view, "emotion", floor) * mask
+    emotion = get_critic_rule("emotion")
+    vectors, mask = critic_response(view, emotion, False, floor)
+    weight = critic_match_weight(view, emotion, floor) * mask
     total = weight.sum(dim=1).clamp_min(1e-6)
     feature = torch.zeros(vectors.shape[0])
     sources = ((condition.context_words, condition.context_words_mask), (condition.feedback, condition.feedback_mask))
@@ -58,16 +60,16 @@ def main() -> None:
         datamodule.setup("fit")
         datamodule.setup("test")
         module = build_module(cfg, datamodule).eval()
-    game = module.game
+    panel = module.game.panel
     wins = {floor: torch.zeros(2) for floor in args.floors}  # [with an emotion word, without]
     counts = torch.zeros(2)
     with torch.no_grad():
         for batch in datamodule.test_dataloader():
-            rows = game.rows(batch)
+            rows = panel.rows(batch)
             if rows.numel() < 2:
                 continue
-            condition = game.conditions(batch, module.generator.encode(batch), rows)["emotion"]
-            view = gold_view(module.generator, batch, module.emotion_vocab, module.match_vocab).rows(rows)
+            condition = panel.conditions(batch, module.generator.encode(batch), rows)["emotion"]
+            view = panel.gold_view(batch).rows(rows)
             shifted = condition.rows((torch.arange(rows.numel()) + 1) % rows.numel())
             emotional = view.emotion_weight.sum(dim=1) > 0
             groups = torch.stack([emotional, ~emotional]).float()

@@ -54,10 +54,10 @@ SMOKE = [
 PLAIN = "adversarial.critic.word_match=false"  # the critics of the paper (summary vectors only)
 WHOLE_REPLY_FLOOR = 0.3  # a non-emotion word's weight in what the whole-reply emotional critic reads
 ARMS: dict[str, list[str]] = {
-    "control": ["adversarial.estimator=reinforce", "adversarial.same_batch_control=true", PLAIN],
+    "control": ["adversarial.estimator=reinforce", "adversarial.w_adv=0", PLAIN],  # w_adv=0: the same-batch control
     "reinforce": ["adversarial.estimator=reinforce", PLAIN],
     "gumbel": ["adversarial.estimator=gumbel", PLAIN],
-    "soft_unit": ["adversarial.estimator=soft", "adversarial.input_norm=unit", PLAIN],
+    "soft_unit": ["adversarial.estimator=soft", PLAIN],  # soft rescales every position to unit length
     # critics that also match the reply's words to the context's and the feedback's (the default since)
     "gumbel_match": ["adversarial.estimator=gumbel", "adversarial.critic.word_match=true"],
     # the two next steps Reading 2 names: more critic updates (4x the pre-training, see
@@ -86,7 +86,7 @@ def arms_for(best: list[str]) -> dict[str, list[str]]:
     """Every arm, then each ``best`` arm without mismatched negatives and without feedback."""
     arms = dict(ARMS)
     for name in best:
-        arms[f"{name}_no_mismatch"] = [*ARMS[name], "adversarial.mismatched_negatives=false"]
+        arms[f"{name}_no_mismatch"] = [*ARMS[name], "adversarial.mismatch_weight=0"]
         arms[f"{name}_no_feedback"] = [*ARMS[name], "adversarial.feedback=false"]
     return arms
 

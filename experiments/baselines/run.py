@@ -7,7 +7,7 @@ usage: experiments/baselines/run.py (DATA_ROOT | --smoke) [--jobs 2] [--seeds 1 
 Each model trains ``--updates`` generator updates at its paper size (the defaults of its
 ``conf/model`` file) with the same optimiser, batch size and data, then is evaluated with greedy
 decoding on every listener turn of the test split. The baselines train with MLE alone
-(``ablation=no_critics``, as their papers did); EmpDG spends the same number of generator updates
+(``adversarial=none``, as their papers did); EmpDG spends the same number of generator updates
 as ``--updates - --adversarial-updates`` MLE updates, critic pre-training, then adversarial cycles
 against its two critics (the default ``conf/adversarial``), so it is compared at equal generator
 updates, not equal compute. ``--minilm DIR`` adds the row ``minilm``: the BERT2BERT generator built by
@@ -44,12 +44,12 @@ from study_common import (  # noqa: E402
 
 #: model -> overrides; the order of the table
 MODELS: dict[str, list[str]] = {
-    "transformer": ["model=transformer", "ablation=no_critics"],
-    "multi_trs": ["model=multi_trs", "ablation=no_critics"],
-    "emoprepend": ["model=emoprepend", "ablation=no_critics"],
-    "moel": ["model=moel", "ablation=no_critics"],
-    "mime": ["model=mime", "ablation=no_critics"],
-    "seq2seq": ["model=seq2seq", "ablation=no_critics"],
+    "transformer": ["model=transformer", "adversarial=none"],
+    "multi_trs": ["model=multi_trs", "adversarial=none"],
+    "emoprepend": ["model=emoprepend", "adversarial=none"],
+    "moel": ["model=moel", "adversarial=none"],
+    "mime": ["model=mime", "adversarial=none"],
+    "seq2seq": ["model=seq2seq", "adversarial=none"],
     "empdg": ["model=empdg", "ablation=none"],
 }
 METRICS = (
@@ -63,7 +63,7 @@ def models(args) -> dict[str, list[str]]:
     """The table's models: MODELS, and the MiniLM generator with ``--minilm``."""
     if not args.minilm:
         return MODELS
-    return {**MODELS, "minilm": [*minilm_overrides(args.minilm), "ablation=no_critics", *args.minilm_override]}
+    return {**MODELS, "minilm": [*minilm_overrides(args.minilm), "adversarial=none", *args.minilm_override]}
 
 
 def budget(args, model: str) -> list[str]:

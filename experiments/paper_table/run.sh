@@ -14,8 +14,9 @@ fi
 shift
 EXP=paper_table
 SEEDS=seed=1,2,3
-# one row each: run names are ${model.name}-${ablation.name}
-ROWS=("model=transformer" "model=emoprepend" "model=moel ablation=no_critics" "model=empdg ablation=no_critics"
+# one row each: run names are ${model.name}-${ablation.name} (no critics: adversarial=none, labelled no_critics)
+ROWS=("model=transformer" "model=emoprepend" "model=moel adversarial=none ablation.name=no_critics"
+      "model=empdg adversarial=none ablation.name=no_critics"
       "ablation=woG"
       "model=empdg ablation=none")
 for row in "${ROWS[@]}"; do

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import pytest
@@ -13,11 +12,13 @@ from empdg.config import CONFIG_DIR, compose
 from empdg.config.schema import (
     ADVERSARIAL_LOSS_NAMES,
     AdversarialConfig,
+    AdversarialWeight,
     BuiltinDataConfig,
     EmpatheticDialoguesConfig,
     InvalidSettings,
     OptimConfig,
     TrainingConfig,
+    parse_w_adv,
     typed,
 )
 from empdg.training.adversarial_losses import ADVERSARIAL_LOSSES
@@ -40,7 +41,8 @@ def composition_error(*overrides: str) -> str:
         ("training.gradient_clip_val=big", "training.gradient_clip_val"),
         ("adversarial.n_critc=1", "adversarial.n_critc"),
         ("adversarial.critic.hidden_dim=wide", "adversarial.critic.hidden_dim"),
-        ("adversarial.same_batch_control=maybe", "adversarial.same_batch_control"),
+        ("adversarial.feedback=maybe", "adversarial.feedback"),
+        ("adversarial.relaxation=gumbel", "adversarial.relaxation"),  # removed (an alias of estimator): unknown
         ("optim.lr=abc", "optim.lr"),
         ("optim.betas=[a,b]", "optim.betas"),
         ("data.batch_size=abc", "data.batch_size"),
@@ -80,10 +82,12 @@ def test_keys_added_with_plus_are_still_refused_before_any_data(compose_train, t
         (("adversarial.estimator=policy",), "adversarial.estimator='policy'"),
         (("adversarial.loss=hinge",), "adversarial.loss='hinge'"),
         (("adversarial.tau=0",), "adversarial.tau=0.0 must be > 0"),
-        (("adversarial.critic_betas=[0.5]",), "adversarial.critic_betas=[0.5]"),
+        (("adversarial.critics=[semantic,judge]",), "adversarial.critics: unknown critic 'judge'"),
+        (("adversarial.critics=[semantic,semantic]",), "names a critic twice"),
+        (("adversarial.w_adv=fast",), "adversarial.w_adv='fast' is not a weight: write a share"),
+        (("adversarial.w_adv=abs:",), "or abs:<weight> such as abs:0.01"),
         (("adversarial.critic.kernel_sizes=[]",), "adversarial.critic.kernel_sizes=[]"),
         (("adversarial.critic.fusion=concat",), "adversarial.critic.fusion='concat'"),
-        (("adversarial.loss=wgan_clip", "adversarial.clip_value=0"), "adversarial.clip_value=0.0 must be > 0"),
         (("training.label_smoothing=1.0",), "training.label_smoothing=1.0 must be in [0, 1)"),
         (("training.phases.generator_pretrain=-1",), "training.phases.generator_pretrain=-1 must be >= 0"),
         (("optim.lr=0",), "optim.lr=0.0 must be > 0"),
@@ -121,35 +125,39 @@ def test_the_rules_are_the_dataclasses_own_whoever_builds_them():
     assert typed(TrainingConfig, {}, "training") == TrainingConfig()  # absent keys: the schema's defaults
 
 
-def test_the_default_run_config_equals_the_schemas_defaults_where_they_should():
+def test_the_default_run_config_equals_the_schemas_defaults():
     cfg = compose("train")
     assert typed(TrainingConfig, cfg.training, "training") == TrainingConfig()
     assert typed(OptimConfig, cfg.optim, "optim") == OptimConfig()
-    adversarial = typed(AdversarialConfig, cfg.adversarial, "adversarial")
-    # the deliberate differences: a run stored before `critic.fusion` / `critic.word_match` existed used
-    # "sum" / no word match
-    expected = AdversarialConfig()
-    expected.critic = dataclasses.replace(expected.critic, fusion="sum_product", word_match=True)
-    assert adversarial == expected
+    # one source of each default: old runs' own defaults are the migration's (empdg.config.migration)
+    assert typed(AdversarialConfig, cfg.adversarial, "adversarial") == AdversarialConfig()
+
+
+def test_the_adversarial_yaml_states_nothing_the_schema_says():
+    text = (CONFIG_DIR / "adversarial" / "empdg.yaml").read_text(encoding="utf-8")
+    keys = [line for line in text.splitlines() if line and not line.startswith(("#", " ", "defaults:"))]
+    assert keys == []
 
 
 def test_the_adversarial_loss_names_are_the_implemented_ones():
     assert set(ADVERSARIAL_LOSS_NAMES) == set(ADVERSARIAL_LOSSES)
 
 
-def test_the_critics_are_their_own_group_with_the_old_key_names():
+def test_the_critics_are_one_list_of_names():
     default = typed(AdversarialConfig, compose("train").adversarial, "adversarial")
     assert default.critic_names == ["semantic", "emotion"]
     none = compose("train", ["adversarial=none", "adversarial.n_critic=3", "adversarial.w_adv=0.5"])
-    assert (none.adversarial.n_critic, none.adversarial.w_adv) == (3, 0.5)
-    assert not none.adversarial.semantic_critic and not none.adversarial.emotion_critic
+    assert (none.adversarial.n_critic, none.adversarial.w_adv, list(none.adversarial.critics)) == (3, "0.5", [])
+    # the order written changes nothing: the registry's order builds them
+    swapped = compose("train", ["adversarial.critics=[emotion,semantic]"]).adversarial
+    assert typed(AdversarialConfig, swapped, "adversarial").critic_names == ["semantic", "emotion"]
     # baselines train without critics unless the command line says otherwise
     for model in ("transformer", "emoprepend"):
-        cfg = compose("train", [f"model={model}"])
-        assert not cfg.adversarial.semantic_critic and not cfg.adversarial.emotion_critic
-        assert compose("train", [f"model={model}", "adversarial=empdg"]).adversarial.emotion_critic
-    with pytest.raises(ConfigCompositionException):
-        compose("train", ["model.semantic_critic=false"])  # the switches left the model group
+        assert list(compose("train", [f"model={model}"]).adversarial.critics) == []
+        assert "emotion" in compose("train", [f"model={model}", "adversarial=empdg"]).adversarial.critics
+    for removed in ("model.semantic_critic=false", "adversarial.semantic_critic=false", "ablation=no_critics"):
+        with pytest.raises(ConfigCompositionException):
+            compose("train", [removed])
 
 
 # -- the model's own settings and the trainer's, before any data ------------------------------------
@@ -185,3 +193,25 @@ def test_ddp_without_a_gpu_and_devices_auto_is_refused_with_how_to_ask_for_cpu_p
     validate_config(compose_train("trainer=ddp", "trainer.num_nodes=2"))  # one process per machine, by a launcher
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     validate_config(compose_train("trainer=ddp"))  # all GPUs
+
+
+@pytest.mark.parametrize(
+    ("spelled", "weight"),
+    [
+        ("0.2", AdversarialWeight("relative", 0.2)),
+        (0.35, AdversarialWeight("relative", 0.35)),  # a sweep's sampled float
+        ("abs:0.01", AdversarialWeight("absolute", 0.01)),
+        ("ABS: 1e-3", AdversarialWeight("absolute", 0.001)),
+        ("0", AdversarialWeight("off", 0.0)),  # the same-batch control
+        ("abs:0", AdversarialWeight("off", 0.0)),
+    ],
+)
+def test_w_adv_is_a_share_or_an_absolute_weight_or_off(spelled, weight):
+    assert parse_w_adv(spelled) == weight
+    assert typed(AdversarialConfig, {"w_adv": spelled}, "adversarial").weight == weight
+
+
+@pytest.mark.parametrize("spelled", ["-0.5", "abs:-1", "nan", "inf", "abs:x", "relative"])
+def test_w_adv_refuses_anything_else_naming_both_spellings(spelled):
+    with pytest.raises(ValueError, match="a share of the MLE gradient such as 0.2 .0: off., or abs:<weight>"):
+        parse_w_adv(spelled)

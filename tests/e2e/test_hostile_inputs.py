@@ -101,6 +101,16 @@ def _ckpt_no_output_folder(ctx: Context, done: subprocess.CompletedProcess) -> N
     assert not left, f"a failed evaluation left {left} behind"
 
 
+def _ckpt_edited_weights(ctx: Context) -> Path:
+    """The run's checkpoint less one generator weight (an edited file, or another model's hyper-parameters)."""
+    import torch
+
+    checkpoint = torch.load(ctx.ckpt, weights_only=True)
+    del checkpoint["state_dict"][next(k for k in checkpoint["state_dict"] if k.startswith("generator."))]
+    torch.save(checkpoint, ctx.tmp / "model.ckpt")
+    return ctx.tmp / "model.ckpt"
+
+
 CHECKPOINT_CASES: list[Case] = [
     # a CSV's bytes made torch's weights-only unpickler raise IndexError (pop from empty list): a traceback
     Case("ckpt_not_torch", _ckpt_with(EVALUATE, _ckpt_file(CKPT_CSV)),
@@ -111,6 +121,10 @@ CHECKPOINT_CASES: list[Case] = [
     # a run folder was said not to exist: it stands for its best checkpoint
     Case("ckpt_run_folder", _ckpt_with(CHAT, lambda ctx: ctx.run_dir), stdin="hello\n/quit\n", status=0,
          error=("ckpt_path=", ": using its best checkpoint ", "checkpoints/best-", "bot> ")),
+    # weights that do not fit the hyper-parameters ended in load_state_dict's RuntimeError traceback
+    Case("ckpt_weights_do_not_fit", _ckpt_with(CHAT, _ckpt_edited_weights), stdin="",
+         error=("model.ckpt: its weights do not fit the model its hyper-parameters describe",
+                "generator.*: Missing key(s)", "pass a checkpoint file as training wrote it")),
 ]  # fmt: skip
 
 
@@ -172,6 +186,29 @@ def _cfg_overrides_file(ctx: Context) -> list[str]:
     return [TRAIN, f"overrides_file={ctx.tmp / 'best_overrides.txt'}", "seed=7", "--cfg", "job"]
 
 
+def _cfg_train(*overrides: str) -> Callable[[Context], list[str]]:
+    return lambda ctx: _tiny_train_args(ctx, *overrides)
+
+
+def _cfg_old_checkpoint(**adversarial) -> Callable[[Context], Path]:
+    """The run's checkpoint with the hyper-parameters a run before config_version stored (the migration's
+    fixture: the same tiny sizes), ``adversarial`` keys changed."""
+
+    def make(ctx: Context) -> Path:
+        import json
+
+        import torch
+
+        checkpoint = torch.load(ctx.ckpt, weights_only=True)
+        old = json.loads((REPO / "tests" / "config" / "fixtures" / "hparams_v1_absolute_weight.json").read_text())
+        old["adversarial"].update(adversarial)
+        checkpoint["hyper_parameters"] = {**old, "vocab_tokens": checkpoint["hyper_parameters"]["vocab_tokens"]}
+        torch.save(checkpoint, ctx.tmp / "model.ckpt")
+        return ctx.tmp / "model.ckpt"
+
+    return make
+
+
 RUN_CONFIG_CASES: list[Case] = [
     Case("cfg_alias_bomb", _ckpt_with(EVALUATE, _cfg_run_config(CFG_ALIAS_BOMB)),
          error=("run/config.yaml: expands to more than 100000 YAML nodes",), after=_ckpt_no_output_folder),
@@ -181,6 +218,19 @@ RUN_CONFIG_CASES: list[Case] = [
     # a sweep's best_overrides.txt: each line one override, no shell splitting or expansion (was `$(cat ...)`)
     Case("cfg_overrides_file", _cfg_overrides_file, status=0,
          error=("experiment_name: my run; $(touch x) *", "seed: 7")),
+    # the one adversarial weight: a share or abs:<weight>, nothing else
+    Case("cfg_w_adv_not_a_weight", _cfg_train("adversarial.w_adv=abs:x"),
+         error=("adversarial.w_adv='abs:x' is not a weight", "such as 0.2 (0: off), or abs:<weight> such as abs:0.01")),
+    # a key removed with the smaller adversarial surface (an alias of adversarial.estimator): Hydra's own error
+    Case("cfg_removed_adversarial_key", _cfg_train("adversarial.relaxation=gumbel"),
+         error=("adversarial.relaxation",)),
+    # a checkpoint of a run before config_version loads through the migration ...
+    Case("cfg_old_checkpoint_loads", _ckpt_with(CHAT, _cfg_old_checkpoint()), stdin="hello\n/quit\n", status=0,
+         error=("bot> ",)),
+    # ... unless it used a setting that is fixed now
+    Case("cfg_old_checkpoint_unexpressible", _ckpt_with(EVALUATE, _cfg_old_checkpoint(sample_temperature=0.7)),
+         error=("this run used adversarial.sample_temperature=0.7", "cannot be rebuilt"),
+         after=_ckpt_no_output_folder),
 ]  # fmt: skip
 
 # -- prediction files --

@@ -51,7 +51,7 @@ def test_the_baselines_minilm_row_trains_the_build_with_mle_alone_and_its_own_bu
     commands = record(study, monkeypatch, argv)
     (row,) = train_commands(commands, "minilm-s1")
     assert row[row.index("model=hf_seq2seq") :][:6] == [
-        "model=hf_seq2seq", f"model.pretrained={minilm.resolve()}", "optim=finetune", "ablation=no_critics",
+        "model=hf_seq2seq", f"model.pretrained={minilm.resolve()}", "optim=finetune", "adversarial=none",
         "model.freeze_encoder=true", "training.phases.generator_pretrain=7",
     ]  # fmt: skip
     assert "experiment=hf_quickstart" in row and "experiment=quickstart" not in row  # smoke: sizes from the build

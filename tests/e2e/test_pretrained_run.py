@@ -67,11 +67,11 @@ def test_a_fine_tuned_seq2seq_trains_saves_evaluates_and_chats(tiny_pretrained, 
     loaded = load_checkpoint(checkpoint)
     chat = compose("chat", ["ckpt_path=unused"])
     settings = ChatSettings.from_config(chat.chat, (loaded.run_config or {}).get("data"), chat.data)
-    session = ChatSession(loaded.module, DecodingConfig(strategy="sample", max_len=6, min_len=2, seed=0), settings)
+    session = ChatSession(loaded.bundle, DecodingConfig(strategy="sample", max_len=6, min_len=2, seed=0), settings)
     turn = session.respond("i finally got the job i wanted , i am so happy !")
     assert turn.reply and turn.emotions
-    (hope,), (the,) = loaded.module.vocab.pieces("hope"), loaded.module.vocab.pieces("the")  # one piece each
-    emotion_weight = loaded.module.game.ids_view(torch.tensor([[hope, the]])).emotion_weight  # what D_emo reads
+    (hope,), (the,) = loaded.bundle.vocab.pieces("hope"), loaded.bundle.vocab.pieces("the")  # one piece each
+    emotion_weight = loaded.bundle.critics.ids_view(torch.tensor([[hope, the]])).emotion_weight  # what D_emo reads
     assert emotion_weight.tolist() == [[1.0, 0.0]]
 
     # registered as an MLflow model: served from the run's Hugging Face copy, with the HF stack as requirements

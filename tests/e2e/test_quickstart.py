@@ -70,6 +70,7 @@ def test_quickstart_logs_an_mlflow_run(tmp_path: Path) -> None:
     assert params["model.hidden_dim"] == "32"
     assert params["training.phases.generator_pretrain"] == "8"
     assert params["data.name"] == "builtin"
+    assert params["config_version"] == "2"  # which keys the params are in (empdg.config.migration reads them)
     tags = run.data.tags
     assert re.fullmatch(r"[0-9a-f]{40}|unknown", tags["git_commit"])
     assert tags["dataset"].startswith("builtin:builtin-")

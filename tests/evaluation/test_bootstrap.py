@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from empdg.data.corpus_metrics import metric_keys
 from empdg.evaluation.bootstrap import (
-    ALL_METRICS,
-    MEANING_METRICS,
     Difference,
     Estimate,
     ExampleStatistics,
@@ -33,6 +32,7 @@ from empdg.evaluation.scored_examples import (
 )
 
 POSITIVE_REPLY, NEUTRAL_REPLY = "that is great !", "what happened ?"  # VADER +0.6588 and 0.0
+MEANING_KEYS = ("sim_reference", "sim_context", "reply_emotion_acc", "reply_emotion_acc_gold")
 
 
 def corpus(n: int, seed: int = 0) -> list[ScoredExample]:
@@ -76,11 +76,10 @@ def test_point_estimates_equal_the_evaluation_metrics() -> None:
     ]
     expected = score_records(records).metrics
     point = ExampleStatistics(examples).point()
-    # every metric but those that read meaning (their per-example values come from the sentence encoder)
-    assert set(point) == set(ALL_METRICS) - set(MEANING_METRICS)
-    for key in ALL_METRICS:
-        if key in expected:
-            assert point[key] == pytest.approx(expected[key], rel=1e-12), key
+    # every metric but those that read meaning (their per-example values come from the sentence encoder),
+    # exactly: the evaluation aggregates the same statistics with the same functions
+    assert set(point) == set(metric_keys()) - set(MEANING_KEYS)
+    assert {key: expected[key] for key in point if key in expected} == {k: v for k, v in point.items() if k != "ppl"}
     # perplexity over the set is exp(total NLL / total tokens); emotion_acc the share of correct predictions
     nll, tokens = sum(e.nll_sum for e in examples), sum(e.n_tokens for e in examples)
     assert point["ppl"] == pytest.approx(math.exp(nll / tokens))
@@ -132,7 +131,7 @@ def test_meaning_metrics_resample_as_means_of_their_stored_values(tmp_path: Path
 
 def test_interval_of_a_constant_is_degenerate() -> None:
     examples = [ScoredExample(POSITIVE_REPLY, "that is good", "joyful", nll_sum=3.0, n_tokens=2)] * 25
-    result = bootstrap_compare({"same": examples}, metrics=list(ALL_METRICS[:1]) + ["dist_2", "valence_agreement"])
+    result = bootstrap_compare({"same": examples}, metrics=["ppl", "dist_2", "valence_agreement"])
     for metric, estimate in result.systems["same"].estimates.items():
         assert estimate.low == pytest.approx(estimate.value) == pytest.approx(estimate.high), metric
     assert result.systems["same"].estimates["valence_agreement"].value == 1.0
@@ -164,7 +163,7 @@ def test_set_metric_intervals_are_centred_on_the_full_set_value() -> None:
 
 def test_identical_systems_have_zero_difference_and_p_one() -> None:
     examples = corpus(80)
-    result = bootstrap_compare({"a": examples, "b": list(examples)}, baseline="b", metrics=list(ALL_METRICS))
+    result = bootstrap_compare({"a": examples, "b": list(examples)}, baseline="b", metrics=list(metric_keys()))
     assert result.systems["b"].differences == {}  # the baseline itself
     for metric, diff in result.systems["a"].differences.items():
         assert diff.delta == 0.0 and diff.low == 0.0 and diff.high == 0.0, metric

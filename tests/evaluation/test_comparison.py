@@ -385,8 +385,12 @@ def test_update_budget_from_the_logged_config() -> None:
     assert update_budget(run()) is None  # not a training run
     assert update_budget(run(**phases, adversarial__n_critic=2, adversarial__g_steps=3)) == 100 + 10 + 4 * 5
     assert update_budget(run(**phases)) == 100 + 10 + 4 * 6  # the schema's n_critic=1, g_steps=5, both critics
+    # a run logged before config_version (the critic switches), and one of today (a list, as text)
     no_critics = {"adversarial__semantic_critic": False, "adversarial__emotion_critic": False}
     assert update_budget(run(**phases, **no_critics)) == 100
+    assert update_budget(run(**phases, adversarial__critics="[]", config_version=2)) == 100
+    assert update_budget(run(**phases, adversarial__critics="['emotion']", config_version=2)) == 100 + 10 + 4 * 6
+    assert update_budget(run(**phases, adversarial__sample_temperature=0.7)) is None  # cannot be read today
 
 
 def test_sweep_trials_are_left_out_unless_asked(study_store, tmp_path: Path, capsys) -> None:

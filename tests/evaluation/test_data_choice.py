@@ -36,7 +36,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 def fake_loaded(run: Path, data: dict) -> LoadedCheckpoint:
     return LoadedCheckpoint(
-        module=None, hyper_parameters={}, run_config={"data": data}, path=run / "checkpoints" / "last.ckpt"
+        bundle=None, hyper_parameters={}, run_config={"data": data}, path=run / "checkpoints" / "last.ckpt"
     )
 
 

@@ -1,4 +1,5 @@
-"""The torchmetrics classes agree with the pure functions, in one process and across two DDP ranks."""
+"""The registered corpus metrics on hand-computed cases, the evaluation's figures, and the DDP accumulators that
+validation feeds with the same statistics (one process and two ranks agree)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,18 @@ import math
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from tiny import REPO
 
+from empdg.data.corpus_metrics import METRICS, CorpusStatistics, ScoredExample, metric_keys, register_metric
 from empdg.data.text_metrics import corpus_bleu, distinct_n, has_repeated_ngram
-from empdg.evaluation.metrics import (
-    AverageLength,
-    CorpusBLEU,
-    DistinctN,
-    Perplexity,
-    RepetitionRate,
-    ResponseMetrics,
-    emotion_accuracy,
-    emotion_macro_f1,
-    ngram_hash,
-)
+from empdg.evaluation.metrics import corpus_figures, emotion_macro_f1
+from empdg.training.losses import Perplexity
+from empdg.training.validation import SummedStatistics
 
 HYPS = [
     "i am so sorry to hear that .",
@@ -50,86 +45,71 @@ def _tokens(lines: list[str]) -> list[list[str]]:
     return [line.split() for line in lines]
 
 
-def _reference_scores() -> dict[str, float]:
-    """The whole-corpus scores from the pure functions."""
-    scores = {"dist_1": distinct_n(_tokens(HYPS), 1), "dist_2": distinct_n(_tokens(HYPS), 2)}
-    scores.update(corpus_bleu(_tokens(HYPS), _tokens(REFS)))
-    scores["ppl"] = math.exp(sum(float(x.sum()) for x in NLL) / sum(float(x.sum()) for x in TOKENS))
-    return scores
+def test_text_metrics_equal_the_pure_functions_and_hand_counts() -> None:
+    examples = [ScoredExample(hyp, ref, "sad") for hyp, ref in zip(HYPS, REFS)]
+    figures = corpus_figures(examples)
+    assert list(figures)[:8] == ["dist_1", "dist_2", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "avg_len", "rep_3"]
+    assert figures["dist_1"] == distinct_n(_tokens(HYPS), 1)
+    assert figures["dist_2"] == distinct_n(_tokens(HYPS), 2)
+    for key, value in corpus_bleu(_tokens(HYPS), _tokens(REFS)).items():
+        assert figures[key] == pytest.approx(value, rel=1e-15), key
+    assert figures["avg_len"] == (8 + 13 + 7 + 7 + 7 + 7) / 6
+    assert sum(has_repeated_ngram(tokens) for tokens in _tokens(HYPS)) == 1  # "... i am so sorry . i am so sorry ."
+    assert figures["rep_3"] == 100 / 6
+    assert figures["unique_replies"] == 6 and isinstance(figures["unique_replies"], int)
+    assert "ppl" not in figures and "emotion_acc" not in figures  # no NLL, no predicted emotions
 
 
-def test_ngram_hash_is_stable_int64() -> None:
-    value = ngram_hash(("i", "am"))
-    assert value == ngram_hash(["i", "am"])
-    assert -(2**63) <= value < 2**63
-    # the separator keeps ("ia", "m") and ("i", "am") apart
-    assert value != ngram_hash(("ia", "m"))
-    assert value != ngram_hash(("i am",))
+def test_perplexity_and_emotion_accuracy_from_per_example_statistics() -> None:
+    examples = [
+        ScoredExample("a", "a", "sad", predicted_emotion="sad", nll_sum=2.0, n_tokens=4),
+        ScoredExample("b", "b", "joyful", predicted_emotion="sad", nll_sum=6.25, n_tokens=13),
+    ]
+    figures = CorpusStatistics(examples).point(["ppl", "emotion_acc"])
+    # exp(total NLL / total tokens), not the mean of per-example perplexities
+    assert figures == {"ppl": math.exp(8.25 / 17), "emotion_acc": 0.5}
+    # the weights count examples: the first twice
+    weighted = CorpusStatistics(examples).compute(np.array([[2, 1]]), ["ppl", "emotion_acc"])
+    assert weighted["ppl"][0] == math.exp(10.25 / 21) and weighted["emotion_acc"][0] == 2 / 3
 
 
-def test_distinct_counts_duplicates_across_batches_once() -> None:
-    metric = DistinctN(2)
-    for start in range(0, len(HYPS), 2):
-        metric.update(HYPS[start : start + 2])
-    assert float(metric.compute()) == pytest.approx(distinct_n(_tokens(HYPS), 2))
-    # a repeated batch adds n-grams to the total but no new unique ones, so the score halves
-    metric.update(HYPS)
-    assert float(metric.compute()) == pytest.approx(distinct_n(_tokens(HYPS + HYPS), 2))
-    with pytest.warns(UserWarning, match="before the ``update``"):
-        assert float(DistinctN(1).compute()) == 0.0
+def test_a_metric_key_belongs_to_one_metric() -> None:
+    class Clash(METRICS["avg_len"].__class__):
+        name = "another_length"
+
+    with pytest.raises(ValueError, match="avg_len"):
+        register_metric(Clash())
+    assert "another_length" not in METRICS and metric_keys().count("avg_len") == 1
 
 
-def test_bleu_class_equals_function() -> None:
-    metric = CorpusBLEU()
-    metric.update(HYPS[:4], REFS[:4])
-    metric.update(HYPS[4:], REFS[4:])
-    assert metric.compute() == pytest.approx(corpus_bleu(_tokens(HYPS), _tokens(REFS)))
-    with pytest.raises(ValueError):
-        metric.update(HYPS, REFS[:1])
-
-
-def test_length_repetition_and_perplexity() -> None:
-    length, repetition, ppl = AverageLength(), RepetitionRate(3), Perplexity()
-    for start in (0, 3):
-        length.update(HYPS[start : start + 3])
-        repetition.update(HYPS[start : start + 3])
-    lengths = [len(tokens) for tokens in _tokens(HYPS)]
-    assert float(length.compute()) == pytest.approx(sum(lengths) / len(lengths))
-    repeated = sum(has_repeated_ngram(tokens) for tokens in _tokens(HYPS))
-    assert repeated == 1  # only "oh no ! i am so sorry . i am so sorry ."
-    assert float(repetition.compute()) == pytest.approx(100 / 6)
+def test_perplexity_accumulates_sums_not_batch_perplexities() -> None:
+    ppl = Perplexity()
     for nll, count in zip(NLL, TOKENS):
         ppl.update(nll, count)
-    # exp(8.25 / 17), not the mean of per-batch perplexities
-    assert float(ppl.compute()) == pytest.approx(math.exp(8.25 / 17))
-    assert float(ppl.compute()) == pytest.approx(_reference_scores()["ppl"])
+    assert float(ppl.compute()) == math.exp(8.25 / 17)
     with pytest.warns(UserWarning, match="before the ``update``"):
         assert math.isnan(float(Perplexity().compute()))
 
 
-def test_response_metrics_bundle() -> None:
-    metrics = ResponseMetrics()
-    metrics.update(HYPS[:3], REFS[:3])
-    metrics.update(HYPS[3:], REFS[3:])
-    result = metrics.compute()
-    assert list(result) == ["dist_1", "dist_2", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "avg_len", "rep_3"]
-    expected = _reference_scores()
-    for key in ("dist_1", "dist_2", "bleu_1", "bleu_2", "bleu_3", "bleu_4"):
-        assert result[key] == pytest.approx(expected[key])
-    assert result["rep_3"] == pytest.approx(100 / 6)
-    assert all(isinstance(value, float) for value in result.values())
-    metrics.reset()
-    metrics.update(HYPS[:1], REFS[:1])
-    assert metrics.compute()["avg_len"] == 8.0
+def test_summed_statistics_give_the_registered_formula_in_float64() -> None:
+    accuracy = SummedStatistics(METRICS["emotion_acc"])
+    accuracy.update([ScoredExample("", emotion="sad", predicted_emotion="sad")])
+    accuracy.update([ScoredExample("", emotion=e, predicted_emotion="sad") for e in ("joyful", "angry")])
+    assert float(accuracy.compute()["emotion_acc"]) == 1 / 3  # exactly: float64, not a float32 share
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        assert math.isnan(float(SummedStatistics(METRICS["emotion_acc"]).compute()["emotion_acc"]))
 
 
-def test_emotion_helpers() -> None:
+def test_emotion_macro_f1() -> None:
     preds = torch.tensor([0, 0, 0, 1])
     target = torch.tensor([0, 0, 0, 2])
-    assert float(emotion_accuracy()(preds, target)) == pytest.approx(0.75)
     # macro F1 over the classes present: class 0 -> 1.0, classes 1 and 2 -> 0.0 -> 1/3
     assert float(emotion_macro_f1()(preds, target)) == pytest.approx(1 / 3)
     assert emotion_macro_f1().num_classes == 32
+
+
+LABELS = ["sad", "joyful", "sad", "angry", "sad"]
+PREDICTED = ["sad", "sad", "sad", "angry", "joyful"]
 
 
 def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
@@ -138,22 +118,12 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> Non
     dist.init_process_group("gloo", init_method=url, rank=rank, world_size=world_size, timeout=timeout)
     try:
         torch.set_num_threads(1)
-        dist1, dist2, bleu, ppl = DistinctN(1), DistinctN(2), CorpusBLEU(), Perplexity()
-        # rank 0 sees two uneven batches, rank 1 one batch; both share n-grams such as "i am so sorry"
-        batches = [HYPS[:2], HYPS[2:3]] if rank == 0 else [HYPS[3:]]
-        ref_batches = [REFS[:2], REFS[2:3]] if rank == 0 else [REFS[3:]]
-        for hyps, refs in zip(batches, ref_batches):
-            dist1.update(hyps)
-            dist2.update(hyps)
-            bleu.update(hyps, refs)
-        for index in [0, 1] if rank == 0 else [2]:
+        ppl, accuracy = Perplexity(), SummedStatistics(METRICS["emotion_acc"])
+        for index in [0, 1] if rank == 0 else [2]:  # uneven shards
             ppl.update(NLL[index], TOKENS[index])
-        result = {
-            "dist_1": float(dist1.compute()),
-            "dist_2": float(dist2.compute()),
-            "ppl": float(ppl.compute()),
-        }
-        result.update(bleu.compute())
+        for index in [0, 1, 2] if rank == 0 else [3, 4]:
+            accuracy.update([ScoredExample("", emotion=LABELS[index], predicted_emotion=PREDICTED[index])])
+        result = {"ppl": float(ppl.compute()), "emotion_acc": float(accuracy.compute()["emotion_acc"])}
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
     finally:
         dist.destroy_process_group()
@@ -165,10 +135,18 @@ def test_ddp_sync_equals_single_process(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(REPO))
     world_size = 2
     mp.spawn(_ddp_worker, args=(world_size, str(tmp_path / "init"), str(tmp_path)), nprocs=world_size, join=True)
-    expected = _reference_scores()
-    # a per-rank count of uniques would overcount the n-grams both ranks saw
-    local_only = distinct_n(_tokens(HYPS[:3]), 1)
+    examples = [
+        ScoredExample("", emotion=label, predicted_emotion=predicted) for label, predicted in zip(LABELS, PREDICTED)
+    ]
+    expected = {"ppl": math.exp(8.25 / 17), **CorpusStatistics(examples).point(["emotion_acc"])}
+    assert expected["emotion_acc"] == 3 / 5  # a per-rank share would be 2/3 or 1/2
     for rank in range(world_size):
-        result = json.loads((tmp_path / f"rank{rank}.json").read_text())
-        assert result == pytest.approx(expected, rel=1e-12)
-        assert result["dist_1"] != pytest.approx(local_only)
+        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == pytest.approx(expected, rel=1e-12)
+
+
+def test_validation_greedy_reply_figures_are_the_registered_metrics() -> None:
+    from empdg.training.validation import greedy_reply_figures
+
+    values = greedy_reply_figures(["a b", "a  b", "a c"])
+    # unigrams 6, distinct {a, b, c}; bigrams 3, distinct {ab, ac}; replies "a b" twice after whitespace folding
+    assert values == {"dist_1": 100 * 3 / 6, "dist_2": 100 * 2 / 3, "unique_replies": 2.0, "n_replies": 3.0}

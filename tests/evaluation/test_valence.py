@@ -1,11 +1,12 @@
-"""Reply valence agreement: MIME's emotion grouping, VADER's threshold, hand-built replies, the metric class."""
+"""Reply valence agreement: MIME's emotion grouping, VADER's threshold, hand-built replies, the registered metric."""
 
 from __future__ import annotations
 
 import pytest
 
 from empdg.data.conversation import EMOTIONS
-from empdg.evaluation.metrics import ReplyMetrics, UniqueReplies, ValenceAgreement
+from empdg.data.corpus_metrics import ScoredExample
+from empdg.evaluation.metrics import corpus_figures
 from empdg.evaluation.valence import (
     NEGATIVE_EMOTIONS,
     POSITIVE_EMOTIONS,
@@ -71,31 +72,22 @@ def test_hand_built_replies() -> None:
         valence_agreement(["a"], [])
 
 
-def test_metric_classes_match_the_functions() -> None:
+def test_registered_metrics_match_the_functions() -> None:
     replies, emotions = zip(*REPLIES)
-    metric = ValenceAgreement()
-    metric.update(replies[:2], emotions[:2])
-    metric.update(replies[2:], emotions[2:])
-    assert metric.compute() == pytest.approx(valence_agreement(replies, emotions))
-
-    unique = UniqueReplies()
-    unique.update(["that is great !", "that  is great !"])
-    unique.update(["that is great !", "what happened ?"])
-    # 4 replies, 2 distinct after whitespace normalisation (across updates)
-    assert unique.compute() == {"unique_replies": 2.0, "unique_reply_share": 0.5}
-    with pytest.warns(UserWarning, match="before the ``update``"):
-        assert UniqueReplies().compute() == {"unique_replies": 0.0, "unique_reply_share": 0.0}
-
-    bundle = ReplyMetrics()
-    bundle.update(replies, emotions)
-    result = bundle.compute()
-    assert list(result) == ["unique_replies", "unique_reply_share", "valence_agreement", "valence_neutral_share"]
+    examples = [ScoredExample(reply, emotion=emotion) for reply, emotion in REPLIES]
+    figures = corpus_figures(examples)
+    assert {key: figures[key] for key in ("valence_agreement", "valence_neutral_share")} == valence_agreement(
+        replies, emotions
+    )
     # "that is great !" twice: 4 distinct of 5
-    assert result["unique_replies"] == 4.0 and result["unique_reply_share"] == pytest.approx(0.8)
-    assert result["valence_agreement"] == pytest.approx(0.4)
-    bundle.reset()
-    bundle.update(["i see ."], ["caring"])
-    assert bundle.compute()["valence_neutral_share"] == 1.0
+    assert figures["unique_replies"] == 4 and figures["unique_reply_share"] == 0.8
+    # whitespace is folded: 2 distinct of 4
+    folded = corpus_figures([ScoredExample(r) for r in ["that is great !", "that  is great !", "what happened ?"] * 2])
+    assert (folded["unique_replies"], folded["unique_reply_share"]) == (2, 2 / 6)
+    # an emotion outside the 32: no polarity group, so no valence agreement (said once), the rest still scored
+    with pytest.warns(UserWarning, match="valence_agreement not computed: 'bored' is not one of the 32"):
+        unfit = corpus_figures([ScoredExample("great !", emotion="bored")])
+    assert "valence_agreement" not in unfit and unfit["unique_replies"] == 1
 
 
 def test_vader_lexicon_ships_with_the_package() -> None:

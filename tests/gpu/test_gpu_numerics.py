@@ -100,24 +100,23 @@ NLL = [3.0, 2.5, 2.75]
 TOKENS = [5, 4, 8]
 PREDS = [[0, 1, 2, 2], [3, 3], [1, 0, 0]]
 LABELS = [[0, 1, 1, 2], [3, 0], [1, 0, 2]]
-# 13 unigrams, 9 distinct; counted per rank and summed, "i am so sorry" (on both ranks) would give 13
-HYPS = [["i am so sorry", "that is great"], ["oh no"], ["i am so sorry"]]
 
 
 def _sync_worker(rank: int, world_size: int, init_file: str, out_dir: str, device: str) -> None:
-    from empdg.evaluation.metrics import DistinctN, emotion_accuracy
+    from empdg.data.corpus_metrics import METRICS, ScoredExample
     from empdg.training.losses import Perplexity
+    from empdg.training.validation import SummedStatistics
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=60))  # fmt: skip
     try:
         where = torch.device(device)
-        ppl, accuracy, dist1 = Perplexity().to(where), emotion_accuracy(4).to(where), DistinctN(1).to(where)
+        ppl, accuracy = Perplexity().to(where), SummedStatistics(METRICS["emotion_acc"]).to(where)
         for index in [0, 1] if rank == 0 else [2]:  # uneven shards
-            dist1.update(HYPS[index])
             ppl.update(torch.tensor(NLL[index], device=where), torch.tensor(TOKENS[index], device=where))
-            accuracy.update(torch.tensor(PREDS[index], device=where), torch.tensor(LABELS[index], device=where))
-        result = {"ppl": float(ppl.compute()), "accuracy": float(accuracy.compute()), "dist_1": float(dist1.compute())}
+            pairs = zip(PREDS[index], LABELS[index])
+            accuracy.update([ScoredExample("", emotion=str(label), predicted_emotion=str(p)) for p, label in pairs])
+        result = {"ppl": float(ppl.compute()), "accuracy": float(accuracy.compute()["emotion_acc"])}
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
     finally:
         dist.destroy_process_group()
@@ -136,4 +135,3 @@ def test_metric_sync_over_device_tensors_equals_one_process(device: torch.device
         result = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert result["ppl"] == pytest.approx(expected_ppl, rel=1e-6)
         assert result["accuracy"] == pytest.approx(expected_accuracy, rel=1e-6)
-        assert result["dist_1"] == pytest.approx(100 * 9 / 13)

@@ -14,7 +14,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
-from tiny import tiny_overrides
+from tiny import short_adversarial_run
 from torch import Tensor, nn
 
 from empdg.config import compose
@@ -130,22 +130,13 @@ def test_an_out_of_tree_generator_trains_with_critics_and_decodes(tmp_path: Path
     torch.manual_seed(0)
     cfg = compose(
         "train",
-        [
-            *tiny_overrides(),
+        short_adversarial_run(
+            tmp_path,
             f"hydra.searchpath=[file://{config_dir}]",
             "model=bow_gru",
             "adversarial=empdg",
-            "logger=none",
-            "training.sample_generations=0",
-            "training.phases.generator_pretrain=2",
-            "training.phases.critic_pretrain=2",
-            "training.phases.adversarial=1",
-            "adversarial.g_steps=1",
-            "adversarial.report_batches=1",
             "trainer.val_check_interval=1000",
-            f"paths.root_dir={tmp_path}",
-            f"paths.output_dir={tmp_path / 'run'}",
-        ],
+        ),
     )
     assert cfg.model.name == "bow_gru" and cfg.model.hidden_dim == 16  # the tiny sizes reached it
     watch = Watch()
@@ -160,7 +151,7 @@ def test_an_out_of_tree_generator_trains_with_critics_and_decodes(tmp_path: Path
     assert "val/emotion_acc" in metrics
 
     checkpoint = next((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
-    generator = load_checkpoint(checkpoint).module.generator  # rebuilt by name from the hyper-parameters
+    generator = load_checkpoint(checkpoint).bundle.generator  # rebuilt by name from the hyper-parameters
     assert isinstance(generator, BagOfWordsGRU)
     batch = next(iter(module.trainer.datamodule.val_dataloader()))
     for strategy in ("greedy", "beam"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
+from empdg.models.critic_inputs import mismatch_permutation
 from empdg.models.critics import CriticConfig, ResponseCritic, best_match
 from empdg.training.adversarial_losses import get_adversarial_loss, gradient_penalty
-from empdg.training.critic_inputs import mismatch_permutation
 
 
 def test_best_match_is_the_best_cosine_with_a_real_word_and_zero_without_words():

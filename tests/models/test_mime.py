@@ -239,7 +239,7 @@ def test_paper_size_parameter_count() -> None:
 def test_yaml_builds_the_paper_model() -> None:
     cfg = compose("train", ["model=mime"])
     assert cfg.model.name == "mime" and cfg.model.hidden_dim == 300 and cfg.model.stochastic
-    assert cfg.adversarial.semantic_critic and cfg.adversarial.emotion_critic  # new models train with critics
+    assert list(cfg.adversarial.critics) == ["semantic", "emotion"]  # new models train with critics
     model = build_generator(OmegaConf.to_container(cfg.model, resolve=True), vocab_size=100)
     assert isinstance(model, MIMEGenerator) and model.settings.latent_dim == 300
 

@@ -127,8 +127,8 @@ def test_each_model_file_composes_and_builds(name: str, classifier: bool, encode
 @pytest.mark.parametrize("name", ["transformer", "emoprepend"])
 def test_baselines_train_without_critics_unless_told_otherwise(name: str) -> None:
     adversarial = compose("train", [f"model={name}"]).adversarial
-    assert not adversarial.semantic_critic and not adversarial.emotion_critic
+    assert list(adversarial.critics) == []
     told = compose("train", [f"model={name}", "adversarial=empdg"]).adversarial
-    assert told.semantic_critic and told.emotion_critic
+    assert list(told.critics) == ["semantic", "emotion"]
     full = compose("train", ["model=empdg"]).adversarial
-    assert full.semantic_critic and full.emotion_critic
+    assert list(full.critics) == ["semantic", "emotion"]

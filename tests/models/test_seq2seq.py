@@ -61,7 +61,7 @@ def test_settings_types_are_checked() -> None:
 
 def test_yaml_composes_to_the_defaults() -> None:
     cfg = compose("train", ["model=seq2seq"])
-    assert cfg.adversarial.semantic_critic and cfg.adversarial.emotion_critic  # trains against both critics
+    assert list(cfg.adversarial.critics) == ["semantic", "emotion"]  # trains against both critics
     model = OmegaConf.to_container(cfg.model, resolve=True)
     assert model["name"] == "seq2seq"
     assert (model["rnn_type"], model["attention"], model["bidirectional_encoder"]) == ("gru", "additive", True)

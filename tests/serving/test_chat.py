@@ -92,7 +92,7 @@ def test_history_stays_within_context_and_fallback(tiny_checkpoint: Path, monkey
     loaded = load_checkpoint(tiny_checkpoint)
     cfg = chat_config("chat.rerank=2", "chat.max_context_len=40")
     settings = ChatSettings.from_config(cfg.chat, (loaded.run_config or {}).get("data"), cfg.data)
-    session = ChatSession(loaded.module, DecodingConfig(strategy="sample", max_len=3, seed=0), settings)
+    session = ChatSession(loaded.bundle, DecodingConfig(strategy="sample", max_len=3, seed=0), settings)
     for _ in range(6):
         turn = session.respond("i am so worried about my exam tomorrow")
         assert sum(map(len, session.history)) <= 39
@@ -144,46 +144,45 @@ def test_emotion_memory_decays() -> None:
         EmotionMemory(EMOTIONS, decay=1.0)
 
 
+def bundle_with_critics(loaded, **critic):
+    """``loaded``'s generator with freshly initialised semantic and emotional critics of ``critic`` settings."""
+    from empdg.training.checkpoint import inference_bundle
+
+    hparams = dict(loaded.hyper_parameters)
+    adversarial = dict(hparams["adversarial"])
+    critic = {**dict(adversarial.get("critic", {})), **critic}
+    hparams["adversarial"] = {**adversarial, "critics": ["semantic", "emotion"], "critic": critic}
+    bundle = inference_bundle(hparams)
+    bundle.generator.load_state_dict(loaded.bundle.generator.state_dict())
+    return bundle.eval()
+
+
 def test_rerank_scores_with_word_match_critics(tiny_checkpoint: Path) -> None:
     """A checkpoint with word-match critics: the chat gives them the dialogue's words and rarity weights."""
-    from empdg.training.module import EmpDGModule
-
     loaded = load_checkpoint(tiny_checkpoint)
-    hparams = dict(loaded.module.hparams)
-    adversarial = dict(hparams["adversarial"])
-    critic = {**dict(adversarial.get("critic", {})), "word_match": True}
-    hparams["adversarial"] = {**adversarial, "semantic_critic": True, "emotion_critic": True, "critic": critic}
-    module = EmpDGModule(**hparams)
-    module.generator.load_state_dict(loaded.module.generator.state_dict())
-    assert module.match_vocab is not None and set(module.critics) == {"semantic", "emotion"}
+    bundle = bundle_with_critics(loaded, word_match=True)
+    assert bundle.critics.match_vocab is not None and set(bundle.critics) == {"semantic", "emotion"}
     cfg = chat_config("chat.rerank=3")
     settings = ChatSettings.from_config(cfg.chat, (loaded.run_config or {}).get("data"), cfg.data)
-    session = ChatSession(module, DecodingConfig(strategy="sample", max_len=4, seed=0), settings)
+    session = ChatSession(bundle, DecodingConfig(strategy="sample", max_len=4, seed=0), settings)
     turn = session.respond("my dog died last week and i miss him")
-    assert not any("critic not used" in note for note in turn.notes), turn.notes
+    assert not turn.notes, turn.notes
     assert all({"semantic", "emotion"} <= set(c.scores) for c in turn.candidates)
 
 
 def test_the_chat_scores_candidates_through_the_critic_input_training_uses(tiny_checkpoint: Path) -> None:
-    """The chat reads a reply as training's critics do (AdversarialGame.critic_input): a setting of what the
+    """The chat reads a reply as training's critics do (through the CriticPanel): a setting of what the
     critics read (here the emotional critic's ``emotion_floor``) changes the chat's scores too."""
-    from empdg.training.module import EmpDGModule
-
     loaded = load_checkpoint(tiny_checkpoint)
     cfg = chat_config("chat.rerank=3")
     settings = ChatSettings.from_config(cfg.chat, (loaded.run_config or {}).get("data"), cfg.data)
     scores = {}
     for floor in (0.0, 0.5):
-        hparams = dict(loaded.module.hparams)
-        adversarial = dict(hparams["adversarial"])
-        critic = {**dict(adversarial.get("critic", {})), "emotion_floor": floor}
-        hparams["adversarial"] = {**adversarial, "semantic_critic": True, "emotion_critic": True, "critic": critic}
         torch.manual_seed(0)  # the same critic weights for both floors
-        module = EmpDGModule(**hparams)
-        module.generator.load_state_dict(loaded.module.generator.state_dict())
-        session = ChatSession(module, DecodingConfig(strategy="sample", max_len=4, seed=0), settings)
+        bundle = bundle_with_critics(loaded, emotion_floor=floor)
+        session = ChatSession(bundle, DecodingConfig(strategy="sample", max_len=4, seed=0), settings)
         turn = session.respond("my dog died last week and i miss him")
-        assert not any("critic not used" in note for note in turn.notes), turn.notes
+        assert not turn.notes, turn.notes
         scores[floor] = [(c.text, c.scores["semantic"], c.scores["emotion"]) for c in turn.candidates]
     assert [t for t, _, _ in scores[0.0]] == [t for t, _, _ in scores[0.5]]  # the same candidates
     assert [s for _, s, _ in scores[0.0]] == pytest.approx([s for _, s, _ in scores[0.5]])

@@ -62,7 +62,7 @@ def test_the_quickstart_preset_trains_the_critics(tmp_path: Path):
     plan, base_cfg = prepare(compose("sweep_root", overrides), overrides, tmp_path / "sweep")
     phases = base_cfg.training.phases
     assert phases.generator_pretrain > 0 and phases.critic_pretrain > 0 and phases.adversarial > 0
-    assert base_cfg.adversarial.semantic_critic and base_cfg.adversarial.emotion_critic
+    assert list(base_cfg.adversarial.critics) == ["semantic", "emotion"]
     validate_config(base_cfg)
 
 

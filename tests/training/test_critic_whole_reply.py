@@ -9,13 +9,13 @@ from omegaconf import OmegaConf
 
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.dataset import collate
-from empdg.training.critic_inputs import (
+from empdg.models.critic_inputs import (
     ResponseView,
     critic_emotion_weight,
     critic_match_weight,
     critic_response,
-    gold_view,
 )
+from empdg.models.critic_rules import get_critic_rule
 from empdg.training.instruments import critic_report_counts
 from empdg.training.module import EmpDGModule
 from empdg.training.run import build_module, run_training, validate_config
@@ -77,7 +77,7 @@ BEFORE = {
 ARM_OVERRIDES = {
     "plain": ["adversarial.critic.word_match=false"],
     "gumbel": ["adversarial.estimator=gumbel"],
-    "soft": ["adversarial.estimator=soft", "adversarial.input_norm=unit"],
+    "soft": ["adversarial.estimator=soft"],  # unit-normed (was input_norm=unit)
 }
 
 
@@ -103,21 +103,22 @@ def _hand_view() -> ResponseView:
 
 def test_the_emotional_critic_reads_every_word_scaled_by_its_emotion_weight():
     view = _hand_view()
+    emotion, semantic = get_critic_rule("emotion"), get_critic_rule("semantic")
     # default: the emotion words only -- the plain word is a zero vector
-    vectors, mask = critic_response(view, "emotion", "none")
+    vectors, mask = critic_response(view, emotion, False)
     assert torch.equal(vectors[0, :3], torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.5, 2.0]]))
     # floor 0.25: factors 1, 0.25, 0.25 + 0.75 * 0.5 = 0.625
-    vectors, mask = critic_response(view, "emotion", "none", emotion_floor=0.25)
+    vectors, mask = critic_response(view, emotion, False, emotion_floor=0.25)
     assert torch.equal(vectors[0, :3], torch.tensor([[1.0, 0.0], [0.0, 0.5], [1.875, 2.5]]))
     assert torch.equal(mask, view.mask)
     # with unit inputs the plain word has length 0.25, the emotion word 1
-    vectors, _ = critic_response(view, "emotion", "unit", emotion_floor=0.25)
+    vectors, _ = critic_response(view, emotion, True, emotion_floor=0.25)
     torch.testing.assert_close(vectors[0, :3].norm(dim=-1), torch.tensor([1.0, 0.25, 0.625]))
     # the match weights: rarity times the same factor; the semantic critic is untouched
-    weights = critic_match_weight(view, "emotion", emotion_floor=0.25)
+    weights = critic_match_weight(view, emotion, emotion_floor=0.25)
     assert torch.equal(weights[0, :3], torch.tensor([2.0, 0.75, 2.5]))
-    assert torch.equal(critic_match_weight(view, "semantic", emotion_floor=0.25), view.match_weight)
-    assert torch.equal(critic_response(view, "semantic", "none", emotion_floor=0.25)[0], view.vectors)
+    assert torch.equal(critic_match_weight(view, semantic, emotion_floor=0.25), view.match_weight)
+    assert torch.equal(critic_response(view, semantic, False, emotion_floor=0.25)[0], view.vectors)
     # 1: every word alike
     assert torch.equal(critic_emotion_weight(view, 1.0), torch.ones(1, 4))
 
@@ -141,29 +142,29 @@ def test_invalid_emotion_floors_are_named(compose_train):
 @pytest.mark.parametrize("estimator", ["gumbel", "soft", "reinforce"])
 def test_every_reply_goes_through_one_path_with_the_same_shapes(compose_train, estimator):
     """Gold, generated (in the estimator's form), greedy and mismatched replies all become critic inputs
-    through ``AdversarialGame.critic_input``: [B, T, emb] vectors, [B, T] mask, [B, T] match weights."""
+    through ``CriticPanel.input``: [B, T, emb] vectors, [B, T] mask, [B, T] match weights."""
     torch.manual_seed(0)
-    norm = "unit" if estimator == "soft" else "none"
-    overrides = [f"adversarial.estimator={estimator}", f"adversarial.input_norm={norm}"]
-    datamodule, module = build(compose_train(*overrides, "adversarial.critic.emotion_floor=0.4"))
+    overrides = [f"adversarial.estimator={estimator}", "adversarial.critic.emotion_floor=0.4"]
+    datamodule, module = build(compose_train(*overrides))
     batch, game = feedback_batch(datamodule), module.game
+    unit = game.panel.unit_norm
     with torch.no_grad():
         out = module.generator(batch)
-        views = {"gold": gold_view(module.generator, batch, module.emotion_vocab, module.match_vocab)}
-        views["fake"] = game.fake_view(batch, out)
-        views["greedy"] = game.ids_view(game.decode(out.encoded, "greedy"))
+        views = {"gold": game.panel.gold_view(batch)}
+        views["fake"] = game.estimator.fake_view(game, batch, out)
+        views["greedy"] = game.panel.ids_view(game.decode(out.encoded, "greedy"))
     emb = module.generator.sizes.emb_dim
     for name, view in views.items():
         batch_size, length = view.mask.shape
-        vectors, mask, weight = game.critic_input(view, "emotion")
+        vectors, mask, weight = game.panel.input(view, "emotion")
         assert vectors.shape == (batch_size, length, emb) and mask.shape == weight.shape == (batch_size, length), name
-        words, _ = critic_response(view, "semantic", norm)
+        words, _ = critic_response(view, get_critic_rule("semantic"), unit)
         torch.testing.assert_close(vectors, words * (0.4 + 0.6 * view.emotion_weight).unsqueeze(-1))
         if name == "fake" and estimator == "soft":
             continue  # a relaxed position's emotion mass is never exactly 0
         plain = mask & (view.emotion_weight == 0)  # the non-emotion words: read at the floor, no longer zeroed
         assert bool(plain.any()), name
-        assert torch.count_nonzero(critic_response(view, "emotion", norm)[0][plain]) == 0, name
+        assert torch.count_nonzero(critic_response(view, get_critic_rule("emotion"), unit)[0][plain]) == 0, name
     loss, logs = module.critic_losses(batch)  # greedy and mismatched negatives, gradient penalty: all finite
     assert torch.isfinite(loss) and "wgan/d_emo_mismatch" in logs and "wgan/gp_emo" in logs
 
@@ -173,22 +174,21 @@ def test_the_generators_gradient_comes_through_the_non_emotion_words(compose_tra
     """Only the emotional critic, only its term: with the floor the gradient reaches the reply's vectors at
     its non-emotion positions (zero there before) and from them the generator's decoder."""
     only_emotion = [
-        "adversarial.semantic_critic=false",
+        "adversarial.critics=[emotion]",
         "adversarial.mle_weight=0",
         "training.emotion_loss_weight=0",
-        "adversarial.w_adv_mode=absolute",
+        "adversarial.w_adv=abs:0.01",
         f"adversarial.estimator={estimator}",
-        f"adversarial.input_norm={'unit' if estimator == 'soft' else 'none'}",
     ]
     grads = {}
     for floor in (0.0, 0.5):
         torch.manual_seed(0)
         datamodule, module = build(compose_train(*only_emotion, f"adversarial.critic.emotion_floor={floor}"))
         batch, game = feedback_batch(datamodule), module.game
-        rows = game.rows(batch)
+        rows = game.panel.rows(batch)
         out = module.generator(batch)
-        fake = game.fake_view(batch, out).rows(rows)
-        score = game.score("emotion", fake, game.conditions(batch, out.encoded, rows)["emotion"])
+        fake = game.estimator.fake_view(game, batch, out).rows(rows)
+        score = game.panel.score("emotion", fake, game.panel.conditions(batch, out.encoded, rows)["emotion"])
         (grad,) = torch.autograd.grad(score.sum(), fake.vectors, retain_graph=True)
         if estimator == "gumbel":  # one-hot forward: a non-emotion word's weight is exactly 0
             plain = fake.mask & (fake.emotion_weight.detach() == 0)
@@ -214,10 +214,10 @@ def test_the_critic_report_checks_run_with_the_whole_reply(compose_train):
     for other in ("greedy", "sample", "mismatch", "mismatch_emotional"):
         assert 0 <= counts[f"emo_gold_beats_{other}"] <= n
     assert counts["n_emotional"] <= n  # still the replies that have an emotion word (lexicon, not the floor)
-    gold = gold_view(module.generator, batch, module.emotion_vocab)
+    gold = module.game.panel.gold_view(batch)
     no_emotion = gold.mask.any(dim=1) & (gold.emotion_weight.sum(dim=1) == 0)
     assert bool(no_emotion.any())
-    vectors, _, _ = module.game.critic_input(gold, "emotion")
+    vectors, _, _ = module.game.panel.input(gold, "emotion")
     assert bool((vectors[no_emotion].abs().sum(dim=(1, 2)) > 0).all())
 
 

@@ -12,15 +12,12 @@ from empdg.config.schema import AdversarialConfig, typed
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.dataset import collate
 from empdg.data.vocab import EOS_ID
-from empdg.training.critic_inputs import (
-    CriticCondition,
-    ResponseView,
-    critic_response,
-    gold_view,
-    mismatch_permutation,
-)
+from empdg.models.critic_inputs import ResponseView, critic_response, mismatch_permutation
+from empdg.models.critic_panel import CriticPanel
+from empdg.models.critic_rules import get_critic_rule
+from empdg.models.estimators import get_estimator
 from empdg.training.critic_report import render_critic_report
-from empdg.training.instruments import critic_report_counts, reply_diversity, shares_from_counts
+from empdg.training.instruments import critic_report_counts, shares_from_counts
 from empdg.training.module import EmpDGModule
 from empdg.training.run import build_module, run_training
 
@@ -45,7 +42,7 @@ def test_each_estimator_reaches_the_generator_and_is_zero_without_weight(compose
         "adversarial.mle_weight=0",
         "training.emotion_loss_weight=0",
         f"adversarial.estimator={estimator}",
-        "adversarial.w_adv_mode=absolute",  # relative weighting scales by the (here zero) MLE gradient
+        "adversarial.w_adv=abs:0.01",  # a relative weight scales by the (here zero) MLE gradient
     ]
     datamodule, module = build(compose_train(*only_adv))
     batch = feedback_batch(datamodule)
@@ -61,10 +58,9 @@ def test_each_estimator_reaches_the_generator_and_is_zero_without_weight(compose
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
-def test_relative_weight_zero_share_leaves_only_the_mle_gradient(compose_train, estimator):
+def test_a_zero_weight_leaves_only_the_mle_gradient(compose_train, estimator):
     torch.manual_seed(0)
-    relative_zero = ["adversarial.w_adv_mode=relative", "adversarial.w_adv_share=0"]
-    datamodule, module = build(compose_train(f"adversarial.estimator={estimator}", *relative_zero))
+    datamodule, module = build(compose_train(f"adversarial.estimator={estimator}", "adversarial.w_adv=0"))
     batch = feedback_batch(datamodule)
     params = module.generator.decoder_parameters()
     total = torch.autograd.grad(module.adversarial_generator_loss(batch)[0], params, allow_unused=True)
@@ -79,26 +75,25 @@ def critic_views(module: EmpDGModule, batch: dict) -> tuple[ResponseView, Respon
     game = module.game
     with torch.no_grad():
         out = module.generator(batch)
-        fake = game.fake_view(batch, out)
-    return gold_view(module.generator, batch, module.emotion_vocab), fake
+        fake = game.estimator.fake_view(game, batch, out)
+    return game.panel.gold_view(batch), fake
 
 
-def mean_position_norm(view: ResponseView, critic: str, input_norm: str) -> float:
-    vectors, mask = critic_response(view, critic, input_norm)
+def mean_position_norm(view: ResponseView, critic: str, unit_norm: bool) -> float:
+    vectors, mask = critic_response(view, get_critic_rule(critic), unit_norm)
     return float(vectors.norm(dim=-1)[mask].mean())
 
 
-@pytest.mark.parametrize(
-    ("estimator", "input_norm"), [("reinforce", "none"), ("gumbel", "none"), ("soft", "unit")]
-)
-def test_critics_see_real_and_fake_in_one_form(compose_train, estimator, input_norm):
-    """Real and fake positions look alike to a critic: same kind of vector, same size."""
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_critics_see_real_and_fake_in_one_form(compose_train, estimator):
+    """Real and fake positions look alike to a critic: same kind of vector, same size (soft: unit-normed)."""
     torch.manual_seed(0)
-    cfg = compose_train(f"adversarial.estimator={estimator}", f"adversarial.input_norm={input_norm}")
-    datamodule, module = build(cfg)
+    datamodule, module = build(compose_train(f"adversarial.estimator={estimator}"))
+    unit = module.game.panel.unit_norm
+    assert unit == (estimator == "soft")
     real, fake = critic_views(module, feedback_batch(datamodule))
-    real_norm = mean_position_norm(real, "semantic", input_norm)
-    fake_norm = mean_position_norm(fake, "semantic", input_norm)
+    real_norm = mean_position_norm(real, "semantic", unit)
+    fake_norm = mean_position_norm(fake, "semantic", unit)
     assert fake_norm == pytest.approx(real_norm, rel=0.15)
     if estimator != "soft":  # hard tokens: every generated position is a row of the embedding table
         table = module.generator.embedding.weight.detach()
@@ -108,11 +103,12 @@ def test_critics_see_real_and_fake_in_one_form(compose_train, estimator, input_n
 
 
 def test_the_plain_soft_path_has_a_content_free_cue(compose_train):
-    """Expected embeddings are much shorter than word vectors: the check above fails on them."""
+    """Expected embeddings are much shorter than word vectors: without the soft estimator's unit norm the
+    check above fails on them."""
     torch.manual_seed(0)
-    datamodule, module = build(compose_train("adversarial.estimator=soft", "adversarial.input_norm=none"))
+    datamodule, module = build(compose_train("adversarial.estimator=soft"))
     real, fake = critic_views(module, feedback_batch(datamodule))
-    ratio = mean_position_norm(fake, "semantic", "none") / mean_position_norm(real, "semantic", "none")
+    ratio = mean_position_norm(fake, "semantic", False) / mean_position_norm(real, "semantic", False)
     assert ratio < 0.85
 
 
@@ -131,7 +127,7 @@ def test_critic_loss_includes_mismatched_negatives_when_on(compose_train):
     datamodule, module = build(compose_train())
     _, logs = module.critic_losses(feedback_batch(datamodule))
     assert {"wgan/d_sem_mismatch", "wgan/d_emo_mismatch", "wgan/d_sem_real", "wgan/d_sem_fake"} <= set(logs)
-    _, module = build(compose_train("adversarial.mismatched_negatives=false"))
+    _, module = build(compose_train("adversarial.mismatch_weight=0"))
     _, logs = module.critic_losses(feedback_batch(datamodule))
     assert "wgan/d_sem_mismatch" not in logs
 
@@ -144,8 +140,8 @@ def test_word_match_critics_read_the_contexts_words_and_mismatches_move_them(com
     overrides = ["adversarial.critic.word_match=true", f"adversarial.estimator={estimator}"]
     datamodule, module = build(compose_train(*overrides))
     batch = feedback_batch(datamodule)
-    rows = module.game.rows(batch)
-    conditions = module.game.conditions(batch, module.generator.encode(batch), rows)
+    rows = module.game.panel.rows(batch)
+    conditions = module.game.panel.conditions(batch, module.generator.encode(batch), rows)
     semantic = conditions["semantic"]
     ids = batch["context_ids"][rows]
     assert torch.equal(semantic.context_words_mask, ids >= 8)
@@ -166,7 +162,7 @@ def test_word_match_critics_read_the_contexts_words_and_mismatches_move_them(com
 
 def test_relative_weight_sets_the_adversarial_share_of_the_decoder_gradient(compose_train):
     torch.manual_seed(0)
-    cfg = compose_train("adversarial.w_adv_mode=relative", "adversarial.w_adv_share=0.3", "adversarial.estimator=soft")
+    cfg = compose_train("adversarial.w_adv=0.3", "adversarial.estimator=soft")
     datamodule, module = build(cfg)
     batch = feedback_batch(datamodule)
     params = module.generator.decoder_parameters()
@@ -186,7 +182,8 @@ def test_unknown_or_impossible_adversarial_settings_are_named():
         typed(AdversarialConfig, {"n_critic": "three"}, "adversarial")
     with pytest.raises(ValueError, match="adversarial.estimator='policy'"):
         typed(AdversarialConfig, {"estimator": "policy"}, "adversarial")
-    assert typed(AdversarialConfig, {"relaxation": "gumbel"}, "adversarial").estimator == "gumbel"  # the old name
+    with pytest.raises(ValueError, match="unknown key adversarial.relaxation"):  # an old alias: migration.py's
+        typed(AdversarialConfig, {"relaxation": "gumbel"}, "adversarial")
 
 
 class BatchRecorder(pl.Callback):
@@ -208,7 +205,7 @@ def test_same_batch_control_replays_the_adversarial_runs_batches(compose_train):
     ]
     adversarial, control = BatchRecorder(), BatchRecorder()
     run_training(compose_train(*common, run="adversarial"), [adversarial])
-    run_training(compose_train(*common, "adversarial.same_batch_control=true", run="control"), [control])
+    run_training(compose_train(*common, "adversarial.w_adv=0", run="control"), [control])
     assert len(adversarial.batches) >= 3 + 2 + 3 * 3
     assert control.batches == adversarial.batches
 
@@ -218,41 +215,39 @@ class _StubGenerator:
         return ids.float().unsqueeze(-1)
 
 
-class _StubGame:
+class _SumCritic:
     """Scores a response by the sum of its token ids plus the context value: hand-computable."""
+
+    def __call__(self, response, response_mask, context, response_weight=None, **condition):
+        return (response.squeeze(-1) * response_mask).sum(dim=1) + context.squeeze(1)
+
+
+class _StubGame:
+    """The report's game: the real critic panel around a one-number embedding and a summing critic."""
 
     def __init__(self) -> None:
         self.generator = _StubGenerator()
-        self.critics = {"semantic": None}
-        self.settings = AdversarialConfig()
-        self.emotion_vocab = torch.zeros(10)
-        self.match_vocab = None
+        self.estimator = get_estimator("gumbel")
+        emotion_vocab = torch.zeros(10)
+        self.panel = CriticPanel(self.generator, {"semantic": _SumCritic()}, emotion_vocab=lambda: emotion_vocab)
+        self.panel.feedback = False  # every example is read
 
     def decode(self, encoded, strategy, rng=None):
         # greedy replies [4, EOS, 0] score 4 + 3 = 7, sampled [6, EOS, 0] score 9: counted up to EOS (id 3)
         first = 4 if strategy == "greedy" else 6
         return torch.tensor([[first, EOS_ID, 0]] * 4)
 
-    def rows(self, batch):
-        return torch.arange(4)
-
-    def conditions(self, batch, encoded, rows):
-        return {"semantic": CriticCondition(torch.tensor([0.0, 0.0, 10.0, 0.0])[rows].unsqueeze(1), None, None)}
-
-    def ids_view(self, ids):
-        from empdg.training.critic_inputs import generated_mask, token_view
-
-        return token_view(self.generator, ids, generated_mask(ids), self.emotion_vocab)
-
-    def score(self, name, view, condition):
-        return (view.vectors.squeeze(-1) * view.mask).sum(dim=1) + condition.context.squeeze(1)
-
 
 def test_critic_report_counts_against_a_hand_built_case():
     # gold replies [k, EOS] score k + 3: 5, 7, 9, 11; the context adds 10 to example 2
     target = torch.tensor([[2, EOS_ID], [4, EOS_ID], [6, EOS_ID], [8, EOS_ID]])
-    batch = {"target_ids": target, "target_pad_mask": torch.zeros_like(target, dtype=torch.bool)}
-    out = type("Out", (), {"encoded": type("Enc", (), {"x0": torch.zeros(4, 1), "device": torch.device("cpu")})()})()
+    batch = {
+        "target_ids": target,
+        "target_pad_mask": torch.zeros_like(target, dtype=torch.bool),
+        "has_feedback": torch.ones(4, dtype=torch.bool),
+    }
+    x0 = torch.tensor([[0.0], [0.0], [10.0], [0.0]])
+    out = type("Out", (), {"encoded": type("Enc", (), {"x0": x0, "device": torch.device("cpu")})()})()
     counts, _ = critic_report_counts(_StubGame(), batch, out)
     # gold: 5, 7, 19, 11; greedy: 7, 7, 17, 7 -> gold wins for examples 2 and 3
     assert counts["n"] == 4
@@ -276,13 +271,6 @@ def test_emotional_shares_count_only_replies_with_an_emotion_word():
     assert "emo on the 2 examples whose gold reply has an emotion word" in report and "100.0%" in report
 
 
-def test_reply_diversity_is_hand_computed():
-    values = reply_diversity(["a b", "a b", "a c"])
-    assert values["unique_replies"] == 2
-    assert values["dist_1"] == pytest.approx(100 * 3 / 6)
-    assert values["dist_2"] == pytest.approx(100 * 2 / 3)
-
-
 def test_a_run_logs_the_instruments_and_writes_the_critic_report(compose_train, tmp_path):
     cfg = compose_train(
         "training.phases.generator_pretrain=3",
@@ -292,8 +280,14 @@ def test_a_run_logs_the_instruments_and_writes_the_critic_report(compose_train, 
         "trainer.val_check_interval=4",
     )
     metrics = run_training(cfg)
-    for key in ("val/entropy", "val/max_prob", "val/greedy_dist_2", "val/greedy_unique_replies",
-                "wgan/critic/sem_gold_beats_greedy", "wgan/critic/emo_gold_beats_mismatch"):
+    for key in (
+        "val/entropy",
+        "val/max_prob",
+        "val/greedy_dist_2",
+        "val/greedy_unique_replies",
+        "wgan/critic/sem_gold_beats_greedy",
+        "wgan/critic/emo_gold_beats_mismatch",
+    ):
         assert key in metrics, key
     report = (tmp_path / "run" / "critic_report.md").read_text()
     assert "gold > greedy" in report and "| sem |" in report

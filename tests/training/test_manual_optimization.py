@@ -7,8 +7,8 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
+from empdg.data.corpus_metrics import CorpusStatistics, ScoredExample
 from empdg.data.datamodule import DialogueDataModule
-from empdg.evaluation.metrics import Perplexity as EvaluationPerplexity
 from empdg.training.module import EmpDGModule
 from empdg.training.phases import PHASES
 from empdg.training.run import build_module, build_trainer
@@ -89,18 +89,21 @@ def test_generator_gradients_are_clipped_inside_the_step_and_the_raw_norm_is_log
 def test_runs_stored_with_the_critic_switches_in_the_model_group_still_load(compose_train):
     _, module = build(compose_train())
     hparams = {k: (dict(v) if isinstance(v, dict) else v) for k, v in module.hparams.items()}
-    adversarial = {k: v for k, v in hparams["adversarial"].items() if not k.endswith("_critic")}
+    del hparams["config_version"]  # stored before the key existed: version 1, migrated on load
+    adversarial = {k: v for k, v in hparams["adversarial"].items() if k not in ("critics", "w_adv")}
     old = EmpDGModule(
         **{**hparams, "model": {**hparams["model"], "semantic_critic": True, "emotion_critic": False},
            "adversarial": adversarial}
     )  # fmt: skip
     assert set(old.critics) == {"semantic"}
-    assert "semantic_critic" not in old.hparams["model"] and old.hparams["adversarial"]["semantic_critic"] is True
+    assert "semantic_critic" not in old.hparams["model"] and old.hparams["adversarial"]["critics"] == ["semantic"]
 
 
 def test_validation_perplexity_is_evaluations_perplexity(compose_train):
     _, module = build(compose_train())
-    assert isinstance(module.val_metrics.perplexity, EvaluationPerplexity)
+    module.val_metrics.perplexity.update(torch.tensor(8.25), torch.tensor(17))
+    examples = [ScoredExample("a", nll_sum=2.0, n_tokens=4), ScoredExample("b", nll_sum=6.25, n_tokens=13)]
+    assert float(module.val_metrics.perplexity.compute()) == CorpusStatistics(examples).point(["ppl"])["ppl"]
 
 
 def test_clipping_sees_unscaled_gradients_under_fp16_mixed_precision(compose_train):

@@ -203,7 +203,7 @@ def test_impossible_adversarial_settings_are_rejected_naming_the_key(compose_tra
 
 
 def test_n_critic_zero_is_fine_without_critics_or_without_an_adversarial_phase(compose_train):
-    validate_config(compose_train("adversarial.n_critic=0", "ablation=no_critics"))
+    validate_config(compose_train("adversarial.n_critic=0", "adversarial=none"))
     validate_config(compose_train("adversarial.n_critic=0", "training.phases.adversarial=0"))
 
 

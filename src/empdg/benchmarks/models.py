@@ -37,7 +37,7 @@ def main(overrides: list[str]) -> None:
         if REAL_SAMPLE.exists()
         else ["data=builtin"]
     )
-    base = [*data, "logger=none", "paths.output_dir=/tmp/empdg-bench", "ablation=no_critics", *overrides]
+    base = [*data, "logger=none", "paths.output_dir=/tmp/empdg-bench", "adversarial=none", *overrides]
     cfg = compose("train", base)
     apply_runtime(cfg)
     datamodule = DialogueDataModule(OmegaConf.to_container(cfg.data, resolve=True), seed=0)

@@ -12,7 +12,7 @@ parameters so the reader sees how similar the sizes are. Weights are random: the
 quality.
 
 - MLE step: teacher-forced forward pass, the sequence NLL (plus the emotion classifier's cross-entropy,
-  as in training: ``ablation=no_critics``), backward and an Adam step.
+  as in training: ``adversarial=none``), backward and an Adam step.
 - Greedy decoding: one batch, exactly ``--new-tokens`` tokens (min = max length), with the key/value cache.
 - Memory: each model lives in its own process (spawned, so peaks never mix); the peak resident set growth
   is ``ru_maxrss`` after minus before the warm-up training steps (one step on every batch: gradients, Adam
@@ -313,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if args.data_root is None
         else ["data=empathetic_dialogues", f"data.root={args.data_root.resolve()}", "data.download=false"]
     )
-    overrides = [*data, "logger=none", "paths.output_dir=/tmp/empdg-bench", "ablation=no_critics",
+    overrides = [*data, "logger=none", "paths.output_dir=/tmp/empdg-bench", "adversarial=none",
                  f"runtime.num_threads={args.threads}", f"data.batch_size={args.batch_size}"]  # fmt: skip
     tiny = {"vocab_size": args.vocab_size, "layers": args.layers, "hidden": args.hidden, "heads": args.heads,
             "ffn": args.ffn}  # fmt: skip

@@ -10,8 +10,8 @@ builds the objects (``OmegaConf.to_object``) before any data is read, and the tr
 them again from its hyper-parameters, so both meet the same rules. Rules that need two groups at once
 are :func:`run_problems`.
 
-A dataclass default is what a key means when a stored config lacks it (checkpoints of older runs
-are rebuilt from their hyper-parameters); the YAML files hold the values of a new run.
+A dataclass default is the one source of what a key means: the YAML files state only what differs from it,
+and a stored config of an older run is first rewritten to today's keys by :mod:`empdg.config.migration`.
 """
 
 from __future__ import annotations
@@ -24,14 +24,12 @@ from typing import Any, Optional, TypeVar
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from empdg.models.critic_rules import critic_names as known_critics
 from empdg.models.critics import FUSIONS
+from empdg.models.estimators import estimator_names
 
-#: ``adversarial.*`` choices (the training code dispatches on these names)
-ESTIMATORS = ("reinforce", "gumbel", "soft")
-W_ADV_MODES = ("absolute", "relative")
-INPUT_NORMS = ("none", "unit")
+#: ``adversarial.*`` choices (critics and estimators: their registries in empdg.models)
 ADVERSARIAL_LOSS_NAMES = ("wgan_gp", "gan", "wgan_clip")  # empdg.training.adversarial_losses implements each
-CRITIC_NAMES = ("semantic", "emotion")  # the critic switches: adversarial.<name>_critic
 #: ``training.*`` / ``optim.*`` choices
 PHASES = ("generator_pretrain", "critic_pretrain", "adversarial")
 CRITIC_PHASES = ("critic_pretrain", "adversarial")
@@ -86,12 +84,12 @@ class CriticSizes:
     num_filters: int = 64
     kernel_sizes: list[int] = field(default_factory=lambda: [2, 3, 4])
     dropout: float = 0.0
-    fusion: str = "sum"  # what a run stored before the key existed used; new runs: sum_product (the YAML)
-    word_match: bool = False  # what a run stored before the key existed used; new runs: the YAML
-    match_scale: float = 30.0
-    match_idf_power: float = 2.0
+    # sum: ReLU(f + d_F + W x̃0) as the paper; sum_product adds f ⊙ (d_F + W x̃0)
+    fusion: str = "sum_product"
+    # also score how the reply's words match the context's and feedback's words (docs/critics.md)
+    word_match: bool = True
     # what the emotional critic reads of a reply: each token's vector times floor + (1 - floor) * its
-    # emotion weight; 0: its emotion words only (the paper's D_emo, what every run before the key read)
+    # emotion weight; 0: its emotion words only (the paper's D_emo)
     emotion_floor: float = 0.0
 
     def problems(self) -> list[str]:
@@ -101,10 +99,6 @@ class CriticSizes:
             found.append(f"adversarial.critic.kernel_sizes={list(self.kernel_sizes)} must be one or more sizes >= 1")
         found += _fraction("adversarial.critic.dropout", self.dropout)
         found += _choice("adversarial.critic.fusion", self.fusion, FUSIONS)
-        if not self.match_scale > 0:
-            found.append(f"adversarial.critic.match_scale={self.match_scale} must be > 0")
-        if self.match_idf_power < 0:
-            found.append(f"adversarial.critic.match_idf_power={self.match_idf_power} must be >= 0")
         if not 0.0 <= self.emotion_floor <= 1.0:
             found.append(
                 f"adversarial.critic.emotion_floor={self.emotion_floor} must be in [0, 1] "
@@ -113,56 +107,97 @@ class CriticSizes:
         return found
 
 
+@dataclass(frozen=True)
+class AdversarialWeight:
+    """``adversarial.w_adv`` read: how the critics' term is weighted in the generator's loss.
+
+    ``relative``: w set so that ||w * grad_adv|| = ``value`` * ||grad_mle|| at the decoder, whatever the
+    critics' score scale; ``absolute``: w = ``value``; ``off`` (0 or abs:0): the same-batch control, the
+    critics still train on the same batches but their term is not computed.
+    """
+
+    mode: str
+    value: float
+
+
+W_ADV_SPELLINGS = "a share of the MLE gradient such as 0.2 (0: off), or abs:<weight> such as abs:0.01"
+
+
+def parse_w_adv(text: Any) -> AdversarialWeight:
+    """``adversarial.w_adv`` (a number, or ``abs:<number>``) as an :class:`AdversarialWeight`; ValueError if neither."""
+    spelled = str(text).strip()
+    absolute = spelled.lower().startswith("abs:")
+    try:
+        value = float(spelled[4:] if absolute else spelled)
+    except ValueError:
+        raise ValueError(f"adversarial.w_adv={spelled!r} is not a weight: write {W_ADV_SPELLINGS}") from None
+    if not value >= 0 or value == float("inf"):  # also refuses nan
+        raise ValueError(
+            f"adversarial.w_adv={spelled} must be a finite number >= 0 (a negative weight rewards replies the "
+            f"critics see as fake): write {W_ADV_SPELLINGS}"
+        )
+    if value == 0:
+        return AdversarialWeight("off", 0.0)
+    return AdversarialWeight("absolute" if absolute else "relative", value)
+
+
 @dataclass
 class AdversarialConfig:
-    """The ``adversarial`` group: which critics exist and how the adversarial game is played."""
+    """The ``adversarial`` group: which critics exist and how the adversarial game is played.
 
-    semantic_critic: bool = True
-    emotion_critic: bool = True
-    loss: str = "wgan_gp"
+    Each default is what a new run uses (conf/adversarial/empdg.yaml restates none); docs/critics.md ("Settings")
+    documents every key. A run stored before a key existed is rewritten by empdg.config.migration.
+    """
+
+    # the critics trained and played against, by name ([]: the generator trains alone, as adversarial=none)
+    critics: list[str] = field(default_factory=lambda: ["semantic", "emotion"])
+    loss: str = "wgan_gp"  # wgan_gp | gan (vanilla, sigmoid + BCE) | wgan_clip (weight clipping)
+    # gumbel: free-running straight-through Gumbel-softmax (hard tokens forward); reinforce: sampled replies,
+    # self-critical REINFORCE; soft: expected embeddings, every response position rescaled to unit length
     estimator: str = "gumbel"
-    relaxation: Optional[str] = None  # old name of estimator (soft | gumbel); wins when set
-    tau: float = 1.0
-    sample_temperature: float = 1.0
-    max_gen_len: int = 30
-    input_norm: str = "none"
-    mismatched_negatives: bool = True
+    tau: float = 1.0  # temperature of the soft / gumbel relaxations
+    max_gen_len: int = 30  # free-running length (reinforce, gumbel, critic report)
+    # share of the critic's fake term given to mismatched negatives (a real reply with another dialogue's
+    # context + feedback); 0: none
     mismatch_weight: float = 0.5
-    greedy_negatives: bool = True
-    n_critic: int = 1
-    g_steps: int = 5
+    n_critic: int = 1  # critic updates (each on its own batch) per generator update ...
+    g_steps: int = 5  # ... and generator updates per cycle (the original code's 1 and 5)
     gp_lambda: float = 10.0
-    w_adv_mode: str = "relative"
-    w_adv_share: float = 0.2
-    w_adv: float = 0.01
-    mle_weight: float = 1.0
-    same_batch_control: bool = False
-    clip_value: float = 0.01
-    feedback: bool = True
-    critic_grad_to_encoders: bool = False
-    probe_every: int = 10
-    report_batches: int = 4
-    critic_lr: float = 1.0e-3
-    critic_betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
+    # the critics' weight in the generator's loss (parse_w_adv): a number is the share of the MLE gradient at
+    # the decoder (0: the same-batch control), abs:<x> the weight itself; a string because abs: is one
+    w_adv: str = "0.2"
+    mle_weight: float = 1.0  # weight of the MLE term during the adversarial phase
+    feedback: bool = True  # critics read the user's next utterance (false = ablation no_feedback)
+    probe_every: int = 10  # adversarial/MLE gradient ratio and cosine every N generator updates (0: never)
+    report_batches: int = 4  # validation batches of the critic report (greedy/sample/mismatch comparisons)
+    critic_lr: float = 1.0e-3  # the adversarial study's rate (its README, "Default", says why not 1e-4)
     critic: CriticSizes = field(default_factory=CriticSizes)
 
     def __post_init__(self) -> None:
-        if self.relaxation is not None:
-            self.estimator = self.relaxation
         if isinstance(self.critic, Mapping):  # built by hand from a plain mapping
             self.critic = CriticSizes(**self.critic)
+        self.w_adv = str(self.w_adv)  # a number set by hand (or a sweep's float) reads as its text
         _raise_if("adversarial", self.problems())
 
     @property
     def critic_names(self) -> list[str]:
-        """The critics switched on, in their fixed order."""
-        return [name for name in CRITIC_NAMES if getattr(self, f"{name}_critic")]
+        """The critics switched on, in the registry's order (the order of ``critics`` changes nothing)."""
+        return [name for name in known_critics() if name in self.critics]
+
+    @property
+    def weight(self) -> AdversarialWeight:
+        return parse_w_adv(self.w_adv)
 
     def problems(self) -> list[str]:
-        found = _choice("adversarial.loss", self.loss, ADVERSARIAL_LOSS_NAMES)
-        found += _choice("adversarial.estimator", self.estimator, ESTIMATORS)
-        found += _choice("adversarial.w_adv_mode", self.w_adv_mode, W_ADV_MODES)
-        found += _choice("adversarial.input_norm", self.input_norm, INPUT_NORMS)
+        found = [
+            f"adversarial.critics: unknown critic {name!r}; known critics: {list(known_critics())} ([]: none)"
+            for name in self.critics
+            if name not in known_critics()
+        ]
+        if len(set(self.critics)) != len(self.critics):
+            found.append(f"adversarial.critics={list(self.critics)} names a critic twice")
+        found += _choice("adversarial.loss", self.loss, ADVERSARIAL_LOSS_NAMES)
+        found += _choice("adversarial.estimator", self.estimator, estimator_names())
         found += _fraction("adversarial.mismatch_weight", self.mismatch_weight)
         found += _at_least("adversarial.n_critic", self.n_critic, 0)
         found += _at_least("adversarial.g_steps", self.g_steps, 0)
@@ -173,22 +208,16 @@ class AdversarialConfig:
             )
         if self.gp_lambda < 0:
             found.append(f"adversarial.gp_lambda={self.gp_lambda} must be >= 0 (a negative penalty rewards steepness)")
-        if self.w_adv < 0:
-            found.append(
-                f"adversarial.w_adv={self.w_adv} must be >= 0 "
-                "(a negative weight rewards replies the critics see as fake)"
-            )
-        found += _at_least("adversarial.w_adv_share", self.w_adv_share, 0)
+        try:
+            parse_w_adv(self.w_adv)
+        except ValueError as error:
+            found.append(str(error))
         found += _at_least("adversarial.mle_weight", self.mle_weight, 0)
         found += _positive("adversarial.tau", self.tau)
-        found += _positive("adversarial.sample_temperature", self.sample_temperature)
         found += _at_least("adversarial.max_gen_len", self.max_gen_len, 1)
-        if self.loss == "wgan_clip":
-            found += _positive("adversarial.clip_value", self.clip_value)
         found += _at_least("adversarial.probe_every", self.probe_every, 0)
         found += _at_least("adversarial.report_batches", self.report_batches, 0)
         found += _positive("adversarial.critic_lr", self.critic_lr)
-        found += _betas("adversarial.critic_betas", self.critic_betas)
         return found + self.critic.problems()
 
 

@@ -347,7 +347,6 @@ def _decode_cache(path: Path, key: str) -> dict[str, list[DialogueExample]]:
 def _read_cache(path: Path, key: str) -> dict[str, list[DialogueExample]] | None:
     """The cached examples, or None (rebuild, overwriting the file) when it is absent or not a valid cache."""
     if not path.is_file():
-        _note_old_pickles(path.parent)
         return None
     try:
         with paused_gc():  # tens of thousands of acyclic lists: collecting meanwhile only re-scans them
@@ -355,17 +354,6 @@ def _read_cache(path: Path, key: str) -> dict[str, list[DialogueExample]] | None
     except InvalidFileError as err:
         log.warning("ignoring the invalid preprocessing cache %s; rebuilding it", err)
         return None
-
-
-def _note_old_pickles(cache_dir: Path) -> None:
-    """Pickle caches of older versions are never loaded; say they can be deleted."""
-    old = sorted(cache_dir.glob("*.pkl")) if cache_dir.is_dir() else []
-    if old:
-        log.info(
-            "%s holds %d old pickle cache file(s) (*.pkl) that are no longer read; they can be deleted",
-            cache_dir,
-            len(old),
-        )
 
 
 def _atomic_write(data: bytes, path: Path) -> None:

@@ -1,7 +1,8 @@
-"""Pure corpus metrics over whitespace-token lists.
+"""Pure text functions over whitespace-token lists: the building blocks of the registered metrics.
 
-These are the reference implementations: the torchmetrics classes in ``metrics.py`` only accumulate the
-sufficient statistics defined here, so single-process and DDP scores agree by construction.
+The per-example statistics (n-grams, BLEU's clipped matches, repeated n-grams, normalised replies) and the
+BLEU formula that :mod:`empdg.data.corpus_metrics` aggregates; ``distinct_n`` and ``corpus_bleu`` are the
+plain whole-corpus forms, which the tests hold the registered metrics to.
 """
 
 from __future__ import annotations
@@ -83,9 +84,7 @@ def bleu_from_statistics(
     return scores
 
 
-def corpus_bleu(
-    hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[str]], max_order: int = 4
-) -> dict[str, float]:
+def corpus_bleu(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[str]], max_order: int = 4) -> dict[str, float]:
     """Corpus BLEU-1..max_order with one reference per hypothesis (bleu_4 matches sacrebleu 'none')."""
     if len(hyps) != len(refs):
         raise ValueError(f"got {len(hyps)} hypotheses but {len(refs)} references")

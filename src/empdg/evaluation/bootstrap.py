@@ -1,9 +1,10 @@
 """Bootstrap confidence intervals over test examples, and paired bootstrap tests between systems.
 
 Every test-set metric of ``empdg.evaluate`` is a function of per-example sufficient statistics (n-gram sets,
-BLEU match counts, lengths, VADER outcomes, NLL sums), so it can be recomputed on any resample of the examples
-without decoding again. A resample is a vector of counts ``w`` (how often each example was drawn, summing to
-the number of examples n); the full set is ``w = 1``.
+BLEU match counts, lengths, VADER outcomes, NLL sums; :mod:`empdg.data.corpus_metrics`, the evaluation's own
+implementation), so it can be recomputed on any resample of the examples without decoding again. A resample
+is a vector of counts ``w`` (how often each example was drawn, summing to the number of examples n); the full
+set is ``w = 1``.
 
 Method (Efron & Tibshirani 1993; for MT metrics Koehn 2004, for paired tests Berg-Kirkpatrick et al. 2012):
 
@@ -34,18 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from empdg.data.text_metrics import (
-    bleu_from_statistics,
-    bleu_statistics,
-    has_repeated_ngram,
-    ngrams,
-    normalize_reply,
-)
-from empdg.evaluation.scored_examples import ScoredExample, has_nll, read_scored_examples, select_subset
-from empdg.evaluation.valence import VADER_THRESHOLD, compound_scores, valence_outcome
+from empdg.data.corpus_metrics import METRICS, CorpusStatistics, metric_keys
+from empdg.evaluation.scored_examples import ScoredExample, read_scored_examples, select_subset
 
 __all__ = [
-    "ALL_METRICS",
     "DEFAULT_METRICS",
     "BootstrapComparison",
     "Difference",
@@ -59,16 +52,13 @@ __all__ = [
     "resample_counts",
 ]
 
-#: Every metric the bootstrap can recompute (ppl needs per-example NLL, emotion_acc predicted emotions).
-ALL_METRICS = (
-    "ppl", "emotion_acc", "dist_1", "dist_2", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "avg_len", "rep_3",
-    "unique_replies", "unique_reply_share", "valence_agreement", "valence_neutral_share",
-    "sim_reference", "sim_context", "reply_emotion_acc", "reply_emotion_acc_gold",
-)  # fmt: skip
-MEANING_METRICS = ("sim_reference", "sim_context", "reply_emotion_acc", "reply_emotion_acc_gold")
+#: the metrics of a comparison unless told (any of ``empdg.data.corpus_metrics.metric_keys()`` may be asked for)
 DEFAULT_METRICS = ("ppl", "dist_1", "dist_2", "bleu_4", "valence_agreement", "unique_replies")
-_COUNT_METRICS = {"unique_replies"}
 _CHUNK = 250  # resamples evaluated at once (bounds the memory of the set-based statistics)
+
+
+def _count_metrics() -> set[str]:
+    return {key for metric in METRICS.values() for key in metric.counts}
 
 
 def resample_counts(n_examples: int, n_resamples: int, seed: int) -> np.ndarray:
@@ -81,138 +71,15 @@ def resample_counts(n_examples: int, n_resamples: int, seed: int) -> np.ndarray:
     return np.bincount(flat, minlength=n_resamples * n_examples).reshape(n_resamples, n_examples)
 
 
-class _DistinctCounter:
-    """Distinct items (n-grams, replies) among the drawn examples, vectorised over resamples."""
+class ExampleStatistics(CorpusStatistics):
+    """The registered metrics' per-example statistics of one system's examples (the evaluation's own
+    implementation, :mod:`empdg.data.corpus_metrics`): ``compute(weights)`` with ``weights`` of shape (B, n)
+    gives, per metric, the B values on those resamples; ``point()`` equals ``empdg.evaluate``'s figures."""
 
-    def __init__(self, item_ids: np.ndarray, owners: np.ndarray) -> None:
-        pairs = np.unique(np.stack([item_ids, owners], axis=1), axis=0) if len(item_ids) else np.zeros((0, 2), int)
-        self.owners = pairs[:, 1]  # sorted by item id, then owner
-        self.starts = np.flatnonzero(np.r_[True, pairs[1:, 0] != pairs[:-1, 0]]) if len(pairs) else np.zeros(0, int)
-
-    def count(self, weights: np.ndarray) -> np.ndarray:
-        if len(self.owners) == 0:
-            return np.zeros(weights.shape[0])
-        drawn = weights[:, self.owners] > 0
-        return np.logical_or.reduceat(drawn, self.starts, axis=1).sum(axis=1).astype(float)
-
-
-class ExampleStatistics:
-    """Per-example sufficient statistics of one system's examples; every metric on any example weighting.
-
-    ``compute(weights)`` with ``weights`` of shape (B, n) gives, per metric, the B values on those resamples;
-    with ``weights = ones((1, n))`` the values equal ``empdg.evaluate``'s on the same examples.
-    """
-
-    def __init__(self, examples: Sequence[ScoredExample], threshold: float = VADER_THRESHOLD) -> None:
+    def __init__(self, examples: Sequence[ScoredExample]) -> None:
         if not examples:
             raise ValueError("no examples to score")
-        self.n = len(examples)
-        hyps = [e.pred.split() for e in examples]
-        refs = [e.ref.split() for e in examples]
-        self._distinct: dict[int, _DistinctCounter] = {}
-        self._ngram_totals: dict[int, np.ndarray] = {}
-        for order in (1, 2):
-            vocabulary: dict[tuple[str, ...], int] = {}
-            ids, owners = [], []
-            for i, tokens in enumerate(hyps):
-                for gram in ngrams(tokens, order):
-                    ids.append(vocabulary.setdefault(gram, len(vocabulary)))
-                    owners.append(i)
-            self._distinct[order] = _DistinctCounter(np.asarray(ids, np.int64), np.asarray(owners, np.int64))
-            self._ngram_totals[order] = np.asarray([max(len(t) - order + 1, 0) for t in hyps], dtype=float)
-        replies: dict[str, int] = {}
-        reply_ids = [replies.setdefault(normalize_reply(e.pred), len(replies)) for e in examples]
-        self._replies = _DistinctCounter(np.asarray(reply_ids, dtype=np.int64), np.arange(self.n, dtype=np.int64))
-        # BLEU: matches[4], totals[4], hyp_len, ref_len per example
-        self._bleu = np.asarray(
-            [[*m, *t, h, r] for m, t, h, r in (bleu_statistics(h, r, 4) for h, r in zip(hyps, refs))], dtype=float
-        )
-        self._lengths = np.asarray([len(t) for t in hyps], dtype=float)
-        self._repeated = np.asarray([has_repeated_ngram(t, 3) for t in hyps], dtype=float)
-        self._agree = self._neutral = None
-        try:
-            compounds = compound_scores([e.pred for e in examples])
-            outcomes = [valence_outcome(c, e.emotion, threshold) for c, e in zip(compounds, examples)]
-        except ValueError:  # an emotion outside the 32 ED labels: no polarity group
-            outcomes = None
-        if outcomes is not None:
-            self._agree = np.asarray([agree for agree, _ in outcomes], dtype=float)
-            self._neutral = np.asarray([neutral for _, neutral in outcomes], dtype=float)
-        self._correct = None
-        if all(e.predicted_emotion is not None for e in examples):
-            self._correct = np.asarray([e.predicted_emotion == e.emotion for e in examples], dtype=float)
-        # the metrics that read meaning: per-example values the evaluation stored (mean-like, like emotion_acc)
-        self._meaning: dict[str, np.ndarray] = {}
-        for name in ("sim_reference", "sim_context"):
-            if all(getattr(e, name) is not None for e in examples):
-                self._meaning[name] = np.asarray([getattr(e, name) for e in examples], dtype=float)
-        if all(e.reply_emotion is not None and e.reference_emotion is not None for e in examples):
-            self._meaning["reply_emotion_acc"] = np.asarray([e.reply_emotion == e.emotion for e in examples], float)
-            self._meaning["reply_emotion_acc_gold"] = np.asarray(
-                [e.reference_emotion == e.emotion for e in examples], dtype=float
-            )
-        self._nll = self._tokens = None
-        if has_nll(examples):
-            self._nll = np.asarray([e.nll_sum for e in examples], dtype=float)
-            self._tokens = np.asarray([e.n_tokens for e in examples], dtype=float)
-
-    @property
-    def available(self) -> tuple[str, ...]:
-        """The metrics these examples support (ppl needs NLL, emotion_acc predicted emotions)."""
-        missing = set()
-        if self._agree is None:
-            missing.update({"valence_agreement", "valence_neutral_share"})
-        if self._nll is None:
-            missing.add("ppl")
-        if self._correct is None:
-            missing.add("emotion_acc")
-        missing.update(m for m in MEANING_METRICS if m not in self._meaning)
-        return tuple(m for m in ALL_METRICS if m not in missing)
-
-    def compute(self, weights: np.ndarray, metrics: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Values of ``metrics`` (default: every available one) on each row of ``weights`` (B, n): arrays (B,)."""
-        metrics = self.available if metrics is None else metrics
-        weights = np.asarray(weights)
-        if weights.ndim != 2 or weights.shape[1] != self.n:
-            raise ValueError(f"weights must have shape (B, {self.n}), got {weights.shape}")
-        unknown = [m for m in metrics if m not in self.available]
-        if unknown:
-            raise ValueError(f"metric(s) {unknown} unavailable; these examples support {list(self.available)}")
-        w = weights.astype(float)
-        size = w.sum(axis=1)
-        out: dict[str, np.ndarray] = {}
-        for order in (1, 2):
-            if f"dist_{order}" in metrics:
-                total = w @ self._ngram_totals[order]
-                unique = self._distinct[order].count(weights)
-                out[f"dist_{order}"] = np.divide(100.0 * unique, total, out=np.zeros_like(total), where=total > 0)
-        if "unique_replies" in metrics or "unique_reply_share" in metrics:
-            unique = self._replies.count(weights)
-            out["unique_replies"] = unique
-            out["unique_reply_share"] = unique / size
-        if any(m.startswith("bleu_") for m in metrics):
-            sums = w @ self._bleu
-            scores = [bleu_from_statistics(row[:4], row[4:8], row[8], row[9]) for row in sums]
-            for order in range(1, 5):
-                out[f"bleu_{order}"] = np.asarray([s[f"bleu_{order}"] for s in scores])
-        out["avg_len"] = (w @ self._lengths) / size
-        out["rep_3"] = 100.0 * (w @ self._repeated) / size
-        if self._agree is not None:
-            out["valence_agreement"] = (w @ self._agree) / size
-            out["valence_neutral_share"] = (w @ self._neutral) / size
-        if self._correct is not None:
-            out["emotion_acc"] = (w @ self._correct) / size
-        for name, values in self._meaning.items():
-            out[name] = (w @ values) / size
-        if self._nll is not None and "ppl" in metrics:
-            tokens = w @ self._tokens
-            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-                out["ppl"] = np.exp((w @ self._nll) / tokens)
-        return {m: out[m] for m in metrics}
-
-    def point(self, metrics: Sequence[str] | None = None) -> dict[str, float]:
-        """The metrics on the full set of examples."""
-        return {m: float(v[0]) for m, v in self.compute(np.ones((1, self.n), dtype=np.int64), metrics).items()}
+        super().__init__(examples)
 
     def replicates(self, weights: np.ndarray, metrics: Sequence[str]) -> dict[str, np.ndarray]:
         """``compute`` in chunks of resamples (bounded memory)."""
@@ -250,7 +117,7 @@ class Difference:
 def _number(value: float, metric: str, signed: bool = False) -> str:
     if not math.isfinite(value):
         return "nan"
-    digits = 0 if metric in _COUNT_METRICS else 1 if abs(value) >= 100 else 3
+    digits = 0 if metric in _count_metrics() else 1 if abs(value) >= 100 else 3
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
@@ -356,8 +223,9 @@ class BootstrapComparison:
         with Path(path).open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
+            counts = _count_metrics()
             for row in self.rows():
-                if row["metric"] in _COUNT_METRICS:  # an integral count as `61`, not `61.0`
+                if row["metric"] in counts:  # an integral count as `61`, not `61.0`
                     row.update({k: int(v) for k, v in row.items() if isinstance(v, float) and v.is_integer()})
                 writer.writerow(row)
 
@@ -411,9 +279,9 @@ def bootstrap_compare(
         raise ValueError(f"no examples in subset {subset!r}")
     stats = {name: ExampleStatistics(examples) for name, examples in selected.items()}
     requested = list(dict.fromkeys(DEFAULT_METRICS if metrics is None else metrics))
-    unknown = [m for m in requested if m not in ALL_METRICS]
+    unknown = [m for m in requested if m not in metric_keys()]
     if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; choose from {list(ALL_METRICS)}")
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {list(metric_keys())}")
     supported = {m for stat in stats.values() for m in stat.available}
     wanted = [m for m in requested if m in supported]
     weights = resample_counts(n, n_resamples, seed)
@@ -459,9 +327,9 @@ def compare_prediction_files(
             interval and a two-sided p-value. None: intervals only.
         subset: ``all``, or ``feedback`` to keep only turns followed by a speaker utterance (needs the
             ``has_feedback`` flag that ``empdg.evaluate`` writes; the release files are that subset already).
-        metrics: metric names from :data:`ALL_METRICS` (default :data:`DEFAULT_METRICS`). A metric a file
-            cannot support (ppl without per-example NLL, emotion_acc without predicted emotions) is left out
-            for that file, and dropped when no file supports it.
+        metrics: metric names from :func:`~empdg.data.corpus_metrics.metric_keys` (default
+            :data:`DEFAULT_METRICS`). A metric a file cannot support (ppl without per-example NLL, emotion_acc
+            without predicted emotions) is left out for that file, and dropped when no file supports it.
         n_resamples: bootstrap resamples B (the smallest reportable p-value is ``1 / (B + 1)``).
         seed: seed of the resampled indices (same seed, same files -> same numbers).
         confidence: level of the intervals.

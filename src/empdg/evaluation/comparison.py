@@ -33,8 +33,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from empdg.config import CONFIG_DIR
-from empdg.config.schema import CRITIC_NAMES, PHASES, AdversarialConfig
-from empdg.errors import ConfigError
+from empdg.config.migration import migrate_flat_params
+from empdg.config.schema import PHASES, AdversarialConfig
+from empdg.errors import ConfigError, UserError
 from empdg.evaluation.bootstrap import BootstrapComparison, Estimate, compare_prediction_files
 from empdg.evaluation.run_link import EVAL_RUN_TAG, TRAIN_RUN_TAG, subset_metric_prefix
 from empdg.tracking.store import absolute_sqlite_uri
@@ -101,7 +102,10 @@ def update_budget(run: Any) -> int | None:
     phases that run (the critic phases only with a critic) and an adversarial cycle as
     ``n_critic + g_steps`` updates.
     """
-    params = run.data.params
+    try:
+        params = migrate_flat_params(run.data.params)  # a run logged with older keys: today's
+    except UserError:  # a setting that cannot be expressed today: its budget is unknown
+        return None
 
     def param(key: str, default: Any) -> str:
         return str(params.get(key, default))
@@ -112,11 +116,8 @@ def update_budget(run: Any) -> int | None:
         cycle += int(param("adversarial.g_steps", AdversarialConfig.g_steps))
     except (KeyError, ValueError):
         return None
-    critics = any(
-        param(f"adversarial.{name}_critic", getattr(AdversarialConfig, f"{name}_critic")).lower() == "true"
-        for name in CRITIC_NAMES
-    )
-    if not critics:
+    critics = params.get("adversarial.critics", AdversarialConfig().critics)  # logged as text: "['semantic']"
+    if not critics or str(critics).replace(" ", "") == "[]":
         return budgets["generator_pretrain"]
     return budgets["generator_pretrain"] + budgets["critic_pretrain"] + budgets["adversarial"] * max(cycle, 1)
 

@@ -168,14 +168,14 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         tags = {"mode": "predictions_file", "predictions_file": source, "subset": subset, **extra}
     else:
         with user_errors_from():  # a missing, unsafe or foreign checkpoint, bad decoding settings
-            loaded = load_checkpoint(cfg.ckpt_path)
+            loaded = load_checkpoint(cfg.ckpt_path, with_critics=False)
             decoding = DecodingConfig.from_mapping(OmegaConf.to_container(cfg.decoding, resolve=True))
         data_cfg, data_source = choose_data_config(cfg, loaded)
         log.info("data config from %s: %s", data_source, data_cfg.get("name"))
-        raw, encoded = load_split(data_cfg, loaded.module.vocab, str(cfg.evaluate.split), int(cfg.seed))
+        raw, encoded = load_split(data_cfg, loaded.bundle.vocab, str(cfg.evaluate.split), int(cfg.seed))
         pairs = select_examples(raw, encoded, subset)
         batch_size = int(cfg.evaluate.batch_size or data_cfg.get("eval_batch_size", 32))
-        result = evaluate_model(loaded.module, pairs, decoding, batch_size)
+        result = evaluate_model(loaded.bundle, pairs, decoding, batch_size)
         source = str(loaded.path)
         name = str(loaded.hyper_parameters.get("model", {}).get("name", "model"))
         tags = {

@@ -8,7 +8,7 @@ the EmpDG paper (and its released outputs) report on.
 
 from __future__ import annotations
 
-import warnings
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,18 +21,11 @@ from empdg.data.datamodule import DialogueDataModule
 from empdg.data.dataset import EncodedExample, collate
 from empdg.data.examples import DialogueExample
 from empdg.data.vocab import Vocab
-from empdg.evaluation.metrics import (
-    Perplexity,
-    ReplyMetrics,
-    ResponseMetrics,
-    emotion_accuracy,
-    emotion_macro_f1,
-    per_example_nll,
-)
+from empdg.evaluation.metrics import corpus_figures, emotion_macro_f1, per_example_nll
 from empdg.evaluation.release_format import PredictionRecord
+from empdg.evaluation.scored_examples import examples_from_records
 from empdg.models.decoding import DecodingConfig, decode, ids_to_text
-from empdg.training.losses import sequence_nll
-from empdg.training.module import EmpDGModule
+from empdg.models.inference import InferenceBundle
 
 SUBSETS = ("all", "feedback")
 
@@ -91,19 +84,17 @@ def record_for(raw: DialogueExample, pred: str, predicted_emotion: str | None) -
 
 @torch.no_grad()
 def evaluate_model(
-    module: EmpDGModule,
+    bundle: InferenceBundle,
     pairs: list[tuple[DialogueExample, EncodedExample]],
     decoding: DecodingConfig,
     batch_size: int,
 ) -> EvaluationResult:
     """Decode and score ``pairs``; metrics keys as :func:`score_records` plus ppl and emotion_*."""
-    module.eval()
-    generator = module.generator
-    vocab_size = len(module.vocab)
+    bundle.eval()
+    generator, vocab = bundle.generator, bundle.vocab
     has_classifier = generator.sizes.has_emotion_classifier
     num_emotions = generator.sizes.num_emotions
-    ppl, text = Perplexity(), ResponseMetrics()
-    accuracy, macro_f1 = emotion_accuracy(num_emotions), emotion_macro_f1(num_emotions)
+    macro_f1 = emotion_macro_f1(num_emotions)
     confusion = MulticlassConfusionMatrix(num_classes=num_emotions)
     sampler = None
     if decoding.strategy == "sample" and decoding.seed is not None:
@@ -114,8 +105,6 @@ def evaluate_model(
         batch = collate([enc for _, enc in chunk])
         out = generator(batch)
         target = batch["target_ext_ids"] if generator.sizes.copy else batch["target_ids"]
-        seq = sequence_nll(out.log_probs, target, 0.0, vocab_size)
-        ppl.update(seq.nll_sum, seq.n_tokens)
         nll_rows, token_rows = per_example_nll(out.log_probs, target)
         scores.extend(
             {"has_feedback": bool(enc.has_feedback), "nll_sum": float(nll), "n_tokens": int(tokens)}
@@ -124,49 +113,32 @@ def evaluate_model(
         predicted = [None] * len(chunk)
         if has_classifier:
             logits, labels = out.encoded.emotion_logits, batch["emotion_label"]
-            for metric in (accuracy, macro_f1, confusion):
+            for metric in (macro_f1, confusion):
                 metric.update(logits, labels)
             predicted = [EMOTIONS[i] for i in logits.argmax(dim=-1).tolist()]
         ids = decode(generator, batch, decoding, generator=sampler)
-        hyps = [ids_to_text(row, module.vocab, oovs) for row, oovs in zip(ids.tolist(), batch["oovs"])]
-        refs = [" ".join(raw.target) for raw, _ in chunk]
-        text.update(hyps, refs)
+        hyps = [ids_to_text(row, vocab, oovs) for row, oovs in zip(ids.tolist(), batch["oovs"])]
         records.extend(record_for(raw, hyp, emo) for (raw, _), hyp, emo in zip(chunk, hyps, predicted))
     # perplexity per the vocabulary's unit: a subword model's is `subword_ppl`, never in the `ppl` column
-    name = module.vocab.metric_name
-    metrics: dict[str, Any] = {name("ppl"): float(ppl.compute())}
+    name = vocab.metric_name
+    figures = corpus_figures(examples_from_records(records, scores))
+    metrics: dict[str, Any] = {name("ppl"): figures.pop("ppl", math.nan)}
     if name("ppl") != "ppl":  # per-example NLL under its own names too, so bootstrap tables never mix units
         scores = [{k if k == "has_feedback" else name(k): v for k, v in row.items()} for row in scores]
     matrix = None
     if has_classifier and records:
-        metrics["emotion_acc"] = float(accuracy.compute())
+        metrics["emotion_acc"] = figures.pop("emotion_acc")
         metrics["emotion_macro_f1"] = float(macro_f1.compute())
         matrix = confusion.compute().tolist()
-    metrics.update(text.compute() if records else {})
-    metrics.update(reply_metrics(records))
+    metrics.update(figures)
     metrics["n_examples"] = len(records)
     return EvaluationResult(metrics, records, matrix, [len(r.ref.split()) for r in records], scores)
 
 
-def reply_metrics(records: Sequence[PredictionRecord]) -> dict[str, float]:
-    """unique_replies, unique_reply_share, valence_agreement, valence_neutral_share ({} without records)."""
-    if not records:
-        return {}
-    replies = ReplyMetrics()
-    try:
-        replies.update([r.pred for r in records], [r.emotion for r in records])
-    except ValueError as error:  # an emotion outside the 32 ED labels: no polarity group, no valence
-        warnings.warn(f"valence agreement not computed: {error}", stacklevel=2)
-        return replies.unique.compute()
-    return replies.compute()
-
-
 def score_records(records: Sequence[PredictionRecord]) -> EvaluationResult:
-    """Model-free metrics of a prediction file: dist_1/2, bleu_1..4, avg_len, rep_3, unique replies, valence
-    agreement and the count."""
-    text = ResponseMetrics()
-    text.update([r.pred for r in records], [r.ref for r in records])
-    metrics: dict[str, Any] = {**text.compute(), **reply_metrics(records), "n_examples": len(records)}
+    """Model-free metrics of a prediction file: every registered metric its records support (dist_1/2,
+    bleu_1..4, avg_len, rep_3, unique replies, valence agreement; emotion_acc with predicted emotions) and the
+    count."""
+    metrics: dict[str, Any] = {**corpus_figures(examples_from_records(records)), "n_examples": len(records)}
     scores = [{"has_feedback": None if r.feedback is None else bool(r.feedback)} for r in records]
     return EvaluationResult(metrics, list(records), None, [len(r.ref.split()) for r in records], scores)
-

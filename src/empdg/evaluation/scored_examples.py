@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from empdg.data.corpus_metrics import ScoredExample
 from empdg.evaluation.prediction_record import DEFAULT_MAX_BYTES, read_lines
 from empdg.evaluation.release_format import PredictionRecord, json_objects, read_predictions
 
@@ -36,25 +35,6 @@ __all__ = [
 ]
 
 SUBSETS = ("all", "feedback")
-
-
-@dataclass(frozen=True)
-class ScoredExample:
-    """The fields of one evaluated example that the test-set metrics are computed from."""
-
-    pred: str
-    ref: str
-    emotion: str
-    predicted_emotion: str | None = None
-    nll_sum: float | None = None
-    n_tokens: int | None = None
-    has_feedback: bool | None = None
-    example_id: str | None = None
-    # the metrics that read meaning (empdg.models.reply_meaning), when the evaluation computed them
-    sim_reference: float | None = None
-    sim_context: float | None = None
-    reply_emotion: str | None = None
-    reference_emotion: str | None = None
 
 
 def write_scored_jsonl(
@@ -139,10 +119,3 @@ def select_subset(examples: Sequence[ScoredExample], subset: str) -> list[Scored
             "subset='feedback' needs the per-example feedback flag (has_feedback), which these predictions lack"
         )
     return [example for example in examples if example.has_feedback]
-
-
-def has_nll(examples: Sequence[ScoredExample]) -> bool:
-    """True when every example has a finite NLL sum and a token count (perplexity can be recomputed)."""
-    return bool(examples) and all(
-        e.nll_sum is not None and e.n_tokens is not None and math.isfinite(e.nll_sum) for e in examples
-    )

@@ -9,14 +9,23 @@ a text positive/negative (Hutto & Gilbert, ICWSM 2014; the vaderSentiment README
 *neutral* and never agree ("what happened ?" scores 0.0). ``valence_neutral_share`` reports how many there
 are, so a low agreement caused by bland replies is told apart from one caused by replies of the wrong sign.
 
-VADER's lexicon ships inside the ``vaderSentiment`` package: scoring needs no download.
+VADER's lexicon ships inside the ``vaderSentiment`` package: scoring needs no download. The metric itself
+(scoring and the threshold) is the registered :class:`~empdg.data.corpus_metrics.ValenceAgreement`, which
+validation, the evaluation and the bootstrap share; this module names its parts for the docs and the tests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
+from empdg.data.corpus_metrics import (
+    VADER_THRESHOLD,
+    CorpusStatistics,
+    ScoredExample,
+    ValenceAgreement,
+    compound_scores,
+    valence_outcome,
+)
 from empdg.data.emotion_polarity import NEGATIVE_EMOTIONS, POSITIVE_EMOTIONS, emotion_polarity
 
 __all__ = [
@@ -29,40 +38,16 @@ __all__ = [
     "valence_outcome",
 ]
 
-#: |compound| below this is neutral (VADER's recommended cut-off).
-VADER_THRESHOLD = 0.05
-
-
-@lru_cache(maxsize=1)
-def _analyzer():
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    return SentimentIntensityAnalyzer()
-
-
-def compound_scores(texts: Sequence[str]) -> list[float]:
-    """VADER compound score (-1..1) of each text, in order."""
-    analyzer = _analyzer()
-    return [float(analyzer.polarity_scores(text)["compound"]) for text in texts]
-
-
-def valence_outcome(compound: float, emotion: str, threshold: float = VADER_THRESHOLD) -> tuple[bool, bool]:
-    """(agrees, neutral) of one reply: its compound score against the gold emotion's polarity group."""
-    neutral = -threshold < compound < threshold
-    if neutral:
-        return False, True
-    return (compound > 0) == (emotion_polarity(emotion) > 0), False
-
 
 def valence_agreement(
     replies: Sequence[str], emotions: Sequence[str], threshold: float = VADER_THRESHOLD
 ) -> dict[str, float]:
-    """``valence_agreement`` and ``valence_neutral_share`` (both shares 0..1 of all replies; 0.0 when empty)."""
+    """``valence_agreement`` and ``valence_neutral_share`` (both shares 0..1 of all replies; 0.0 when empty):
+    the registered metric (:class:`~empdg.data.corpus_metrics.ValenceAgreement`) on these replies alone."""
     if len(replies) != len(emotions):
         raise ValueError(f"got {len(replies)} replies but {len(emotions)} emotions")
-    outcomes = [valence_outcome(c, e, threshold) for c, e in zip(compound_scores(replies), emotions)]
-    n = max(len(outcomes), 1)
-    return {
-        "valence_agreement": sum(agree for agree, _ in outcomes) / n,
-        "valence_neutral_share": sum(neutral for _, neutral in outcomes) / n,
-    }
+    metric = ValenceAgreement(threshold)
+    statistics = CorpusStatistics([ScoredExample(r, emotion=e) for r, e in zip(replies, emotions)], {"v": metric})
+    if statistics.problems:
+        raise ValueError(statistics.problems["v"])
+    return statistics.point() or dict.fromkeys(metric.keys, 0.0)

@@ -25,8 +25,8 @@ class CriticConfig:
     fusion: str = "sum"
     # word_match: the score also reads how well the response's words match the context's and the
     # feedback's words (gated mean over response positions of the best cosine with any of their words,
-    # on the input vectors and on a learned projection). A summary vector alone (x̃0, d_F) left both
-    # critics at chance on "gold vs another dialogue's gold" (experiments/adversarial_study).
+    # on the input vectors and on a learned projection): a summary vector alone (x̃0, d_F) cannot tell
+    # a reply to this dialogue from one to another (docs/critics.md has the study's figures).
     word_match: bool = False
     # the word-match term is multiplied by this: its features are cosines (|difference| < 1) while a
     # critic's scores spread over tens of units, and Adam moves a weight ~lr per update, so at scale 1
@@ -66,7 +66,7 @@ def _soft_unit(x: Tensor, kappa: float | Tensor) -> Tensor:
     """x / sqrt(|x|² + κ²): nearly the unit vector for |x| ≫ κ, but with slope at most 1/κ near 0.
 
     The gradient penalty interpolates responses towards zero vectors (padding, D_emo's non-emotion
-    positions); an exact cosine's gradient grows as 1/|x| there (measured: penalties in the thousands).
+    positions); an exact cosine's gradient grows as 1/|x| there (docs/critics.md, "Critics that compare words").
     """
     return x * torch.rsqrt(x.pow(2).sum(dim=-1, keepdim=True) + kappa * kappa)
 

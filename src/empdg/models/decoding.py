@@ -202,9 +202,7 @@ def _beam_search(model: Generator, encoded: EncodedDialogue, cfg: DecodingConfig
 
 
 @torch.no_grad()
-def decode(
-    model: Generator, batch: dict, cfg: DecodingConfig, generator: torch.Generator | None = None
-) -> Tensor:
+def decode(model: Generator, batch: dict, cfg: DecodingConfig, generator: torch.Generator | None = None) -> Tensor:
     """Decode a batch with ``cfg``; sampling draws from ``generator`` (or one seeded by ``cfg.seed``)."""
     return decode_encoded(model, model.encode(batch), cfg, generator)
 
@@ -232,18 +230,27 @@ def greedy_decode(model: Generator, batch: dict, max_len: int = 30, use_cache: b
     return decode(model, batch, DecodingConfig(strategy="greedy", max_len=max_len, use_cache=use_cache))
 
 
+def generated_mask(ids: Tensor) -> Tensor:
+    """Positions up to and including the first EOS (gold responses also end with their EOS)."""
+    is_eos = ids.eq(EOS_ID).long()
+    return (is_eos.cumsum(dim=1) - is_eos).eq(0)
+
+
+def sequence_log_prob(model: Generator, encoded: EncodedDialogue, ids: Tensor) -> Tensor:
+    """Teacher-forced sum of log p(ids_t | ids_<t, dialogue) of each row up to and including the first EOS,
+    with gradient (REINFORCE's log-likelihood of its samples)."""
+    log_probs = model.decode_sequence(encoded, model.embed_tokens(ids[:, :-1]))
+    token_lp = log_probs.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+    return (token_lp * generated_mask(ids)).sum(dim=1)
+
+
 @torch.no_grad()
 def sequence_log_probs(model: Generator, batch: dict, ids: Tensor) -> tuple[Tensor, Tensor]:
     """Teacher-forced (sum of token log-probs, length) of each row of ``ids`` up to and including EOS.
 
     Used to compare decoders (beam vs greedy) and to rank sampled candidates by likelihood.
     """
-    encoded = model.encode(batch)
-    log_probs = model.decode_sequence(encoded, model.embed_tokens(ids[:, :-1]))
-    token_lp = log_probs.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-    is_eos = ids.eq(EOS_ID).long()
-    keep = (is_eos.cumsum(dim=1) - is_eos).eq(0)  # positions up to the first EOS
-    return (token_lp * keep).sum(dim=1), keep.sum(dim=1)
+    return sequence_log_prob(model, model.encode(batch), ids), generated_mask(ids).sum(dim=1)
 
 
 def ids_to_text(ids: list[int], vocab: Vocab, oovs: list[str]) -> str:

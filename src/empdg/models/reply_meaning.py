@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from torch import Tensor
 
 from empdg.data.conversation import EMOTIONS
+from empdg.data.corpus_metrics import METRICS, CorpusStatistics, ScoredExample
 from empdg.data.examples import DialogueExample
 from empdg.models.sentence_encoder import SentenceEncoder, encoder_fingerprint
 
@@ -44,8 +44,8 @@ MAX_ITER = 200
 
 #: the per-example fields :func:`meaning_scores` adds to a prediction record
 SCORE_KEYS = ("sim_reference", "sim_context", "reply_emotion", "reference_emotion")
-#: the aggregates :func:`meaning_metrics` reports
-METRIC_KEYS = ("sim_reference", "sim_context", "reply_emotion_acc", "reply_emotion_acc_gold")
+#: the registered metrics (:mod:`empdg.data.corpus_metrics`) :func:`meaning_metrics` reports
+MEANING_METRICS = ("sim_reference", "sim_context", "reply_emotion_acc")
 
 
 @dataclass(frozen=True)
@@ -182,14 +182,5 @@ def meaning_scores(
 def meaning_metrics(rows: Sequence[dict], gold_emotions: Sequence[str]) -> dict[str, float]:
     """Means over examples: ``sim_reference``, ``sim_context``, and with a classifier's fields
     ``reply_emotion_acc`` (replies) and ``reply_emotion_acc_gold`` (gold replies: the ceiling)."""
-    if not rows:
-        return {}
-    n = len(rows)
-    metrics = {
-        "sim_reference": math.fsum(float(r["sim_reference"]) for r in rows) / n,
-        "sim_context": math.fsum(float(r["sim_context"]) for r in rows) / n,
-    }
-    if all("reply_emotion" in r for r in rows):
-        metrics["reply_emotion_acc"] = sum(r["reply_emotion"] == g for r, g in zip(rows, gold_emotions)) / n
-        metrics["reply_emotion_acc_gold"] = sum(r["reference_emotion"] == g for r, g in zip(rows, gold_emotions)) / n
-    return metrics
+    examples = [ScoredExample("", emotion=gold, **row) for row, gold in zip(rows, gold_emotions)]
+    return CorpusStatistics(examples, {name: METRICS[name] for name in MEANING_METRICS}).point()

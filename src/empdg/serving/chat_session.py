@@ -27,8 +27,7 @@ from empdg.data.examples import LISTENER, SPEAKER, DialogueExample
 from empdg.data.text import normalize
 from empdg.data.text_metrics import has_repeated_ngram
 from empdg.models.decoding import DecodingConfig, decode, ids_to_text, sequence_log_probs
-from empdg.training.critic_inputs import CriticCondition, context_words
-from empdg.training.module import EmpDGModule
+from empdg.models.inference import InferenceBundle
 
 _PUNCTUATION = set(string.punctuation) | {"``", "''", "..."}
 
@@ -154,9 +153,9 @@ class Turn:
 
 
 class ChatSession:
-    def __init__(self, module: EmpDGModule, decoding: DecodingConfig, settings: ChatSettings) -> None:
-        self.module = module.eval()
-        self.generator = module.generator
+    def __init__(self, bundle: InferenceBundle, decoding: DecodingConfig, settings: ChatSettings) -> None:
+        self.bundle = bundle.eval()
+        self.generator = bundle.generator
         self.decoding = decoding
         self.settings = settings
         sizes = self.generator.sizes
@@ -201,7 +200,7 @@ class ChatSession:
             target_emotion_mask=[],
             feedback_emotion_words=[],
         )
-        encoded = encode_example(example, self.module.vocab, self.limits)
+        encoded = encode_example(example, self.bundle.vocab, self.limits)
         batch = collate([encoded] * copies)
         # a chat has no gold emotion: without the placeholder label a model that reads it (MoEL with
         # model.oracle=true) stops with a message instead of quietly using emotion 0
@@ -247,7 +246,7 @@ class ChatSession:
         self, batch: dict, ids: Tensor, encoded, user: list[str], previous: list[str] | None
     ) -> tuple[list[Candidate], list[str]]:
         """Total = weighted sum of per-candidate z-scored components (so the weights are comparable)."""
-        texts = [ids_to_text(row, self.module.vocab, batch["oovs"][0]) for row in ids.tolist()]
+        texts = [ids_to_text(row, self.bundle.vocab, batch["oovs"][0]) for row in ids.tolist()]
         log_prob, lengths = sequence_log_probs(self.generator, batch, ids)
         components = {"likelihood": (log_prob / lengths.clamp_min(1)).tolist()}
         notes: list[str] = []
@@ -266,38 +265,19 @@ class ChatSession:
     def _critic_scores(self, batch: dict, ids: Tensor, encoded, notes: list[str]) -> dict[str, list[float]]:
         """Scores of the checkpoint's critics, if it has any (trained adversarially); else nothing.
 
-        In chat there is no next user utterance yet, so the critics get empty feedback (d_F = 0); the
-        context's words (for ``word_match`` critics) are the dialogue so far.
+        They read the replies through the critics' one input path (:class:`~empdg.models.critic_panel.CriticPanel`,
+        as in training); in chat there is no next user utterance yet, so critics that read feedback get an empty
+        one (d_F = 0), and the context is the dialogue so far.
         """
-        found = {}
-        game = self.module.game  # the one critic-input path training uses (input_norm, emotion_floor, ...)
-        view = game.ids_view(ids)
-        emotion_context = encoded.w0 if encoded.w0 is not None else encoded.x0
-        for name, context, words_key in (
-            ("semantic", encoded.x0, "context_ids"),
-            ("emotion", emotion_context, "emotion_context_ids"),
-        ):
-            if find_critic(self.module, name) is None:
-                continue
-            empty = view.vectors.new_zeros(view.vectors.shape[0], 1, view.vectors.shape[-1])
-            try:
-                words, words_mask = context_words(self.generator, batch[words_key].expand(ids.shape[0], -1))
-                no_feedback = torch.zeros(empty.shape[:2], dtype=torch.bool, device=empty.device)
-                condition = CriticCondition(context, empty, no_feedback, words, words_mask)
-                score = game.score(name, view, condition)
-                found[name] = [float(s) for s in score.reshape(-1).tolist()]
-            except Exception as error:  # an incompatible critic must not break the chat
-                notes.append(f"{name} critic not used: {type(error).__name__}: {error}")
-        return found
-
-
-def find_critic(module: EmpDGModule, name: str):
-    """``module.<name>_critic`` or ``module.critics[name]`` when the checkpoint has that critic, else None."""
-    critic = getattr(module, f"{name}_critic", None)
-    if critic is None:
-        critics = getattr(module, "critics", None)
-        critic = critics[name] if critics is not None and name in critics else None
-    return critic
+        panel = self.bundle.critics
+        if not panel:
+            return {}
+        try:
+            scores = panel.score_replies(batch, encoded, ids)
+        except Exception as error:  # an incompatible critic must not break the chat
+            notes.append(f"critic scores not used: {type(error).__name__}: {error}")
+            return {}
+        return {name: [float(s) for s in score.reshape(-1).tolist()] for name, score in scores.items()}
 
 
 def _zscores(values: Sequence[float]) -> list[float]:

@@ -116,12 +116,12 @@ class EmpDGChatModel(mlflow.pyfunc.PythonModel):
         folder = Path(context.artifacts[ARTIFACT])
         loaded = load_checkpoint(folder / CHECKPOINT_FILE)  # weights_only=True
         packed = Vocab.load(folder / "vocab.json")
-        if packed.fingerprint() != loaded.module.vocab.fingerprint():
+        if packed.fingerprint() != loaded.bundle.vocab.fingerprint():
             raise ValueError("the packed vocab.json is not the checkpoint's vocabulary (model folder edited?)")
         serving = json.loads((folder / SERVING_FILE).read_text(encoding="utf-8"))
         self.decoding = DecodingConfig.from_mapping(serving["decoding"])
         self.settings = ChatSettings(**serving["chat"])
-        self.session = ChatSession(loaded.module, self.decoding, self.settings)
+        self.session = ChatSession(loaded.bundle, self.decoding, self.settings)
         self.lock = threading.Lock()  # one session: requests served concurrently take turns
 
     def _decoding(self, params: Mapping[str, Any] | None) -> tuple[Any, int, int]:

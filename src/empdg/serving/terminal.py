@@ -36,7 +36,7 @@ def build_session(cfg: DictConfig) -> ChatSession:
         run_data = (loaded.run_config or {}).get("data") or None
         settings = ChatSettings.from_config(cfg.chat, run_data, OmegaConf.to_container(cfg.data, resolve=True))
         decoding = DecodingConfig.from_mapping(OmegaConf.to_container(cfg.decoding, resolve=True))
-        session = ChatSession(loaded.module, decoding, settings)
+        session = ChatSession(loaded.bundle, decoding, settings)
         session.notice = builtin_model_notice(run_data)  # a templated corpus' replies must not read as a bug
         return session
 

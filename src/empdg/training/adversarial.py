@@ -1,25 +1,17 @@
 """The adversarial game of EmpDG: what the critics learn from and how their judgement reaches the generator.
 
-Three estimators of the generator's adversarial gradient (``adversarial.estimator``):
+The estimator of the generator's adversarial gradient (``adversarial.estimator``: reinforce, gumbel,
+soft) is a rule of :mod:`empdg.models.estimators`; what each critic reads is the
+:class:`~empdg.models.critic_panel.CriticPanel`'s (the chat scores through the same panel).
 
-- ``reinforce``: free-running replies are *sampled*; the critics score hard token sequences for both
-  real and fake (one input form, no content-free cue), and the generator follows the
-  score-function gradient (r - b) · ∇ log p(reply) with a self-critical baseline b, the critics'
-  score of the greedy reply (Rennie et al. 2017; as dialogue GANs do: SeqGAN, Li et al. 2017).
-- ``gumbel``: free-running straight-through Gumbel-softmax; the forward pass is one-hot (hard
-  tokens), the backward the soft sample's gradient.
-- ``soft``: expected embeddings softmax(logits/τ)·E under teacher forcing. Their norms are smaller
-  than any word vector's, which a critic learns to read instead of content; use it with
-  ``input_norm=unit`` (every position of every response rescaled to unit length).
-
-Mismatched negatives (``mismatched_negatives``): a real reply paired with another dialogue's context
+Mismatched negatives (``mismatch_weight > 0``): a real reply paired with another dialogue's context
 and feedback is one more fake, so a critic scores *fit*, not fluency alone (matching-aware
 discriminators, Reed et al. 2016).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -27,37 +19,25 @@ from torch import Tensor, nn
 
 from empdg.config.schema import AdversarialConfig
 from empdg.models.base import EncodedDialogue, Generator, GeneratorOutput
-from empdg.models.critics import CriticConfig, ResponseCritic
+from empdg.models.critic_inputs import (
+    CriticCondition,
+    ResponseView,
+    aligned,
+    mismatch_permutation,
+    pad_time,
+)
+from empdg.models.critic_panel import CriticPanel
+from empdg.models.critic_rules import get_critic_rule
+from empdg.models.critics import CriticConfig
 from empdg.models.decoding import DecodingConfig, decode_encoded
+from empdg.models.estimators import GeneratorAdversarialTerm, get_estimator
 from empdg.training.adversarial_losses import (
     critic_accuracy,
     get_adversarial_loss,
     gradient_penalty,
     wasserstein_estimate,
 )
-from empdg.training.critic_inputs import (
-    CRITIC_SHORT,
-    CriticCondition,
-    ResponseView,
-    aligned,
-    critic_conditions,
-    critic_match_weight,
-    critic_response,
-    feedback_rows,
-    generated_mask,
-    gold_view,
-    mismatch_permutation,
-    pad_time,
-    token_view,
-)
 from empdg.training.instruments import gradient_probe
-from empdg.training.relaxation import gumbel_response, soft_response
-
-
-@dataclass
-class GeneratorAdversarialTerm:
-    loss: Tensor  # differentiable w.r.t. the generator
-    logs: dict[str, Tensor]
 
 
 class AdversarialGame:
@@ -65,7 +45,7 @@ class AdversarialGame:
 
     ``emotion_vocab`` is a callable returning the [V] lexicon indicator (a buffer of the module, so
     it follows the module's device); ``match_vocab`` one returning the [V] word-match weights of
-    ``word_match`` critics (None: no such critic).
+    ``word_match`` critics (None: no such critic). Both go to the :class:`CriticPanel` (``panel``).
     """
 
     def __init__(
@@ -77,105 +57,56 @@ class AdversarialGame:
         match_vocab=lambda: None,
     ):
         self.generator = generator
-        self.critics = critics
         self.settings = settings
         self.rule = get_adversarial_loss(settings.loss)
-        self._emotion_vocab = emotion_vocab
-        self._match_vocab = match_vocab
-
-    @property
-    def emotion_vocab(self) -> Tensor:
-        return self._emotion_vocab()
-
-    @property
-    def match_vocab(self) -> Tensor | None:
-        return self._match_vocab()
+        self.estimator = get_estimator(settings.estimator)
+        self.panel = critic_panel(settings, generator, critics, emotion_vocab, match_vocab)
 
     # -- responses ---------------------------------------------------------------------------
     def decode(self, encoded: EncodedDialogue, strategy: str, rng: torch.Generator | None = None) -> Tensor:
         """Free-running replies; sampling draws from ``rng`` (default: the global RNG, saved in checkpoints)."""
-        cfg = DecodingConfig(
-            strategy=strategy, max_len=self.settings.max_gen_len, temperature=self.settings.sample_temperature
-        )
+        # temperature 1: REINFORCE's samples must come from the policy it updates
+        cfg = DecodingConfig(strategy=strategy, max_len=self.settings.max_gen_len)
         return decode_encoded(self.generator, encoded, cfg, rng)
-
-    def ids_view(self, ids: Tensor) -> ResponseView:
-        return token_view(self.generator, ids, generated_mask(ids), self.emotion_vocab, self.match_vocab)
-
-    def fake_view(self, batch: dict, out: GeneratorOutput) -> ResponseView:
-        """The generated response the critics learn to reject, in the estimator's form."""
-        s = self.settings
-        if s.estimator == "soft":
-            pad = batch["target_pad_mask"]
-            return soft_response(self.generator, out.log_probs, pad, self.emotion_vocab, s.tau, self.match_vocab)
-        if s.estimator == "gumbel":
-            return gumbel_response(
-                self.generator, out.encoded, self.emotion_vocab, s.tau, s.max_gen_len, self.match_vocab
-            )
-        return self.ids_view(self.decode(out.encoded, "sample"))
-
-    def conditions(self, batch: dict, encoded: EncodedDialogue, rows: Tensor) -> dict[str, CriticCondition]:
-        s = self.settings
-        return critic_conditions(
-            self.generator,
-            batch,
-            encoded,
-            rows,
-            use_feedback=s.feedback,
-            grad_to_encoders=s.critic_grad_to_encoders,
-            with_words=s.critic.word_match,
-        )
-
-    def critic_input(self, view: ResponseView, name: str) -> tuple[Tensor, Tensor, Tensor | None]:
-        """(vectors, mask, match weight) critic ``name`` reads for ``view``: the one path for every response."""
-        floor = self.settings.critic.emotion_floor
-        vectors, mask = critic_response(view, name, self.settings.input_norm, floor)
-        return vectors, mask, critic_match_weight(view, name, floor)
-
-    def score(self, name: str, view: ResponseView, condition: CriticCondition) -> Tensor:
-        vectors, mask, weight = self.critic_input(view, name)
-        return self.critics[name](vectors, mask, **condition.critic_kwargs(), response_weight=weight)
-
-    def rows(self, batch: dict) -> Tensor:
-        return feedback_rows(batch, self.settings.feedback)
 
     # -- the critics' side --------------------------------------------------------------------
     def critic_loss(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]] | None:
         """Both critics' losses against the frozen generator; None when no example can be read."""
-        rows = self.rows(batch)
+        panel, estimator = self.panel, self.estimator
+        rows = panel.rows(batch)
         if rows.numel() == 0:
             return None
         s = self.settings
         with torch.no_grad():
-            out = self.generator(batch) if s.estimator == "soft" else None
+            out = self.generator(batch) if estimator.teacher_forced else None
             encoded = out.encoded if out is not None else self.generator.encode(batch)
             if out is None:
                 out = GeneratorOutput(log_probs=None, encoded=encoded)
-            fake = self.fake_view(batch, out).rows(rows)
-            if s.greedy_negatives and s.estimator != "soft":
-                greedy = self.ids_view(self.decode(encoded, "greedy")).rows(rows)
-        real = gold_view(self.generator, batch, self.emotion_vocab, self.match_vocab).rows(rows)
-        conditions = self.conditions(batch, encoded, rows)
-        if s.greedy_negatives and s.estimator != "soft":
+            fake = estimator.fake_view(self, batch, out).rows(rows)
+            if estimator.greedy_negatives:
+                greedy = panel.ids_view(self.decode(encoded, "greedy")).rows(rows)
+        real = panel.gold_view(batch).rows(rows)
+        conditions = panel.conditions(batch, encoded, rows)
+        if estimator.greedy_negatives:
             # the greedy reply is what the generator says; a critic that never saw it as fake
-            # rates generic fluent replies above human ones (measured: 6.7% gold > greedy)
+            # rates generic fluent replies above human ones (docs/critics.md)
             twice = torch.cat([torch.arange(rows.numel(), device=rows.device)] * 2)
             fake = concat_views(fake, greedy)
             real_twice, conditions_twice = real.rows(twice), {k: c.rows(twice) for k, c in conditions.items()}
         else:
             real_twice, conditions_twice = real, conditions
         mismatch = None
-        if s.mismatched_negatives and s.mismatch_weight > 0 and rows.numel() >= 2:
+        if s.mismatch_weight > 0 and rows.numel() >= 2:
             mismatch = mismatch_permutation(rows.numel(), device=rows.device)
         total = torch.zeros((), device=rows.device)
         logs: dict[str, Tensor] = {}
-        for name in self.critics:
+        for name in panel:
             condition = conditions[name]
-            d_real, d_fake = self.score(name, real, condition), self.score(name, fake, conditions_twice[name])
+            d_real, d_fake = panel.score(name, real, condition), panel.score(name, fake, conditions_twice[name])
             loss = self.rule.critic_loss(d_real, d_fake)
-            short = CRITIC_SHORT[name]
+            short = panel.rules[name].short
             if mismatch is not None:
-                d_mismatch = self.score(name, real, condition.rows(mismatch))
+                d_mismatch = panel.score(name, real, condition.rows(mismatch))
                 w = s.mismatch_weight
                 loss = (1 - w) * loss + w * self.rule.critic_loss(d_real, d_mismatch)
                 logs[f"wgan/d_{short}_mismatch"] = d_mismatch.detach().mean()
@@ -193,55 +124,49 @@ class AdversarialGame:
     def _penalty(
         self, name: str, real: ResponseView, fake: ResponseView, condition: CriticCondition, logs: dict
     ) -> Tensor:
-        real_x, real_mask, real_w = self.critic_input(real, name)
-        fake_x, fake_mask, fake_w = self.critic_input(fake, name)
+        real_x, real_mask, real_w = self.panel.input(real, name)
+        fake_x, fake_mask, fake_w = self.panel.input(fake, name)
         real_x, real_mask, fake_x, fake_mask = aligned(real_x, real_mask, fake_x, fake_mask)
         mixed_mask = real_mask | fake_mask
         mixed_weight = None
         if real_w is not None and fake_w is not None:
             length = real_x.shape[1]  # a data-side constant: the mean of the two sides' weights
             mixed_weight = (pad_time(real_w, length) + pad_time(fake_w, length)) / 2
-        critic = self.critics[name]
+        critic = self.panel.critics[name]
 
         def score_mixed(x: Tensor) -> Tensor:
             return critic(x, mixed_mask, **condition.critic_kwargs(), response_weight=mixed_weight)
 
         penalty, _ = gradient_penalty(score_mixed, real_x, fake_x)
-        logs[f"wgan/gp_{CRITIC_SHORT[name]}"] = penalty.detach()
+        logs[f"wgan/gp_{self.panel.rules[name].short}"] = penalty.detach()
         return penalty
 
     # -- the generator's side -----------------------------------------------------------------
     def generator_term(self, batch: dict, out: GeneratorOutput) -> GeneratorAdversarialTerm:
         """The adversarial part of the generator loss (differentiable), for the estimator in use."""
-        rows = self.rows(batch)
-        zero = torch.zeros((), device=out.encoded.x0.device)
+        rows = self.panel.rows(batch)
         if rows.numel() == 0:
-            return GeneratorAdversarialTerm(zero, {})
-        conditions = self.conditions(batch, out.encoded, rows)
-        if self.settings.estimator == "reinforce":
-            return self._reinforce_term(batch, out, rows, conditions)
-        fake = self.fake_view(batch, out).rows(rows)
-        loss = zero
-        for name in self.critics:
-            loss = loss + self.rule.generator_loss(self.score(name, fake, conditions[name]))
-        return GeneratorAdversarialTerm(loss, {})
+            return GeneratorAdversarialTerm(torch.zeros((), device=out.encoded.x0.device), {})
+        conditions = self.panel.conditions(batch, out.encoded, rows)
+        return self.estimator.generator_term(self, batch, out, rows, conditions)
 
     def generator_loss(self, batch: dict, out: GeneratorOutput, mle: Tensor, probe: bool) -> tuple[Tensor, dict]:
-        """``mle + w * the critics' term``, with w absolute (``w_adv``) or relative; and its logs.
+        """``mle + w * the critics' term``, with w absolute (``w_adv=abs:<w>``) or relative; and its logs.
 
-        ``w_adv_mode=relative`` sets w so that the adversarial gradient at the decoder is
-        ``w_adv_share`` times the MLE gradient there, whatever the critics' score scale. ``probe``
+        A relative ``w_adv`` (a plain number) sets w so that the adversarial gradient at the decoder is
+        that share of the MLE gradient there, whatever the critics' score scale. ``probe``
         (every ``probe_every`` updates) logs the ratio and cosine of the two gradients.
         """
         s = self.settings
         term = self.generator_term(batch, out)
-        weight = torch.tensor(s.w_adv, device=mle.device)
+        w_adv = s.weight
+        weight = torch.tensor(w_adv.value, device=mle.device)
         logs = dict(term.logs)
-        relative = s.w_adv_mode == "relative"
+        relative = w_adv.mode == "relative"
         if (relative or probe) and term.loss.requires_grad and torch.is_grad_enabled():
             norm_mle, norm_adv, cosine = gradient_probe(mle, term.loss, self.generator.decoder_parameters())
             if relative:
-                weight = s.w_adv_share * norm_mle / norm_adv.clamp_min(1e-12)
+                weight = w_adv.value * norm_mle / norm_adv.clamp_min(1e-12)
             logs["wgan/adv_mle_grad_ratio"] = weight * norm_adv / norm_mle.clamp_min(1e-12)
             logs["wgan/adv_mle_grad_cos"] = cosine
         logs["wgan/w_adv_effective"] = weight
@@ -250,29 +175,10 @@ class AdversarialGame:
     def reward(self, view: ResponseView, conditions: dict[str, CriticCondition]) -> Tensor:
         """Per-example reward: the critics' scores summed (log-sigmoid of the logits for the vanilla GAN)."""
         total = 0
-        for name in self.critics:
-            score = self.score(name, view, conditions[name])
+        for name in self.panel:
+            score = self.panel.score(name, view, conditions[name])
             total = total + (F.logsigmoid(score) if self.rule.name == "gan" else score)
         return total
-
-    def _reinforce_term(
-        self, batch: dict, out: GeneratorOutput, rows: Tensor, conditions: dict[str, CriticCondition]
-    ) -> GeneratorAdversarialTerm:
-        encoded = out.encoded
-        with torch.no_grad():
-            sampled = self.decode(encoded, "sample")
-            greedy = self.decode(encoded, "greedy")
-            reward = self.reward(self.ids_view(sampled).rows(rows), conditions)
-            baseline = self.reward(self.ids_view(greedy).rows(rows), conditions)
-            advantage = reward - baseline
-        log_prob = sequence_log_prob(self.generator, encoded, sampled)[rows]
-        loss = -(advantage * log_prob).mean()
-        logs = {
-            "wgan/reinforce_reward": reward.mean(),
-            "wgan/reinforce_advantage": advantage.mean(),
-            "wgan/reinforce_advantage_abs": advantage.abs().mean(),
-        }
-        return GeneratorAdversarialTerm(loss, logs)
 
 
 def concat_views(first: ResponseView, second: ResponseView) -> ResponseView:
@@ -289,15 +195,8 @@ def concat_views(first: ResponseView, second: ResponseView) -> ResponseView:
     )
 
 
-def sequence_log_prob(generator: Generator, encoded: EncodedDialogue, ids: Tensor) -> Tensor:
-    """Sum of log p(ids_t | ids_<t, dialogue) up to and including the first EOS, with gradient."""
-    log_probs = generator.decode_sequence(encoded, generator.embed_tokens(ids[:, :-1]))
-    token_log_probs = log_probs.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-    return (token_log_probs * generated_mask(ids)).sum(dim=1)
-
-
 def build_critics(settings: AdversarialConfig, input_dim: int, context_dim: int) -> nn.ModuleDict:
-    """The critics switched on in ``settings`` (``adversarial.<name>_critic``), at its critic sizes."""
+    """The critics ``settings`` names, in their fixed order, each built by its rule at the critic sizes."""
     sizes = settings.critic
     config = CriticConfig(
         input_dim=input_dim,
@@ -309,6 +208,26 @@ def build_critics(settings: AdversarialConfig, input_dim: int, context_dim: int)
         dropout=sizes.dropout,
         fusion=sizes.fusion,
         word_match=sizes.word_match,
-        match_scale=sizes.match_scale,
     )
-    return nn.ModuleDict({name: ResponseCritic(config) for name in settings.critic_names})
+    return nn.ModuleDict({name: get_critic_rule(name).build(config) for name in settings.critic_names})
+
+
+def critic_panel(
+    settings: AdversarialConfig,
+    generator: Generator,
+    critics: nn.ModuleDict,
+    emotion_vocab: Callable[[], Tensor],
+    match_vocab: Callable[[], Tensor | None] = lambda: None,
+) -> CriticPanel:
+    """``critics`` reading replies as ``settings`` say: the game's panel, and the one a checkpoint loaded for
+    inference scores with (training/checkpoint.py)."""
+    return CriticPanel(
+        generator,
+        critics,
+        emotion_vocab=emotion_vocab,
+        match_vocab=match_vocab,
+        emotion_floor=settings.critic.emotion_floor,
+        unit_norm=get_estimator(settings.estimator).unit_norm,
+        feedback=settings.feedback,
+        word_match=settings.critic.word_match,
+    )

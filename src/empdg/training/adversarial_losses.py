@@ -77,7 +77,11 @@ def gan_generator_loss(d_fake: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
 
 
-def clip_critic_weights(module: nn.Module, clip: float) -> None:
+#: the wgan_clip rule's bound: the WGAN paper's c (Arjovsky et al. 2017)
+WGAN_CLIP = 0.01
+
+
+def clip_critic_weights(module: nn.Module, clip: float = WGAN_CLIP) -> None:
     """Clamp every parameter of ``module`` to [−clip, clip] in place (original WGAN Lipschitz constraint)."""
     if clip <= 0:
         raise ValueError(f"clip must be positive, got {clip}")

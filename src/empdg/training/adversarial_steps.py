@@ -62,7 +62,7 @@ class AdversarialSteps:
             optimizer.zero_grad()
         logs["wgan/d_grad_norm"] = self.last_grad_norm
         if self.game.rule.clips_weights:
-            clip_critic_weights(self.critics, self.adv.clip_value)
+            clip_critic_weights(self.critics)
         self.log_every_update(logs)
         self.wasserstein_history.append(
             {"step": float(self.global_step), **{k: float(v) for k, v in logs.items() if k.endswith("wdist")}}
@@ -73,13 +73,13 @@ class AdversarialSteps:
     def adversarial_generator_loss(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
         """``mle_weight * (MLE + emotion CE) + w * the critics' term`` (w: see ``game.generator_loss``).
 
-        The same-batch control (``adversarial.same_batch_control``) trains on the same batches with
+        The same-batch control (``adversarial.w_adv=0``) trains on the same batches with
         the critics still learning, but without their term.
         """
         out = self.generator(batch)
         losses = self.generator_losses(batch, out)
         mle = self.adv.mle_weight * losses["loss"]
-        if self.adv.same_batch_control:
+        if self.adv.weight.mode == "off":
             return mle, {**losses, "g_adv": torch.zeros((), device=mle.device)}
         self.counters.generator_adv_updates += 1
         every = self.adv.probe_every

@@ -1,8 +1,10 @@
-"""Rebuild a trained :class:`EmpDGModule` from a Lightning checkpoint, safely and generically.
+"""Rebuild a trained model for inference (:class:`~empdg.models.inference.InferenceBundle`) from a Lightning
+checkpoint, safely and generically.
 
 ``torch.load(weights_only=True)`` never unpickles arbitrary objects, so a checkpoint from elsewhere
-cannot run code. The module is rebuilt from the checkpoint's own ``hyper_parameters`` (whatever
-constructor arguments they hold, so new ones keep working), then its ``state_dict`` is loaded.
+cannot run code. The generator (and, if asked, the critics) is rebuilt from the checkpoint's own
+``hyper_parameters``, then their weights are loaded from its ``state_dict``: no training module, optimizer,
+adversarial game, phase table, resume state or validation metrics.
 The run folder's ``config.yaml`` (written by training next to ``checkpoints/``) supplies the data
 settings the model was trained with -- *what* data, never *where* to read it (see
 ``empdg.evaluation.data_choice``): a run folder may come from anyone.
@@ -24,9 +26,12 @@ import torch
 from omegaconf import OmegaConf
 from typing_extensions import TypedDict
 
+from empdg.config.migration import migrate_hparams
+from empdg.config.schema import AdversarialConfig, typed
 from empdg.data.errors import InvalidFileError
 from empdg.data.file_schema import MB, load_yaml_bounded, validate
-from empdg.training.module import EmpDGModule
+from empdg.models.inference import InferenceBundle, critic_vocab_weights
+from empdg.training.adversarial import build_critics, critic_panel
 
 #: a run's config.yaml is a few kB; anything near this is not one
 RUN_CONFIG_MAX_BYTES = 4 * MB
@@ -62,7 +67,7 @@ class RunConfigFile(TypedDict, total=False):
 
 @dataclass
 class LoadedCheckpoint:
-    module: EmpDGModule
+    bundle: InferenceBundle
     hyper_parameters: dict[str, Any]
     run_config: dict[str, Any] | None
     path: Path
@@ -241,12 +246,34 @@ def with_local_pretrained(hparams: dict[str, Any], ckpt_path: Path) -> dict[str,
     return hparams
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Load weights-only, rebuild the module in eval mode; clear errors for non-EmpDG files."""
+def inference_bundle(hparams: Mapping[str, Any], with_critics: bool = True) -> InferenceBundle:
+    """The generator, vocabulary and (``with_critics``: those the run trained) critics that ``hparams`` -- a
+    checkpoint's ``hyper_parameters`` -- describe, freshly initialised: what training builds, less its machinery."""
+    hparams = migrate_hparams(hparams)  # a run stored with older keys: today's (the one migration)
+    model, adversarial = hparams["model"], hparams["adversarial"]
+    bundle = InferenceBundle.build(model, hparams["vocab_tokens"], hparams.get("vocab_spec"))
+    if with_critics:
+        settings = typed(AdversarialConfig, adversarial, "adversarial")
+        sizes = bundle.generator.sizes
+        critics = build_critics(settings, sizes.emb_dim, sizes.hidden_dim)
+        if critics:
+            emotion, match = critic_vocab_weights(bundle.vocab, settings.critic.word_match)
+            bundle.critics = critic_panel(settings, bundle.generator, critics, lambda: emotion, lambda: match)
+    return bundle
+
+
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", with_critics: bool = True
+) -> LoadedCheckpoint:
+    """Load weights-only, rebuild the generator (and ``with_critics`` the critics) in eval mode; clear errors for
+    non-EmpDG files."""
     path = resolve_checkpoint_path(path, "ckpt_path")
     checkpoint = load_checkpoint_file(path, "ckpt_path", map_location)
     hparams = with_local_pretrained(checkpoint["hyper_parameters"], path)
-    module = EmpDGModule(**hparams)
-    module.load_state_dict(checkpoint["state_dict"])
-    module.eval()
-    return LoadedCheckpoint(module, dict(hparams), load_run_config(path), path.resolve())
+    bundle = inference_bundle(hparams, with_critics)
+    try:
+        bundle.load_state_dict(checkpoint["state_dict"])
+    except ValueError as error:  # an edited file, or hyper-parameters of another model
+        raise ValueError(f"ckpt_path={path}: {error}; pass a checkpoint file as training wrote it") from None
+    bundle.eval()
+    return LoadedCheckpoint(bundle, dict(hparams), load_run_config(path), path.resolve())

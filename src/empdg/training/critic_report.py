@@ -57,14 +57,15 @@ def render_critic_report(reports: list[dict[str, float]]) -> str:
         lines.append("")
         if failed:
             lines += [FAILS_REASON, ""]
-        emotional = last.get("wgan/critic/emo_gold_beats_mismatch_emotional")
-        if emotional is not None:
-            lines += [
-                f"emo on the {int(last.get('wgan/critic/n_emotional', 0))} examples whose gold reply has an emotion "
-                "word (at emotion_floor=0 the only ones it can tell from a mismatch): "
-                f"gold > mismatch {emotional:.1%}.",
-                "",
-            ]
+        for critic in critics:  # the critics whose rule reports_emotional_mismatch (the emotional one)
+            emotional = last.get(f"wgan/critic/{critic}_gold_beats_mismatch_emotional")
+            if emotional is not None:
+                lines += [
+                    f"{critic} on the {int(last.get('wgan/critic/n_emotional', 0))} examples whose gold reply has an "
+                    "emotion word (at emotion_floor=0 the only ones it can tell from a mismatch): "
+                    f"gold > mismatch {emotional:.1%}.",
+                    "",
+                ]
     keys = [k for k in last if k != "step" and not k.startswith("wgan/critic/n")]
     lines += ["## Every validation", "", "| step | " + " | ".join(k for k in keys) + " |"]
     lines += ["|---" * (len(keys) + 1) + "|"]

@@ -2,13 +2,12 @@
 
 - :func:`critic_report_counts`: on validation examples, how often each critic scores the gold reply
   above the generator's greedy reply, a sampled reply, another dialogue's gold reply (same words,
-  wrong context and feedback) and, on the soft path, the relaxed reply. A critic that judges fit
+  wrong context and feedback) and, with a teacher-forced estimator (soft), its relaxed reply. A critic that judges fit
   must prefer gold in most of each; one that prefers greedy text, or is at chance against
   mismatched gold, judges form or nothing.
 - :func:`output_sharpness`: the generator's mean output entropy and max-probability (peakiness).
 - :func:`gradient_probe`: norm ratio and cosine between the adversarial and the MLE gradient at the
   decoder -- is the adversarial term a nudge, a takeover, or a tug against MLE?
-- :func:`reply_diversity`: Distinct-1/2 and the unique-reply count of greedy replies.
 """
 
 from __future__ import annotations
@@ -18,11 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from empdg.data.text_metrics import distinct_n
-from empdg.training.critic_inputs import CRITIC_SHORT, gold_view, mismatch_permutation
-from empdg.training.relaxation import soft_response
+from empdg.models.critic_inputs import mismatch_permutation
 
-COMPARISONS = ("greedy", "sample", "mismatch", "soft")
 REPORT_SEED = 20201208
 
 
@@ -38,37 +34,35 @@ def critic_report_counts(game, batch: dict, out) -> tuple[dict[str, float], Tens
     encoded = out.encoded
     rng = torch.Generator(device=encoded.device).manual_seed(REPORT_SEED)
     greedy = game.decode(encoded, "greedy")
-    rows = game.rows(batch)
+    panel = game.panel
+    rows = panel.rows(batch)
     counts: dict[str, float] = {}
-    if rows.numel() < 2 or not len(game.critics):
+    if rows.numel() < 2 or not len(panel):
         return counts, greedy
-    conditions = game.conditions(batch, encoded, rows)
+    conditions = panel.conditions(batch, encoded, rows)
     views = {
-        "gold": gold_view(game.generator, batch, game.emotion_vocab, game.match_vocab).rows(rows),
-        "greedy": game.ids_view(greedy).rows(rows),
-        "sample": game.ids_view(game.decode(encoded, "sample", rng)).rows(rows),
+        "gold": panel.gold_view(batch).rows(rows),
+        "greedy": panel.ids_view(greedy).rows(rows),
+        "sample": panel.ids_view(game.decode(encoded, "sample", rng)).rows(rows),
     }
-    if game.settings.estimator == "soft":
-        tau = game.settings.tau
-        pad = batch["target_pad_mask"]
-        soft = soft_response(game.generator, out.log_probs, pad, game.emotion_vocab, tau, game.match_vocab)
-        views["soft"] = soft.rows(rows)
+    if game.estimator.teacher_forced:  # its fake reply draws nothing: validation leaves the global RNG alone
+        views[game.estimator.name] = game.estimator.fake_view(game, batch, out).rows(rows)
     perm = mismatch_permutation(rows.numel(), generator=rng, device=rows.device)
     counts["n"] = float(rows.numel())
     # D_emo reads only a reply's emotion words (adversarial.critic.emotion_floor=0): without any, gold and
     # mismatched gold are the same empty input, so it can beat chance on the replies that have some only
     emotional = views["gold"].emotion_weight.sum(dim=1) > 0
     counts["n_emotional"] = float(emotional.sum())
-    for name in game.critics:
-        short = CRITIC_SHORT[name]
-        gold = game.score(name, views["gold"], conditions[name])
-        scores = {other: game.score(name, view, conditions[name]) for other, view in views.items() if other != "gold"}
-        scores["mismatch"] = game.score(name, views["gold"], conditions[name].rows(perm))
+    for name, rule in panel.rules.items():
+        short = rule.short
+        gold = panel.score(name, views["gold"], conditions[name])
+        scores = {other: panel.score(name, view, conditions[name]) for other, view in views.items() if other != "gold"}
+        scores["mismatch"] = panel.score(name, views["gold"], conditions[name].rows(perm))
         counts[f"{short}_score_gold"] = float(gold.sum())
         for other, score in scores.items():
             counts[f"{short}_gold_beats_{other}"] = float((gold > score).sum())
             counts[f"{short}_score_{other}"] = float(score.sum())
-        if name == "emotion":
+        if rule.reports_emotional_mismatch:
             counts[f"{short}_gold_beats_mismatch_emotional"] = float(((gold > scores["mismatch"]) & emotional).sum())
     return counts, greedy
 
@@ -101,17 +95,6 @@ def output_sharpness(log_probs: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, T
     max_prob = probs.max(dim=-1).values
     mask = mask.to(entropy.dtype)
     return (entropy * mask).sum(), (max_prob * mask).sum(), mask.sum()
-
-
-def reply_diversity(replies: Sequence[str]) -> dict[str, float]:
-    """Distinct-1/2 (in %, as the evaluation reports them) and the number of distinct replies."""
-    tokens = [reply.split() for reply in replies]
-    return {
-        "dist_1": distinct_n(tokens, 1),
-        "dist_2": distinct_n(tokens, 2),
-        "unique_replies": float(len({" ".join(t) for t in tokens})),
-        "n_replies": float(len(tokens)),
-    }
 
 
 def gradient_probe(mle: Tensor, adv: Tensor, params: Sequence[nn.Parameter]) -> tuple[Tensor, Tensor, Tensor]:

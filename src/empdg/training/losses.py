@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from empdg.data.corpus_metrics import METRICS
 from empdg.data.vocab import PAD_ID
 from empdg.models.base import IMPOSSIBLE_LOG_PROB
 
@@ -51,8 +53,9 @@ def emotion_cross_entropy(logits: Tensor | None, labels: Tensor) -> Tensor:
 class Perplexity(Metric):
     """exp(total NLL / total tokens) over the corpus, not a mean of per-batch perplexities.
 
-    Fed with :func:`sequence_nll`'s ``nll_sum`` and ``n_tokens``; training's ``val/ppl`` and
-    evaluation's ``ppl`` are both this metric. States are summed across DDP ranks.
+    Fed with :func:`sequence_nll`'s ``nll_sum`` and ``n_tokens`` (the per-example statistics of the registered
+    ``ppl`` metric, :mod:`empdg.data.corpus_metrics`, summed over a batch), whose formula gives training's
+    ``val/ppl``. States are summed across DDP ranks.
     """
 
     full_state_update = False
@@ -71,4 +74,7 @@ class Perplexity(Metric):
     def compute(self) -> Tensor:
         if float(self.n_tokens) == 0.0:
             return torch.tensor(float("nan"), dtype=torch.float64)
-        return torch.exp(self.nll_sum / self.n_tokens)
+        # the registered metric's formula on the summed statistics: the evaluation's and the bootstrap's too
+        sums = np.asarray([[float(self.nll_sum), float(self.n_tokens)]])
+        ppl = METRICS["ppl"].from_sums(sums, np.ones(1))["ppl"][0]
+        return torch.tensor(ppl, dtype=torch.float64, device=self.nll_sum.device)

@@ -21,35 +21,25 @@ import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor
 
+from empdg.config.migration import CONFIG_VERSION, migrate_hparams
 from empdg.config.schema import AdversarialConfig, OptimConfig, TrainingConfig, typed
-from empdg.data.emotion_words import get_lexicon
-from empdg.data.vocab import vocab_from_spec
 from empdg.models.base import GeneratorOutput
 from empdg.models.decoding import greedy_decode, ids_to_text
-from empdg.models.registry import build_generator
+from empdg.models.inference import InferenceBundle, critic_vocab_weights
 from empdg.training.adversarial import AdversarialGame, build_critics
 from empdg.training.adversarial_steps import AdversarialSteps
-from empdg.training.critic_inputs import match_vocab_weights
 from empdg.training.losses import emotion_cross_entropy, sequence_nll
 from empdg.training.phases import PHASES, PhaseSchedule
 from empdg.training.resume_state import ExactResume, TrainingCounters
 from empdg.training.schedules import build_scheduler
 from empdg.training.validation import CriticReportCollector, ValidationMeaning, ValidationMetrics
 
+#: the critics' Adam betas: WGAN-GP's (Gulrajani et al. 2017), a low beta1 for a target that moves every update
+CRITIC_BETAS = (0.5, 0.9)
+
 
 class NonFiniteLossError(RuntimeError):
     pass
-
-
-def critic_switches_from_model(
-    model: Mapping[str, Any], adversarial: Mapping[str, Any] | None
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Runs stored before the ``adversarial`` group kept the critic switches in ``model``: move them there."""
-    model, adversarial = dict(model), dict(adversarial or {})
-    for name in ("semantic_critic", "emotion_critic"):
-        if name in model:
-            adversarial.setdefault(name, bool(model.pop(name)))
-    return model, adversarial
 
 
 class EmpDGModule(AdversarialSteps, pl.LightningModule):
@@ -61,9 +51,12 @@ class EmpDGModule(AdversarialSteps, pl.LightningModule):
         vocab_tokens: list[str],
         adversarial: Mapping[str, Any] | None = None,
         vocab_spec: Mapping[str, Any] | None = None,
+        config_version: int = 1,
     ) -> None:
         super().__init__()
-        model, adversarial = critic_switches_from_model(model, adversarial)
+        # a checkpoint stored before config_version existed is version 1: rewritten to today's keys
+        current = migrate_hparams({"model": model, "adversarial": adversarial, "config_version": config_version})
+        model, adversarial = current["model"], current["adversarial"]
         self.save_hyperparameters(
             {
                 "model": model,
@@ -72,12 +65,14 @@ class EmpDGModule(AdversarialSteps, pl.LightningModule):
                 "vocab_tokens": list(vocab_tokens),
                 "adversarial": adversarial,
                 "vocab_spec": dict(vocab_spec) if vocab_spec else None,  # a pretrained model's tokenizer
+                "config_version": CONFIG_VERSION,
             },
             logger=False,
         )
         self.automatic_optimization = False
-        self.vocab = vocab_from_spec(dict(vocab_spec) if vocab_spec else None, list(vocab_tokens))
-        self.generator = build_generator(model, vocab_size=len(self.vocab))
+        # what inference loads too (a plain object: the state_dict keeps its generator.* and critics.* keys)
+        self.bundle = InferenceBundle.build(model, vocab_tokens, vocab_spec)
+        self.vocab, self.generator = self.bundle.vocab, self.bundle.generator
         self.generator_config = self.generator.settings  # the model's typed settings (its own dataclass)
         self.embedding_coverage: float | None = None  # share of the vocabulary with a pretrained vector (run.py)
         self.optim_cfg = typed(OptimConfig, optim, "optim")
@@ -85,19 +80,16 @@ class EmpDGModule(AdversarialSteps, pl.LightningModule):
         self.adv = typed(AdversarialConfig, adversarial, "adversarial")
         self.critics = build_critics(self.adv, self.generator.sizes.emb_dim, self.generator.sizes.hidden_dim)
         self.phases = PhaseSchedule(self.training_cfg.budgets(with_critics=bool(self.critics)))
-        emotion_vocab = torch.zeros(len(self.vocab))
-        emotion_vocab[self.vocab.emotion_token_ids(get_lexicon().is_emotion_word)] = 1.0
+        emotion_vocab, match_vocab = critic_vocab_weights(self.vocab, self.adv.critic.word_match)
         self.register_buffer("emotion_vocab", emotion_vocab, persistent=False)
-        sizes = self.adv.critic
-        if sizes.word_match:  # a vocabulary sorted by training frequency gives each word's rarity
-            word_sorted = self.vocab.unit == "word"
-            match_vocab = match_vocab_weights(list(self.vocab.tokens), word_sorted, sizes.match_idf_power)
+        if match_vocab is not None:
             self.register_buffer("match_vocab", match_vocab, persistent=False)
         else:
             self.match_vocab = None
         self.game = AdversarialGame(
             self.generator, self.critics, self.adv, lambda: self.emotion_vocab, lambda: self.match_vocab
         )
+        self.bundle.critics = self.game.panel if self.critics else None  # scores as inference's critics do
         self.counters = TrainingCounters()
         self.resume = ExactResume(self.phases, self.counters)
         self.val_metrics = ValidationMetrics(self.generator.sizes.num_emotions, len(self.vocab), self.vocab.metric_name)
@@ -118,9 +110,7 @@ class EmpDGModule(AdversarialSteps, pl.LightningModule):
         )
         optimizers = [generator_opt]
         if self.critics:
-            optimizers.append(
-                torch.optim.Adam(self.critics.parameters(), lr=self.adv.critic_lr, betas=tuple(self.adv.critic_betas))
-            )
+            optimizers.append(torch.optim.Adam(self.critics.parameters(), lr=self.adv.critic_lr, betas=CRITIC_BETAS))
         scheduler = build_scheduler(generator_opt, cfg, self.generator.sizes.hidden_dim)
         if scheduler is None:
             return optimizers

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from empdg.config.migration import CONFIG_VERSION, migrate_hparams
 from empdg.config.schema import (
     AdversarialConfig,
     InvalidSettings,
@@ -104,9 +105,9 @@ def validate_config(cfg: DictConfig) -> None:
     ablation = cfg.get("ablation") or {}
     if ablation.get("needs_critics") and "adversarial" in sections and not sections["adversarial"].critic_names:
         problems.append(
-            f"ablation={ablation.name} changes the critics, but this run trains none (both "
-            f"adversarial.semantic_critic and adversarial.emotion_critic are false; model={cfg.model.name} "
-            "trains without critics by default): add adversarial=empdg, or choose another ablation"
+            f"ablation={ablation.name} changes the critics, but this run trains none (adversarial.critics is "
+            f"empty; model={cfg.model.name} trains without critics by default): add adversarial=empdg, or choose "
+            "another ablation"
         )
     model = cfg.model
     try:  # the generator's own settings checks, here before any data (else when the model is built)
@@ -162,6 +163,7 @@ def build_module(cfg: DictConfig, datamodule: DialogueDataModule) -> EmpDGModule
         vocab_tokens=datamodule.vocab.tokens,
         adversarial=container["adversarial"],
         vocab_spec=datamodule.vocab.spec(),
+        config_version=CONFIG_VERSION,
     )
     generator = module.generator
     if cfg.model.embeddings.path or cfg.model.embeddings.source:
@@ -206,7 +208,7 @@ def read_resume_checkpoint(path: Path) -> dict[str, Any]:
     """
     checkpoint = load_checkpoint_file(path, "ckpt_path")
     return {
-        "hyper_parameters": dict(checkpoint["hyper_parameters"]),
+        "hyper_parameters": migrate_hparams(checkpoint["hyper_parameters"]),  # compared in today's keys
         "shapes": {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items() if isinstance(v, torch.Tensor)},
     }
 
@@ -358,7 +360,8 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
     ]
     trainer = build_trainer(cfg, logger, callbacks, output_dir)
     if logger is not None and trainer.is_global_zero:
-        logger.log_hyperparams(flatten(OmegaConf.to_container(cfg, resolve=True)))
+        # config_version: which keys these params are in (empdg.config.migration reads old runs' params)
+        logger.log_hyperparams({**flatten(OmegaConf.to_container(cfg, resolve=True)), "config_version": CONFIG_VERSION})
         if module.embedding_coverage is not None:
             logger.log_hyperparams({"model.embeddings.coverage": round(module.embedding_coverage, 4)})
         log_artifact(logger, output_dir / "config.yaml")

@@ -2,7 +2,8 @@
 
 - :class:`ValidationMetrics`: the generator's teacher-forced numbers (loss, perplexity, emotion
   accuracy, output sharpness). torchmetrics states, summed across DDP ranks when computed, held in an
-  ``nn.Module`` so they follow the LightningModule's device.
+  ``nn.Module`` so they follow the LightningModule's device; perplexity and emotion accuracy are the
+  registered metrics of :mod:`empdg.data.corpus_metrics` (the evaluation's), on summed statistics.
 - :class:`CriticReportCollector`: the critic report of the first ``adversarial.report_batches``
   validation batches (the same examples every time), summed over ranks at the end.
 - :class:`ValidationMeaning`: the metrics that read meaning (``training.val_meaning``) on the greedy
@@ -15,13 +16,15 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, SumMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import MeanMetric, Metric, SumMetric
+from torchmetrics.utilities import dim_zero_cat
 
 from empdg.data.conversation import EMOTIONS
+from empdg.data.corpus_metrics import METRICS, CorpusStatistics, ScoredExample, SummedMetric
 from empdg.data.examples import DialogueExample
 from empdg.data.packaged_weights import MINILM_L6_V2
 from empdg.data.vocab import Vocab
@@ -34,10 +37,46 @@ from empdg.models.reply_meaning import (
     training_split_classifier,
 )
 from empdg.models.sentence_encoder import SentenceEncoder, encoder_available, sentence_encoder
-from empdg.training.instruments import critic_report_counts, output_sharpness, reply_diversity, shares_from_counts
+from empdg.training.instruments import critic_report_counts, output_sharpness, shares_from_counts
 from empdg.training.losses import Perplexity
 
 log = logging.getLogger(__name__)
+
+
+class SummedStatistics(Metric):
+    """A registered :class:`~empdg.data.corpus_metrics.SummedMetric` over batches and DDP ranks: its per-example
+    rows summed (per batch, gathered and summed at ``compute``), then its own formula on the sums."""
+
+    full_state_update = False
+
+    def __init__(self, metric: SummedMetric, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.metric = metric
+        self.add_state("sums", default=[], dist_reduce_fx="cat")  # one row per batch: the width is the metric's
+        self.add_state("size", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, examples: Sequence[ScoredExample]) -> None:
+        rows = torch.as_tensor(self.metric.statistics(examples).sum(axis=0, keepdims=True), dtype=torch.float64)
+        self.sums.append(rows.to(self.size.device))
+        self.size += len(examples)
+
+    def compute(self) -> dict[str, Tensor]:
+        if float(self.size) == 0.0:
+            return {key: torch.tensor(float("nan"), dtype=torch.float64) for key in self.metric.keys}
+        sums = dim_zero_cat(self.sums) if isinstance(self.sums, list) else self.sums
+        values = self.metric.from_sums(sums.sum(dim=0, keepdim=True).cpu().numpy(), np.asarray([float(self.size)]))
+        return {
+            key: torch.tensor(value[0], dtype=torch.float64, device=self.size.device) for key, value in values.items()
+        }
+
+
+def greedy_reply_figures(replies: Sequence[str]) -> dict[str, float]:
+    """The registered metrics' ``validation_keys`` (Distinct-1/2, unique replies, ...) on validation's greedy
+    replies, and ``n_replies``."""
+    metrics = {name: metric for name, metric in METRICS.items() if metric.validation_keys}
+    statistics = CorpusStatistics([ScoredExample(reply) for reply in replies], metrics)
+    keys = [key for metric in metrics.values() for key in metric.validation_keys if key in statistics.available]
+    return {**statistics.point(keys), "n_replies": float(len(replies))}
 
 
 class ValidationMetrics(nn.Module):
@@ -48,7 +87,7 @@ class ValidationMetrics(nn.Module):
         self.metric_name = metric_name
         self.loss = MeanMetric()  # unsmoothed NLL per token + emotion CE, averaged over examples
         self.perplexity = Perplexity()
-        self.emotion_acc = MulticlassAccuracy(num_classes=num_emotions, average="micro")
+        self.emotion_acc = SummedStatistics(METRICS["emotion_acc"])
         self.entropy = SumMetric()
         self.max_prob = SumMetric()
         self.positions = SumMetric()
@@ -58,7 +97,10 @@ class ValidationMetrics(nn.Module):
         self.loss.update(losses["nll"] + losses["emotion_ce"], weight=batch["target_ids"].shape[0])
         self.perplexity.update(losses["nll_sum"], losses["n_tokens"])
         if losses["emotion_logits"] is not None:
-            self.emotion_acc.update(losses["emotion_logits"], batch["emotion_label"])
+            predicted, gold = losses["emotion_logits"].argmax(dim=-1).tolist(), batch["emotion_label"].tolist()
+            self.emotion_acc.update(
+                [ScoredExample("", emotion=EMOTIONS[g], predicted_emotion=EMOTIONS[p]) for p, g in zip(predicted, gold)]
+            )
         entropy, max_prob, positions = output_sharpness(
             out.log_probs[..., : self.vocab_size], ~batch["target_pad_mask"]
         )
@@ -77,7 +119,7 @@ class ValidationMetrics(nn.Module):
             "val/max_prob": self.max_prob.compute() / positions,
         }
         if with_emotion_acc:
-            metrics["val/emotion_acc"] = self.emotion_acc.compute()
+            metrics["val/emotion_acc"] = self.emotion_acc.compute()["emotion_acc"]
         return metrics
 
     def reset(self) -> None:
@@ -114,7 +156,7 @@ class CriticReportCollector:
             )
             counts = dict(zip(keys, summed.tolist()))
         report = {f"wgan/critic/{k}": float(v) for k, v in shares_from_counts(counts).items()}
-        report |= {f"val/greedy_{k}": float(v) for k, v in reply_diversity(replies).items()}
+        report |= {f"val/greedy_{k}": float(v) for k, v in greedy_reply_figures(replies).items()}
         return report
 
 

@@ -14,10 +14,14 @@ into one critic's input the same way for all of them:
   position scaled by f + (1 - f) · its emotion weight (:func:`critic_emotion_weight`), so a reply
   without emotion words is still read, its emotion words stand out by a factor 1/f.
 
+Which condition a critic reads and how it weights the positions is its
+:class:`~empdg.models.critic_rules.CriticRule`; :class:`~empdg.models.critic_panel.CriticPanel` applies
+the rules (training, the critic report and the chat alike).
+
 Hard token sequences (gold and generated alike) are embedded with the generator's table and
 weighted by the same lexicon lookup, so real and fake share one form exactly. Relaxed (soft)
-responses are mixtures of word vectors with smaller norms; ``input_norm="unit"`` rescales every
-position of every response to unit length so that norm is no cue.
+responses are mixtures of word vectors with smaller norms; the soft estimator (``Estimator.unit_norm``)
+rescales every position of every response to unit length so that norm is no cue.
 
 Critics skip examples without feedback when they read feedback (``rows``); the no_feedback
 ablation reads every example. Data-side vectors are always detached: only a relaxed generated
@@ -27,15 +31,17 @@ response may carry gradient to the generator.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from empdg.data.vocab import EOS_ID, SPECIAL_TOKENS
-from empdg.models.base import EncodedDialogue, Generator
+from empdg.data.vocab import SPECIAL_TOKENS
+from empdg.models.base import Generator
 
-CRITIC_SHORT = {"semantic": "sem", "emotion": "emo"}  # the short names in logged metric keys
+if TYPE_CHECKING:
+    from empdg.models.critic_rules import CriticRule
 
 
 @dataclass
@@ -105,12 +111,6 @@ def mismatch_permutation(n: int, generator: torch.Generator | None = None, devic
     return (torch.arange(n, device=device) + shift) % n
 
 
-def generated_mask(ids: Tensor) -> Tensor:
-    """Positions up to and including the first EOS (gold responses also end with their EOS)."""
-    is_eos = ids.eq(EOS_ID).long()
-    return (is_eos.cumsum(dim=1) - is_eos).eq(0)
-
-
 def token_view(
     generator: Generator, ids: Tensor, mask: Tensor, emotion_vocab: Tensor, match_vocab: Tensor | None = None
 ) -> ResponseView:
@@ -134,9 +134,7 @@ def match_vocab_weights(tokens: list[str], frequency_sorted: bool, power: float)
     frequency (Zipf's law makes log-rank an inverse-document-frequency estimate, so "i", "." and
     "that" count little and "dog" much), 1 for every token of another vocabulary; 0 for special ids.
 
-    Measured on the real sample's test split with the study's pre-trained word vectors: the weighted
-    best-cosine match of a reply to its own context and feedback beats another dialogue's reply in
-    67% of examples unweighted, 73% at power 1, 75% at power 2.
+    Rare words decide whether a reply fits its dialogue; docs/critics.md gives the measured effect of the power.
     """
     size = len(tokens)
     weights = torch.ones(size)
@@ -152,7 +150,7 @@ def critic_emotion_weight(view: ResponseView, emotion_floor: float = 0.0) -> Ten
 
     ``emotion_floor`` f = 0 (the default): the emotion weight itself, so D_emo reads the emotion words
     only and a reply without any is an all-zero input (it cannot tell such a gold reply from a
-    mismatched one: 35% of the real sample's validation replies). f > 0: f + (1 - f) · weight, the whole
+    mismatched one; docs/critics.md says how often that happens). f > 0: f + (1 - f) · weight, the whole
     reply with its emotion words up-weighted (1 against f), as EmpDG's token-level emotion resolution
     marks them rather than cutting the rest away. The map is affine, so for a relaxed response, whose
     weight is the lexicon's probability mass p_t(emotion words), it is the expectation of the hard
@@ -166,55 +164,28 @@ def critic_emotion_weight(view: ResponseView, emotion_floor: float = 0.0) -> Ten
 
 
 def critic_response(
-    view: ResponseView, critic: str, input_norm: str, emotion_floor: float = 0.0
+    view: ResponseView, rule: CriticRule, unit_norm: bool, emotion_floor: float = 0.0
 ) -> tuple[Tensor, Tensor]:
-    """(vectors [B, T, emb], mask [B, T]) that critic ``critic`` reads for ``view``: the same rule for
-    real and fake. The emotional critic's positions are scaled by :func:`critic_emotion_weight`."""
-    vectors = F.normalize(view.vectors, dim=-1) if input_norm == "unit" else view.vectors
-    if critic == "emotion":
-        vectors = vectors * critic_emotion_weight(view, emotion_floor).unsqueeze(-1)
+    """(vectors [B, T, emb], mask [B, T]) that the critic of ``rule`` reads for ``view``: the same rule for
+    real and fake. Positions are scaled by the rule's :meth:`~CriticRule.position_weight` (the emotional
+    critic's: :func:`critic_emotion_weight`)."""
+    vectors = F.normalize(view.vectors, dim=-1) if unit_norm else view.vectors
+    weight = rule.position_weight(view, emotion_floor)
+    if weight is not None:
+        vectors = vectors * weight.unsqueeze(-1)
     return vectors, view.mask
 
 
-def critic_match_weight(view: ResponseView, critic: str, emotion_floor: float = 0.0) -> Tensor | None:
+def critic_match_weight(view: ResponseView, rule: CriticRule, emotion_floor: float = 0.0) -> Tensor | None:
     """[B, T] how much each position counts in a ``word_match`` critic's match (data-side, no
-    gradient): the word's rarity weight, times :func:`critic_emotion_weight` for the emotional critic."""
+    gradient): the word's rarity weight, times the rule's position weight (the emotional critic's)."""
     if view.match_weight is None:
         return None
     weight = view.match_weight.detach()
-    if critic != "emotion":
+    position = rule.position_weight(view, emotion_floor)
+    if position is None:
         return weight
-    return weight * critic_emotion_weight(view, emotion_floor).detach()
-
-
-def critic_conditions(
-    generator: Generator,
-    batch: dict,
-    encoded: EncodedDialogue,
-    rows: Tensor,
-    *,
-    use_feedback: bool,
-    grad_to_encoders: bool,
-    with_words: bool = False,
-) -> dict[str, CriticCondition]:
-    """Both critics' conditions ('semantic', 'emotion'), restricted to ``rows``; the context's words
-    only ``with_words`` (critics with ``word_match``: the lookups are wasted on the others)."""
-    x0 = encoded.x0[rows]
-    w0 = encoded.w0[rows] if encoded.w0 is not None else x0
-    if not grad_to_encoders:
-        x0, w0 = x0.detach(), w0.detach()
-    conditions = {"semantic": CriticCondition(x0, None, None), "emotion": CriticCondition(w0, None, None)}
-    sources = {"semantic": ("context", "feedback"), "emotion": ("emotion_context", "feedback_emotion")}
-    with torch.no_grad():
-        for name, (context_key, feedback_key) in sources.items():
-            condition = conditions[name]
-            if use_feedback:
-                condition.feedback = generator.embed_tokens(batch[f"{feedback_key}_ids"][rows])
-                condition.feedback_mask = ~batch[f"{feedback_key}_pad_mask"][rows]
-            if with_words:
-                words = context_words(generator, batch[f"{context_key}_ids"][rows])
-                condition.context_words, condition.context_words_mask = words
-    return conditions
+    return weight * position.detach()
 
 
 def context_words(generator: Generator, ids: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,77 @@
+"""The inference bundle: a checkpoint loads as generator + vocabulary (+ critics) without the training machinery,
+from the same weights under the same keys training saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from empdg.evaluation.runner import evaluate_model, load_split, select_examples
+from empdg.models.decoding import DecodingConfig
+from empdg.serving.chat_session import ChatSession, ChatSettings
+from empdg.training import adversarial, module, phases, resume_state, validation
+from empdg.training.checkpoint import load_checkpoint, load_checkpoint_file
+
+CHAT = ChatSettings(
+    max_context_len=40, max_emotion_words=8, normalization="moel", rerank=2,
+    weights={"likelihood": 1.0, "semantic": 1.0, "emotion": 1.0}, emotion_decay=0.7, fallback="...", seed=0,
+)  # fmt: skip
+
+
+def test_loading_for_inference_builds_no_training_machinery(tiny_checkpoint: Path, monkeypatch) -> None:
+    """No training module, optimizer, adversarial game, phase table, resume state or validation metrics is built
+    to chat (critics scoring the candidates) or to evaluate."""
+
+    def refuse(name: str):
+        def build(*args, **kwargs):
+            raise AssertionError(f"{name} was built for inference")
+
+        return build
+
+    for owner, name in [
+        (module.EmpDGModule, "EmpDGModule"),
+        (adversarial.AdversarialGame, "AdversarialGame"),
+        (phases.PhaseSchedule, "PhaseSchedule"),
+        (resume_state.ExactResume, "ExactResume"),
+        (validation.ValidationMetrics, "ValidationMetrics"),
+        (validation.CriticReportCollector, "CriticReportCollector"),
+        (torch.optim.Adam, "an optimizer"),
+    ]:
+        monkeypatch.setattr(owner, "__init__", refuse(name))
+    loaded = load_checkpoint(tiny_checkpoint)
+    assert set(loaded.bundle.critics) == {"semantic", "emotion"}  # the tiny run's critics
+    turn = ChatSession(loaded.bundle, DecodingConfig(strategy="sample", max_len=4), CHAT).respond("i lost my job")
+    assert turn.reply and not turn.notes, turn.notes
+    assert all({"likelihood", "semantic", "emotion"} == set(c.scores) for c in turn.candidates)
+
+    evaluation = load_checkpoint(tiny_checkpoint, with_critics=False)
+    assert evaluation.bundle.critics is None
+    raw, encoded = load_split(evaluation.run_config["data"], evaluation.bundle.vocab, "test")
+    result = evaluate_model(evaluation.bundle, select_examples(raw, encoded, "all")[:3], DecodingConfig(max_len=4), 2)
+    assert result.metrics["n_examples"] == 3 and result.metrics["ppl"] > 1
+
+
+def test_the_bundle_holds_the_weights_training_saved_under_their_keys(tiny_checkpoint: Path) -> None:
+    """Training's module keeps its keys (generator.*, critics.*) with the bundle inside it; loading for inference
+    reads every one of them back, tensor for tensor."""
+    saved = load_checkpoint_file(tiny_checkpoint)["state_dict"]
+    loaded = load_checkpoint(tiny_checkpoint)
+    read = {p + k: v for p, part in loaded.bundle.parts().items() for k, v in part.state_dict().items()}
+    assert read.keys() == saved.keys()
+    assert all(torch.equal(read[k], saved[k]) for k in saved)
+
+    trained = module.EmpDGModule(**loaded.hyper_parameters)
+    assert trained.state_dict().keys() == saved.keys()
+    assert trained.bundle.generator is trained.generator and trained.bundle.critics is trained.game.panel
+
+
+def test_weights_that_do_not_fit_are_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    checkpoint = load_checkpoint_file(tiny_checkpoint)
+    name = next(k for k in checkpoint["state_dict"] if k.startswith("critics."))
+    checkpoint["state_dict"][name] = torch.zeros(1)
+    torch.save(checkpoint, tmp_path / "edited.ckpt")
+    with pytest.raises(ValueError, match=r"edited.ckpt: its weights do not fit .*\(critics\.\*: .*size mismatch"):
+        load_checkpoint(tmp_path / "edited.ckpt")
+    assert load_checkpoint(tmp_path / "edited.ckpt", with_critics=False).bundle.critics is None  # never read
