@@ -44,6 +44,8 @@ def copy_run(checkpoint: Path, target: Path) -> Path:
 def test_subset_metric_prefixes() -> None:
     assert subset_metric_prefix("all") == "test"
     assert subset_metric_prefix("feedback") == "test_feedback"
+    assert subset_metric_prefix("all", "beam") == "test_beam"
+    assert subset_metric_prefix("feedback", "sample") == "test_feedback_sample"
 
 
 def test_run_record_and_store_search(tmp_path: Path) -> None:
@@ -101,10 +103,11 @@ def test_linked_evaluation_and_bootstrap_comparison(tiny_checkpoint: Path, tmp_p
     assert f"linked to training run {run_a.info.run_id}" in stdout
     feedback, _, _ = evaluate([f"ckpt_path={ckpt_a}", "evaluate.subset=feedback"], tmp_path)
     evaluate([f"ckpt_path={ckpt_b}"], tmp_path)
+    beam, _, _ = evaluate([f"ckpt_path={ckpt_a}", "decoding=beam", "decoding.beam_size=2"], tmp_path)
 
     # the evaluation runs are children of their training runs, in the training experiment
     children = client.search_runs([experiment], f"tags.`empdg.train_run_id` = '{run_a.info.run_id}'")
-    assert sorted(c.data.tags["subset"] for c in children) == ["all", "feedback"]
+    assert sorted(c.data.tags["subset"] for c in children) == ["all", "all", "feedback"]
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == run_a.info.run_id
         assert child.data.tags["empdg.role"] == "evaluation"
@@ -114,8 +117,12 @@ def test_linked_evaluation_and_bootstrap_comparison(tiny_checkpoint: Path, tmp_p
     for key in ("ppl", "dist_1", "dist_2", "bleu_4", "valence_agreement", "unique_replies", "n_examples"):
         assert trained.data.metrics[f"test/{key}"] == pytest.approx(metrics[key]), key
         assert trained.data.metrics[f"test_feedback/{key}"] == pytest.approx(feedback[key]), key
-    (all_run,) = [c for c in children if c.data.tags["subset"] == "all"]
+        # another decoding has its own names: the greedy figures above were not overwritten by it
+        assert trained.data.metrics[f"test_beam/{key}"] == pytest.approx(beam[key]), key
+    (all_run,) = [c for c in children if c.data.tags["subset"] == "all" and c.data.tags["decoding"] == "greedy"]
     assert trained.data.tags["empdg.eval_run.all"] == all_run.info.run_id
+    (beam_run,) = [c for c in children if c.data.tags["decoding"] == "beam"]
+    assert trained.data.tags["empdg.eval_run.all.beam"] == beam_run.info.run_id
 
     # every prediction carries what a bootstrap needs; the metrics are recomputed from it exactly
     examples = read_scored_examples(out / "predictions.jsonl")

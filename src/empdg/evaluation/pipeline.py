@@ -77,7 +77,7 @@ def log_to_mlflow(
 
     With the checkpoint's ``run_folder`` (and ``evaluate.link_training_run``), the run is created as a child of
     the MLflow run that trained it, and the metrics are logged back onto that run as ``test/<metric>``
-    (see :mod:`empdg.evaluation.run_link`).
+    (``test_beam/<metric>``, ``test_sample/<metric>`` for another decoding; see :mod:`empdg.evaluation.run_link`).
     """
     logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
     tags = {**tags, "empdg.role": "evaluation"}
@@ -107,7 +107,10 @@ def log_to_mlflow(
     where = describe_run(logger, out)
     if link is not None:
         try:
-            logged = log_test_metrics(link, metrics, tags.get("subset", "all"), getattr(logger, "run_id", None))
+            logged = log_test_metrics(
+                link, metrics, tags.get("subset", "all"), getattr(logger, "run_id", None),
+                tags.get("decoding", "greedy"),
+            )  # fmt: skip
             where += (
                 f"\nlinked to training run {link.run_id} (experiment '{link.experiment_name}'): "
                 f"{len(logged)} test metrics logged onto it"

@@ -75,9 +75,12 @@ class TrainingRun:
     run_name: str | None = None
 
 
-def subset_metric_prefix(subset: str) -> str:
-    """``test`` for the ``all`` subset, ``test_<subset>`` otherwise (``test_feedback``)."""
-    return "test" if subset == "all" else f"test_{subset}"
+def subset_metric_prefix(subset: str, decoding: str = "greedy") -> str:
+    """``test`` for the ``all`` subset decoded greedily (the papers' setting), ``test_<subset>`` for another
+    subset (``test_feedback``), ``_<strategy>`` appended for another decoding (``test_beam``,
+    ``test_feedback_sample``): a beam or sampled evaluation never overwrites the greedy figures."""
+    parts = ["test", *([subset] if subset != "all" else []), *([decoding] if decoding != "greedy" else [])]
+    return "_".join(parts)
 
 
 _RUN_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")  # MLflow's own rule for run ids
@@ -154,9 +157,7 @@ def _run_folder_stores(run_folder: Path, run_config: Mapping[str, Any] | None = 
     return uris
 
 
-def candidate_stores(
-    run_folder: Path, eval_uri: str | None, run_config: Mapping[str, Any] | None = None
-) -> list[str]:
+def candidate_stores(run_folder: Path, eval_uri: str | None, run_config: Mapping[str, Any] | None = None) -> list[str]:
     """Tracking URIs that may hold the training run, the evaluation's own first, without duplicates.
 
     The evaluation's own store (servers as given, local stores only when they exist), then the existing local
@@ -261,19 +262,25 @@ def _finite_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 def log_test_metrics(
-    run: TrainingRun, metrics: Mapping[str, Any], subset: str, eval_run_id: str | None = None
+    run: TrainingRun,
+    metrics: Mapping[str, Any],
+    subset: str,
+    eval_run_id: str | None = None,
+    decoding: str = "greedy",
 ) -> dict[str, float]:
     """Log the finite numeric ``metrics`` onto the training run as ``<prefix>/<name>``; returns what was logged.
 
-    Also tags the training run with ``empdg.eval_run.<subset>`` = ``eval_run_id`` (where its predictions are).
+    Also tags the training run with ``empdg.eval_run.<subset>`` (``.<decoding>`` appended when not greedy) =
+    ``eval_run_id`` (where its predictions are).
     """
     from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
 
-    prefix = subset_metric_prefix(subset)
+    prefix = subset_metric_prefix(subset, decoding)
     logged = {f"{prefix}/{key}": value for key, value in _finite_numbers(metrics).items()}
     now = int(time.time() * 1000)
-    tags = [RunTag(f"{EVAL_RUN_TAG}.{subset}", eval_run_id)] if eval_run_id else []
+    tag = f"{EVAL_RUN_TAG}.{subset}" + ("" if decoding == "greedy" else f".{decoding}")
+    tags = [RunTag(tag, eval_run_id)] if eval_run_id else []
     MlflowClient(tracking_uri=run.tracking_uri).log_batch(
         run.run_id, metrics=[Metric(key, value, now, 0) for key, value in logged.items()], tags=tags
     )
