@@ -6,6 +6,7 @@ The scripts add ``experiments/`` to ``sys.path`` and import this module; it is n
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -57,6 +58,36 @@ def mean_std(values: list[float], digits: int = 3) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}g}"
     return f"{statistics.mean(values):.{digits}g} ± {statistics.stdev(values):.2g}"
+
+
+def evaluate_test_split(
+    checkpoint: Path, data_root: str | None, folder: Path, overrides: list[str], threads: int
+) -> Path:
+    """``empdg.evaluate`` of ``checkpoint`` on every test turn into ``folder`` (kept when already there),
+    with no MLflow run; the predictions file. ``data_root`` None: the checkpoint's own data (``--smoke``)."""
+    if not (folder / "metrics.json").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        command = [
+            python(), "-m", "empdg.evaluate", f"ckpt_path={checkpoint.resolve()}",
+            *(real_data(Path(data_root).resolve()) if data_root else []),
+            "evaluate.subset=all", f"paths.output_dir={folder.resolve()}",
+            f"hydra.run.dir={(folder / 'hydra').resolve()}", "logger=none", *overrides,
+        ]  # fmt: skip
+        run(command, folder.with_suffix(".log"), threads)
+    return folder / "predictions.jsonl"
+
+
+def point_table(out: Path, names: list[str], columns: tuple, first: str, label=lambda name: name) -> str:
+    """A Markdown table, a row per evaluation folder ``out/<name>`` (its ``metrics.json``).
+
+    ``columns`` are (metric key, header, decimals); ``first`` heads the column of ``label(name)``.
+    """
+    lines = [f"| {first} | " + " | ".join(h for _, h, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name in names:
+        metrics = json.loads((out / name / "metrics.json").read_text())
+        cells = [f"{metrics[key]:,.{digits}f}" if key in metrics else "–" for key, _, digits in columns]
+        lines.append(f"| {label(name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def study_parser(description: str) -> argparse.ArgumentParser:

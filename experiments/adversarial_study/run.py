@@ -2,14 +2,15 @@
 """What do EmpDG's interactive critics do to the generator? One shared MLE generator, then arms.
 
 usage: experiments/adversarial_study/run.py (DATA_ROOT | --smoke) [--jobs 2] [hydra overrides...] [--seeds 1 2 3]
-       [--minilm DIR [--generator-override KEY=VALUE ...]]
+       [--minilm DIR [--generator-override KEY=VALUE ...]] [--init CKPT]
 
 ``--minilm DIR`` runs the whole study (the shared pre-training included) on the MiniLM BERT2BERT generator
 built by ``python -m empdg.make_bert2bert DIR`` (``model=hf_seq2seq``, ``optim=finetune``) instead of
 EmpDG, into ``outputs/adversarial_study_minilm``; ``--generator-override`` adds settings of that generator
 to every run (``model.freeze_encoder=true``: the CPU budget, docs/pretrained.md).
 
-1. Pre-train one generator with MLE (``--pretrain-updates``, default 2,000), shared by every arm.
+1. Pre-train one generator with MLE (``--pretrain-updates``, default 2,000), shared by every arm
+   (``--init CKPT``: take that checkpoint's generator instead, e.g. the baselines table's ``minilm`` run).
 2. From its weights, per seed and arm: critic pre-training, then ``--generator-updates`` (default 500)
    generator updates in adversarial cycles. Arms: the same-batch control (same batches, same critic
    training, no adversarial term), each estimator with mismatched negatives, the word-match critics
@@ -314,6 +315,13 @@ def main() -> None:
         help="run the study on the MiniLM BERT2BERT built by python -m empdg.make_bert2bert DIR",
     )
     parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="CKPT",
+        help="start every arm from this checkpoint instead of pre-training one (e.g. the baselines' minilm row)",
+    )
+    parser.add_argument(
         "--generator-override",
         action="append",
         default=[],
@@ -324,6 +332,8 @@ def main() -> None:
     args = parse_study_args(parser, default_out, "ARM")
     if args.minilm and not (args.minilm / "config.json").is_file():
         parser.error(f"--minilm {args.minilm}: no config.json there; build it: python -m empdg.make_bert2bert DIR")
+    if args.init and not args.init.is_file():
+        parser.error(f"--init {args.init}: no such checkpoint")
     if args.minilm and args.out == default_out:  # never resume from the EmpDG study's pre-trained generator
         args.out = default_out.with_name(default_out.name + "_minilm")
     if args.smoke:  # the pipeline in minutes on the built-in corpus: numbers mean nothing
@@ -334,7 +344,8 @@ def main() -> None:
     threads = args.threads
     arms = arms_for(args.best)
     if not args.tables_only:
-        init = pretrain(args, args.out, args.threads * args.jobs)  # the whole budget: it runs alone
+        # the whole budget: the pre-training runs alone
+        init = args.init.resolve() if args.init else pretrain(args, args.out, args.threads * args.jobs)
         jobs = [(arm, overrides, seed) for seed in args.seeds for arm, overrides in arms.items()]
         if args.only:  # e.g. the control and the default arm on every seed first, ablations later
             chosen = [(name, int(seed)) for name, seed in (item.split(":") for item in args.only)]

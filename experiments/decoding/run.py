@@ -17,13 +17,12 @@ conf/decoding/beam.yaml (5 beams, no repeated 3-gram). Results: OUT/results.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from study_common import REPO, python, real_data, run  # noqa: E402
+from study_common import REPO, evaluate_test_split, point_table  # noqa: E402
 
 from empdg.evaluation.bootstrap import compare_prediction_files  # noqa: E402
 
@@ -45,26 +44,8 @@ def decodings(temperatures: list[float]) -> dict[str, list[str]]:
 
 def evaluate(args, name: str, overrides: list[str]) -> Path:
     """Decode the test turns with ``overrides`` into OUT/<name>/ (kept when already there); its predictions."""
-    folder = args.out / name
-    if not (folder / "metrics.json").exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        command = [
-            python(), "-m", "empdg.evaluate", f"ckpt_path={args.checkpoint.resolve()}",
-            *([] if args.smoke else real_data(Path(args.data_root).resolve())),
-            "evaluate.subset=all", *overrides, f"paths.output_dir={folder.resolve()}",
-            f"hydra.run.dir={(folder / 'hydra').resolve()}", "logger=none", *args.overrides,
-        ]  # fmt: skip
-        run(command, folder.with_suffix(".log"), args.threads)
-    return folder / "predictions.jsonl"
-
-
-def point_table(args, names: list[str]) -> str:
-    lines = ["| decoding | " + " | ".join(label for _, label, _ in POINT) + " |", "|---" * (len(POINT) + 1) + "|"]
-    for name in names:
-        metrics = json.loads((args.out / name / "metrics.json").read_text())
-        cells = [f"{metrics[key]:,.{digits}f}" if key in metrics else "–" for key, _, digits in POINT]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    data_root = None if args.smoke else args.data_root
+    return evaluate_test_split(args.checkpoint, data_root, args.out / name, [*overrides, *args.overrides], args.threads)
 
 
 def main() -> None:
@@ -89,7 +70,7 @@ def main() -> None:
     comparison.write_csv(args.out / "comparison.csv")
     text = (
         f"# Decoding study: `{args.checkpoint}`\n\n## Point values (test, all turns)\n\n"
-        + point_table(args, list(chosen))
+        + point_table(args.out, list(chosen), POINT, "decoding")
         + "\n## Against greedy, paired bootstrap\n\n"
         + comparison.markdown()
     )

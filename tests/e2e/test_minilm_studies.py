@@ -85,3 +85,25 @@ def test_the_adversarial_study_pretrains_and_plays_every_arm_on_the_minilm_gener
         assert "experiment=hf_quickstart" in command
     out = tmp_path / "outputs" / "adversarial_study_minilm_smoke"  # never the EmpDG study's folder
     assert any(f"model.init_from={out / 'pretrain' / 'checkpoints' / 'last.ckpt'}" in c for c in trained)
+
+
+def test_the_adversarial_study_starts_every_arm_from_a_given_checkpoint_without_pretraining(
+    minilm, tmp_path, monkeypatch
+):
+    study = load_study("adversarial_study")
+    monkeypatch.setattr(study, "instrument_table", lambda out, arms, seeds: "")  # reads MLflow
+    init = tmp_path / "minilm-s1" / "last.ckpt"
+    init.parent.mkdir()
+    init.write_bytes(b"")
+    argv = ["--smoke", "--seeds", "1", "--out", str(tmp_path / "out"), "--only", "control:1", "gumbel_match:1",
+            "--minilm", str(minilm), "--init", str(init)]  # fmt: skip
+    commands = record(study, monkeypatch, argv)
+    assert not train_commands(commands, "pretrain-mle")
+    arms = [*train_commands(commands, "control-s1"), *train_commands(commands, "gumbel_match-s1")]
+    assert len(arms) == 2 and all(f"model.init_from={init.resolve()}" in c for c in arms)
+
+
+def test_the_adversarial_study_refuses_an_init_checkpoint_that_is_not_there(tmp_path, monkeypatch, capsys) -> None:
+    with pytest.raises(SystemExit):
+        record(load_study("adversarial_study"), monkeypatch, ["--smoke", "--init", str(tmp_path / "none.ckpt")])
+    assert "no such checkpoint" in capsys.readouterr().err

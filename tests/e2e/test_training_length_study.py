@@ -1,0 +1,44 @@
+"""experiments/training_length/run.py end to end on the built-in corpus: one run, a checkpoint every N updates,
+each decoded greedily and paired with the first."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tiny import REPO
+
+STUDY = REPO / "experiments" / "training_length" / "run.py"
+
+
+def test_training_length_study_evaluates_a_checkpoint_every_n_updates_against_the_first(tmp_path: Path) -> None:
+    out = tmp_path / "length"
+    command = [sys.executable, str(STUDY), "--smoke", "--updates", "4", "--every", "2", "--bootstrap", "20",
+               "--out", str(out), "--eval-override", "evaluate.meaning=false", "--eval-override", "decoding.max_len=4",
+               "model.hidden_dim=16", "model.emb_dim=16", "trainer.val_check_interval=5"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in (out / "train" / "checkpoints").glob("step-*.ckpt")) == ["step-2.ckpt", "step-4.ckpt"]
+    training = (out / "train" / "hydra" / ".hydra" / "overrides.yaml").read_text()
+    assert "adversarial=none" in training and "model.hidden_dim=16" in training  # the run's own overrides
+    evaluation = (out / "step_4" / "hydra" / ".hydra" / "overrides.yaml").read_text()
+    assert "step-4.ckpt" in evaluation and "decoding.max_len=4" in evaluation and "model.hidden_dim" not in evaluation
+    metrics = json.loads((out / "step_4" / "metrics.json").read_text())
+    results = (out / "results.md").read_text()
+    (row,) = [line for line in results.splitlines() if line.startswith("| 4 |")]
+    assert f"{metrics['ppl']:,.1f}" in row  # the point table reads each evaluation's figures
+    assert "Δ dist_2 vs step_2" in results and "| step_4 |" in results
+    # a second call trains nothing and reuses every evaluation
+    before = [(out / name / "metrics.json").stat().st_mtime_ns for name in ("step_2", "step_4")]
+    assert subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=600).returncode == 0
+    assert [(out / name / "metrics.json").stat().st_mtime_ns for name in ("step_2", "step_4")] == before
+
+
+def test_training_length_study_refuses_a_length_that_is_no_multiple_of_the_checkpoint_interval(tmp_path: Path) -> None:
+    command = [sys.executable, str(STUDY), "--smoke", "--updates", "5", "--every", "2", "--out", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--updates 5 must be a multiple of --every 2" in done.stderr
