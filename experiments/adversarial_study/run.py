@@ -254,7 +254,7 @@ def instrument_table(out: Path, arms: list[str], seeds: list[int]) -> str:
     for arm in arms:
         values: dict[str, list[float]] = {key: [] for key, _ in INSTRUMENTS}
         for seed in finished(out, arm, seeds):
-            run_id = runs.get(str(out / f"{arm}-s{seed}"))
+            run_id = runs.get(str((out / f"{arm}-s{seed}").resolve()))  # runs record absolute folders
             for key, how in INSTRUMENTS if run_id else ():
                 history = [m.value for m in client.get_metric_history(run_id, key)]
                 if not history and key.startswith("wgan/"):  # a run logged before the rename: train/<name>

@@ -19,6 +19,7 @@ and every finished evaluation are reused. Results: OUT/results.md and OUT/compar
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -26,6 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from study_common import REPO, evaluate_test_split, point_table, python, real_data, run  # noqa: E402
 
+from empdg.data.ed_csv import load_ed_splits  # noqa: E402
+from empdg.data.examples import listener_turns  # noqa: E402
+from empdg.data.text import normalize  # noqa: E402
 from empdg.evaluation.bootstrap import compare_prediction_files  # noqa: E402
 
 SMOKE = ["experiment=quickstart", "training.sample_generations=0"]
@@ -72,6 +76,21 @@ def evaluate(args, checkpoint: Path, name: str) -> Path:
     return evaluate_test_split(checkpoint, data_root, args.out / name, overrides, args.threads)
 
 
+def copy_table(data_root: str, predictions: dict[str, Path]) -> str:
+    """How many greedy replies are a training-split listener reply word for word (normalised as the data are):
+    a model that recites its training replies would say many distinct things without composing any."""
+    conversations = load_ed_splits(Path(data_root))[0]["train"]
+    training = {" ".join(normalize(c.utterances[t])) for c in conversations for t in listener_turns(c)}
+    lines = ["| updates | replies that are a training reply | distinct replies that are one |", "|---|---|---|"]
+    for name, path in predictions.items():
+        replies = [json.loads(line)["pred"] for line in path.read_text(encoding="utf-8").splitlines()]
+        copied, distinct = sum(r in training for r in replies), set(replies)
+        share = copied / max(1, len(replies))
+        row = f"{share:.1%} ({copied:,} of {len(replies):,}) | {len(distinct & training):,} of {len(distinct):,}"
+        lines.append(f"| {name.removeprefix('step_')} | {row} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_root", nargs="?", help="folder with the official train/valid/test.csv")
@@ -115,6 +134,8 @@ def main() -> None:
         + f"\n## Against {names[0].removeprefix('step_')} updates, paired bootstrap\n\n"
         + comparison.markdown()
     )
+    if not args.smoke:
+        text += "\n## Copies of training replies\n\n" + copy_table(args.data_root, predictions)
     (args.out / "results.md").write_text(text, encoding="utf-8")
     print(text)
 

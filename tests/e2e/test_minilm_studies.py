@@ -107,3 +107,22 @@ def test_the_adversarial_study_refuses_an_init_checkpoint_that_is_not_there(tmp_
     with pytest.raises(SystemExit):
         record(load_study("adversarial_study"), monkeypatch, ["--smoke", "--init", str(tmp_path / "none.ckpt")])
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_the_adversarial_studys_instruments_are_found_for_a_relative_out_folder(tmp_path, monkeypatch) -> None:
+    import mlflow
+
+    study = load_study("adversarial_study")
+    monkeypatch.setattr(study, "REPO", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlruns").mkdir()
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    experiment = client.create_experiment("adv")
+    run = client.create_run(experiment, tags={"empdg.run_folder": str(tmp_path / "adv" / "control-s1")})
+    for step, value in enumerate((0.2, 0.4)):
+        client.log_metric(run.info.run_id, "wgan/adv_mle_grad_cos", value, step=step)
+    (tmp_path / "adv" / "control-s1" / "eval").mkdir(parents=True)
+    (tmp_path / "adv" / "control-s1" / "eval" / "predictions.jsonl").write_text("")
+    table = study.instrument_table(Path("adv"), ["control"], [1])  # as --out adv gives it: relative
+    (row,) = [line for line in table.splitlines() if line.startswith("| control |")]
+    assert row.split(" | ")[1] == "0.3"  # the mean of the run's two values

@@ -3,6 +3,7 @@ each decoded greedily and paired with the first."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 from tiny import REPO
 
 STUDY = REPO / "experiments" / "training_length" / "run.py"
+ED_HEADER = "conv_id,utterance_idx,context,prompt,speaker_idx,utterance,selfeval,tags\n"
 
 
 def test_training_length_study_evaluates_a_checkpoint_every_n_updates_against_the_first(tmp_path: Path) -> None:
@@ -42,3 +44,22 @@ def test_training_length_study_refuses_a_length_that_is_no_multiple_of_the_check
     command = [sys.executable, str(STUDY), "--smoke", "--updates", "5", "--every", "2", "--out", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--updates 5 must be a multiple of --every 2" in done.stderr
+
+
+def test_copies_of_training_replies_are_counted_after_the_datas_own_normalisation(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("study_training_length", STUDY)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    root = tmp_path / "ed"
+    root.mkdir()
+    rows = ED_HEADER + "hit:1_conv:1,1,proud,I won_comma_ yes,1,I won a prize_comma_ finally!,,\n"
+    rows += "hit:1_conv:1,2,proud,I won_comma_ yes,2,That's great!,,\n"
+    rows += "hit:1_conv:1,3,proud,I won_comma_ yes,1,thanks,,\n"
+    for split in ("train", "valid", "test"):
+        (root / f"{split}.csv").write_text(rows, encoding="utf-8")
+    replies = ["that is great !", "that is great !", "wow ."]  # "That's great!" as the data normalise it
+    path = tmp_path / "step_2" / "predictions.jsonl"
+    path.parent.mkdir()
+    path.write_text("".join(json.dumps({"pred": r}) + "\n" for r in replies), encoding="utf-8")
+    table = study.copy_table(str(root), {"step_2": path})
+    assert "| 2 | 66.7% (2 of 3) | 1 of 2 |" in table
