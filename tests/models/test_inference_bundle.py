@@ -75,3 +75,12 @@ def test_weights_that_do_not_fit_are_named(tiny_checkpoint: Path, tmp_path: Path
     with pytest.raises(ValueError, match=r"edited.ckpt: its weights do not fit .*\(critics\.\*: .*size mismatch"):
         load_checkpoint(tmp_path / "edited.ckpt")
     assert load_checkpoint(tmp_path / "edited.ckpt", with_critics=False).bundle.critics is None  # never read
+
+
+def test_the_critics_word_weights_follow_the_generator_to_its_device(tiny_checkpoint: Path) -> None:
+    """Training keeps them as buffers that move with the module; a loaded bundle moved to a GPU must too."""
+    panel = load_checkpoint(tiny_checkpoint).bundle.critics
+    assert panel.emotion_vocab.device.type == "cpu"
+    panel.generator.to("meta")  # any other device: no GPU needed to see that they follow
+    assert panel.emotion_vocab.device.type == "meta"
+    assert panel.match_vocab is None or panel.match_vocab.device.type == "meta"

@@ -246,6 +246,23 @@ def with_local_pretrained(hparams: dict[str, Any], ckpt_path: Path) -> dict[str,
     return hparams
 
 
+def _follows(generator: torch.nn.Module, weights: torch.Tensor | None):
+    """``weights`` on the generator's device at each call (a chat moved to a GPU), as training's buffers follow
+    their module; copied once per device, not per call."""
+    copies: dict[torch.device, torch.Tensor] = {}
+
+    def on_device() -> torch.Tensor | None:
+        if weights is None:
+            return None
+        device = next(generator.parameters()).device
+        if device not in copies:
+            copies.clear()
+            copies[device] = weights.to(device)
+        return copies[device]
+
+    return on_device
+
+
 def inference_bundle(hparams: Mapping[str, Any], with_critics: bool = True) -> InferenceBundle:
     """The generator, vocabulary and (``with_critics``: those the run trained) critics that ``hparams`` -- a
     checkpoint's ``hyper_parameters`` -- describe, freshly initialised: what training builds, less its machinery."""
@@ -258,7 +275,9 @@ def inference_bundle(hparams: Mapping[str, Any], with_critics: bool = True) -> I
         critics = build_critics(settings, sizes.emb_dim, sizes.hidden_dim)
         if critics:
             emotion, match = critic_vocab_weights(bundle.vocab, settings.critic.word_match)
-            bundle.critics = critic_panel(settings, bundle.generator, critics, lambda: emotion, lambda: match)
+            generator = bundle.generator
+            emotion_vocab, match_vocab = _follows(generator, emotion), _follows(generator, match)
+            bundle.critics = critic_panel(settings, generator, critics, emotion_vocab, match_vocab)
     return bundle
 
 
