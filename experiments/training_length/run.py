@@ -71,9 +71,8 @@ def train(args) -> Path:
 
 def evaluate(args, checkpoint: Path, name: str) -> Path:
     """Greedy decoding of every test turn into OUT/<name>/ (kept when already there); its predictions."""
-    data_root = None if args.smoke else args.data_root
-    overrides = ["decoding=greedy", *args.eval_override]
-    return evaluate_test_split(checkpoint, data_root, args.out / name, overrides, args.threads)
+    overrides = ["decoding=greedy", *args.eval_override]  # --smoke leaves data_root None: the checkpoint's data
+    return evaluate_test_split(checkpoint, args.data_root, args.out / name, overrides, args.threads)
 
 
 def copy_table(data_root: str, predictions: dict[str, Path]) -> str:
