@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from tiny import REPO
 
 from empdg.data.download import DatasetDownloadError
@@ -128,6 +129,13 @@ def test_evaluate_with_a_missing_checkpoint_or_no_input(tmp_path: Path) -> None:
     assert_user_error(done, str(missing), "does not exist")
     done = run(tmp_path, "-m", "empdg.evaluate", f"paths.root_dir={tmp_path}", "logger=none")
     assert_user_error(done, "give exactly one of ckpt_path=PATH")
+
+
+def test_evaluate_on_a_gpu_the_machine_does_not_have(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    device = f"cuda:{torch.cuda.device_count()}"  # one past the last: no machine has it
+    done = run(tmp_path, "-m", "empdg.evaluate", f"ckpt_path={tiny_checkpoint}", f"evaluate.device={device}",
+               f"paths.root_dir={tmp_path}", "logger=none")  # fmt: skip
+    assert_user_error(done, f"evaluate.device={device} but torch sees", "use evaluate.device=auto or")
 
 
 def test_evaluate_a_malformed_prediction_file(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ def _exact_matmuls():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
+@pytest.mark.cpu_dry_run
 @pytest.mark.parametrize("use_feedback", [True, False])
 def test_gradient_penalty_and_its_gradient_match_cpu(device: torch.device, use_feedback: bool) -> None:
     torch.manual_seed(4)
@@ -82,6 +83,7 @@ def _random_batch(batch_size: int = 6, max_oov: int = 0) -> dict:
     return random_decoding_batch(VOCAB, batch_size, seed=1, max_oov=max_oov, length=11)
 
 
+@pytest.mark.cpu_dry_run
 @pytest.mark.parametrize("copy", [False, True])
 @pytest.mark.parametrize("strategy", ["greedy", "beam"])
 def test_cached_decoding_gives_the_cpu_tokens(device: torch.device, strategy: str, copy: bool) -> None:

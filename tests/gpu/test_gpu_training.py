@@ -121,21 +121,32 @@ def _check_answers(answers: list[dict]) -> None:
 HISTORIES = [{"history": ["my dog died yesterday ."]}, {"history": ["i won !", "wow", "yes !"]}]
 
 
+@pytest.mark.cpu_dry_run
 def test_checkpoint_trained_on_the_device_evaluates_chats_and_serves_on_cpu(
     device: torch.device, compose_train, tmp_path: Path
 ) -> None:
     from empdg.config import compose
     from empdg.evaluation.pipeline import run_evaluation
+    from empdg.serving.terminal import build_session
 
     fit = _train(compose_train, device)
     checkpoint = fit["output_dir"] / "checkpoints" / "last.ckpt"
     assert checkpoint.is_file()
-    cfg = compose("evaluate", [f"ckpt_path={checkpoint}", "logger=none", f"paths.root_dir={tmp_path}",
-                               f"paths.output_dir={tmp_path / 'eval'}", "evaluate.meaning=false"])  # fmt: skip
-    metrics = run_evaluation(cfg)
-    assert metrics["n_examples"] > 0 and math.isfinite(metrics["ppl"])
-    model = _pyfunc_model(checkpoint, tmp_path / "served")  # the chat's session, on CPU
-    assert next(model.session.module.parameters()).device.type == "cpu"
+    metrics = {}
+    for where in ("cpu", device.type):  # evaluate.device: the CPU's perplexity on the device too
+        cfg = compose("evaluate", [f"ckpt_path={checkpoint}", "logger=none", f"paths.root_dir={tmp_path}",
+                                   f"paths.output_dir={tmp_path / ('eval-' + where)}", "evaluate.meaning=false",
+                                   f"evaluate.device={where}"])  # fmt: skip
+        metrics[where] = run_evaluation(cfg)
+    assert metrics["cpu"]["n_examples"] > 0 and math.isfinite(metrics["cpu"]["ppl"])
+    assert metrics[device.type]["n_examples"] == metrics["cpu"]["n_examples"]
+    assert metrics[device.type]["ppl"] == pytest.approx(metrics["cpu"]["ppl"], rel=1e-4)
+    session = build_session(compose("chat", [f"ckpt_path={checkpoint}", "decoding.max_len=8"]))
+    assert session.device.type == "cpu"  # the terminal chat: on the CPU whatever trained the checkpoint
+    assert session.respond("my dog died yesterday .").reply.strip()
+    model = _pyfunc_model(checkpoint, tmp_path / "served")  # served: on the GPU where there is one
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert session is not model.session and model.session.device.type == expected
     _check_answers(model.predict(None, HISTORIES))
 
 
@@ -149,14 +160,17 @@ def test_checkpoint_trained_on_cpu_resumes_on_the_device(device: torch.device, c
     assert resumed["finite"]
 
 
-def test_served_model_answers_on_the_device(device: torch.device, compose_train, tmp_path: Path, request) -> None:
-    if device.type == "cuda":  # recorded, not hidden: the check's summary lists it as an expected failure
-        reason = "known gap: the chat session builds its batches on the CPU, so serving and chat run on the CPU only"
-        request.applymarker(pytest.mark.xfail(raises=RuntimeError, strict=False, reason=reason))
+@pytest.mark.cpu_dry_run
+def test_served_model_answers_on_the_device(device: torch.device, compose_train, tmp_path: Path) -> None:
+    """Greedy and sampled replies with reranking (critic scores included): batches and the sampler on the device."""
     fit = _train(compose_train, device)
     model = _pyfunc_model(fit["output_dir"] / "checkpoints" / "last.ckpt", tmp_path / "served")
-    model.session.module.to(device)
+    model.session.bundle.to(device)
+    assert model.session.device.type == device.type
     _check_answers(model.predict(None, HISTORIES))
+    sampled = [model.answer(history, {"temperature": 0.9, "rerank": 3, "seed": 1}) for history in HISTORIES]
+    _check_answers(sampled)
+    assert model.session.random.device.type == device.type
 
 
 def test_ddp_under_torchrun_on_one_device(device: torch.device, tmp_path: Path) -> None:

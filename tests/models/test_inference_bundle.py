@@ -10,6 +10,7 @@ import torch
 
 from empdg.evaluation.runner import evaluate_model, load_split, select_examples
 from empdg.models.decoding import DecodingConfig
+from empdg.models.inference import inference_device
 from empdg.serving.chat_session import ChatSession, ChatSettings
 from empdg.training import adversarial, module, phases, resume_state, validation
 from empdg.training.checkpoint import load_checkpoint, load_checkpoint_file
@@ -84,3 +85,40 @@ def test_the_critics_word_weights_follow_the_generator_to_its_device(tiny_checkp
     panel.generator.to("meta")  # any other device: no GPU needed to see that they follow
     assert panel.emotion_vocab.device.type == "meta"
     assert panel.match_vocab.device.type == "meta"  # the tiny run has word-match critics
+
+
+def test_a_bundle_moves_every_weighted_part_to_a_device(tiny_checkpoint: Path) -> None:
+    """What serving does on a GPU machine (``bundle.to("cuda")``): no weight of generator or critics stays behind."""
+    bundle = load_checkpoint(tiny_checkpoint).bundle
+    assert bundle.to("meta") is bundle
+    weights = [w for part in bundle.parts().values() for w in [*part.parameters(), *part.buffers()]]
+    assert len(bundle.parts()) == 2 and weights  # the tiny run has critics
+    assert {w.device.type for w in weights} == {"meta"}
+    assert bundle.critics.emotion_vocab.device.type == "meta"
+
+
+def test_auto_is_the_gpu_when_torch_sees_one_else_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert inference_device("auto") == torch.device("cpu") == inference_device(None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert inference_device("auto") == torch.device("cuda")
+    assert inference_device("CUDA:1") == torch.device("cuda", 1) and inference_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    ("choice", "count", "message"),
+    [
+        ("cuda", 0, "evaluate.device=cuda but torch sees 0 CUDA device(s): use evaluate.device=auto or"),
+        ("cuda:2", 2, "evaluate.device=cuda:2 but torch sees 2 CUDA device(s)"),
+        ("gpu", 1, "evaluate.device=gpu is not a device: use auto, cpu, cuda or cuda:N"),
+        ("meta", 1, "evaluate.device=meta: use auto, cpu, cuda or cuda:N"),
+    ],
+)
+def test_a_device_the_machine_lacks_is_named_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch, choice: str, count: int, message: str
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        inference_device(choice)

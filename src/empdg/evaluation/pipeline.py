@@ -33,6 +33,7 @@ from empdg.evaluation.runner import (
 )
 from empdg.evaluation.scored_examples import write_scored_jsonl
 from empdg.models.decoding import DecodingConfig
+from empdg.models.inference import inference_device
 from empdg.tracking.resilient_logger import build_logger, describe_run, log_artifact
 from empdg.tracking.store import configure_http
 from empdg.training.checkpoint import load_checkpoint
@@ -173,6 +174,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         with user_errors_from():  # a missing, unsafe or foreign checkpoint, bad decoding settings
             loaded = load_checkpoint(cfg.ckpt_path, with_critics=False)
             decoding = DecodingConfig.from_mapping(OmegaConf.to_container(cfg.decoding, resolve=True))
+            loaded.bundle.to(inference_device(cfg.evaluate.get("device", "auto")))
         data_cfg, data_source = choose_data_config(cfg, loaded)
         log.info("data config from %s: %s", data_source, data_cfg.get("name"))
         raw, encoded = load_split(data_cfg, loaded.bundle.vocab, str(cfg.evaluate.split), int(cfg.seed))

@@ -96,13 +96,15 @@ def evaluate_model(
     num_emotions = generator.sizes.num_emotions
     macro_f1 = emotion_macro_f1(num_emotions)
     confusion = MulticlassConfusionMatrix(num_classes=num_emotions)
+    device = next(generator.parameters()).device  # batches and the sampler go where the bundle is (evaluate.device)
     sampler = None
     if decoding.strategy == "sample" and decoding.seed is not None:
-        sampler = torch.Generator().manual_seed(int(decoding.seed))
+        sampler = torch.Generator(device=device).manual_seed(int(decoding.seed))
     records: list[PredictionRecord] = []
     scores: list[dict[str, Any]] = []
     for chunk in _batches(pairs, batch_size):
-        batch = collate([enc for _, enc in chunk])
+        collated = collate([enc for _, enc in chunk])
+        batch = {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in collated.items()}
         out = generator(batch)
         target = batch["target_ext_ids"] if generator.sizes.copy else batch["target_ids"]
         nll_rows, token_rows = per_example_nll(out.log_probs, target)

@@ -71,10 +71,35 @@ class InferenceBundle:
                     f"its weights do not fit the model its hyper-parameters describe ({prefix}*: {first[:300]})"
                 ) from None
 
+    def to(self, device: str | torch.device) -> InferenceBundle:
+        """Every weighted part on ``device`` (the critics' vocabulary weights follow the generator by themselves)."""
+        for part in self.parts().values():
+            part.to(device)
+        return self
+
     def eval(self) -> InferenceBundle:
         for part in self.parts().values():
             part.eval()
         return self
+
+
+def inference_device(choice: str = "auto", key: str = "evaluate.device") -> torch.device:
+    """Where a loaded model decodes: ``auto`` the GPU when torch sees one, else the CPU; or the device named
+    (``cpu``, ``cuda``, ``cuda:1``). A CUDA device on a machine without one is a ValueError naming ``key``."""
+    choice = str(choice or "auto").strip().lower()
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(choice)
+    except RuntimeError:
+        raise ValueError(f"{key}={choice} is not a device: use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{key}={choice}: use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ValueError(f"{key}={choice} but torch sees {count} CUDA device(s): use {key}=auto or {key}=cpu")
+    return device
 
 
 #: word_match: a reply word counts log(1 + frequency rank)**2 (rare words more; docs/critics.md: power 2 matched best)

@@ -205,7 +205,20 @@ class ChatSession:
         # a chat has no gold emotion: without the placeholder label a model that reads it (MoEL with
         # model.oracle=true) stops with a message instead of quietly using emotion 0
         del batch["emotion_label"]
-        return batch
+        device = self.device
+        return {key: value.to(device) if isinstance(value, Tensor) else value for key, value in batch.items()}
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model is: the session builds its batches and draws its samples there."""
+        return next(self.generator.parameters()).device
+
+    def _sampler(self) -> torch.Generator:
+        """``self.random`` on the model's device (sampling on CUDA needs a CUDA generator), same seed."""
+        device = self.device
+        if self.random.device.type != device.type:
+            self.random = torch.Generator(device=device).manual_seed(self.random.initial_seed())
+        return self.random
 
     @torch.no_grad()
     def respond(self, text: str) -> Turn:
@@ -227,7 +240,7 @@ class ChatSession:
         cfg = self.decoding
         if rerank and cfg.strategy != "sample":
             cfg = dataclasses.replace(cfg, strategy="sample")
-        ids = decode(self.generator, batch, cfg, generator=self.random)
+        ids = decode(self.generator, batch, cfg, generator=self._sampler())
         previous = next((u for u, r in zip(reversed(self.history), reversed(self.roles)) if r == LISTENER), None)
         candidates, notes = self._score(batch, ids, encoded, user, previous)
         usable = [c for c in candidates if c.problem is None]

@@ -110,6 +110,7 @@ class EmpDGChatModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         from empdg.data.vocab import Vocab
         from empdg.models.decoding import DecodingConfig
+        from empdg.models.inference import inference_device
         from empdg.serving.chat_session import ChatSession, ChatSettings
         from empdg.training.checkpoint import load_checkpoint
 
@@ -121,7 +122,8 @@ class EmpDGChatModel(mlflow.pyfunc.PythonModel):
         serving = json.loads((folder / SERVING_FILE).read_text(encoding="utf-8"))
         self.decoding = DecodingConfig.from_mapping(serving["decoding"])
         self.settings = ChatSettings(**serving["chat"])
-        self.session = ChatSession(loaded.bundle, self.decoding, self.settings)
+        # the GPU when the serving machine has one (CUDA_VISIBLE_DEVICES= keeps it on the CPU)
+        self.session = ChatSession(loaded.bundle.to(inference_device("auto")), self.decoding, self.settings)
         self.lock = threading.Lock()  # one session: requests served concurrently take turns
 
     def _decoding(self, params: Mapping[str, Any] | None) -> tuple[Any, int, int]:
