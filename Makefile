@@ -3,6 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 # pytest-xdist workers for `make test` (the suite's tests run single-threaded; a file's tests stay on one worker)
+# (--durations: the slowest tests in every log, to keep the suite under its 15 minutes on 2 cores)
 TEST_WORKERS ?= 2
 
 .PHONY: setup quickstart test lint clean gpu-check
@@ -22,7 +23,7 @@ quickstart: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 lint: setup
 	$(VENV)/bin/ruff check .

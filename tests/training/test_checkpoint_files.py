@@ -13,7 +13,7 @@ import pytest
 import torch
 from tiny import MLE_ONLY
 
-from empdg.training.checkpoint import load_checkpoint_file, resolve_checkpoint_path
+from empdg.training.checkpoint import best_named_by_last, load_checkpoint_file, resolve_checkpoint_path
 from empdg.training.run import run_training
 
 
@@ -83,6 +83,22 @@ def test_a_run_folder_stands_for_its_best_checkpoint_else_last(tmp_path: Path, c
         best.unlink()
     assert resolve_checkpoint_path(run) == folder / "last.ckpt"
     assert "using its last checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_the_best_checkpoint_is_read_from_last_ckpt_without_its_weights(tmp_path: Path, zipped: bool) -> None:
+    """last.ckpt is memory-mapped to read which checkpoint is best (a pretrained one is hundreds of MB); the legacy
+    format, which torch cannot map, is read whole."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    fake_checkpoint(folder / "best-2.ckpt")
+    weights = {"generator.w": torch.arange(6.0)}
+    state = {"ModelCheckpoint{'monitor': 'val/ppl'}": {"best_model_path": "/else/checkpoints/best-2.ckpt"}}
+    last = {"hyper_parameters": {"model": {"name": "empdg"}}, "state_dict": weights, "callbacks": state}
+    torch.save(last, folder / "last.ckpt", _use_new_zipfile_serialization=zipped)
+    assert best_named_by_last(folder / "last.ckpt") == folder / "best-2.ckpt"
+    mapped = load_checkpoint_file(folder / "last.ckpt", mmap=True)
+    assert torch.equal(mapped["state_dict"]["generator.w"], weights["generator.w"]) and mapped["callbacks"] == state
 
 
 def test_hyper_parameters_that_are_not_a_mapping_are_no_empdg_checkpoint(tmp_path: Path) -> None:

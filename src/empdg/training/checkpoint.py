@@ -108,7 +108,8 @@ CHECKPOINT_CHOICES = ("auto", "best", "last")
 def best_named_by_last(last: Path) -> Path | None:
     """The best checkpoint that ``last.ckpt``'s ModelCheckpoint state names, if it is in the same folder."""
     try:
-        state = load_checkpoint_file(last).get("callbacks") or {}
+        state = load_checkpoint_file(last, mmap=True).get("callbacks") or {}  # not the weights: a pretrained
+        # generator's last.ckpt is hundreds of MB
     except (ValueError, FileNotFoundError):
         return None
     for key, value in state.items():
@@ -172,9 +173,10 @@ def _not_a_checkpoint(key: str, path: Path, why: str) -> ValueError:
     return ValueError(f"{key}={path} is not a PyTorch checkpoint ({why}); pass a .ckpt file written by training")
 
 
-def _check_torch_format(path: Path, key: str) -> None:
+def _check_torch_format(path: Path, key: str) -> bool:
     """A file torch.save wrote starts as a zip archive (or, in the legacy format, a pickle protocol >= 2 opcode):
-    anything else is refused here, before torch's unpickler fails on it with IndexError, KeyError..."""
+    anything else is refused here, before torch's unpickler fails on it with IndexError, KeyError...
+    True for a zip archive (the format since torch 1.6, the only one torch can memory-map)."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(4)
@@ -185,24 +187,30 @@ def _check_torch_format(path: Path, key: str) -> None:
     if head.startswith(b"PK"):
         if not zipfile.is_zipfile(path):
             raise _not_a_checkpoint(key, path, "a damaged or truncated zip archive")
-        return
+        return True
     if head[:1] != b"\x80":
         raise _not_a_checkpoint(key, path, "neither a zip archive nor a pickle")
+    return False
 
 
 def load_checkpoint_file(
-    path: str | Path, key: str = "ckpt_path", map_location: str | torch.device = "cpu", which: str = "auto"
+    path: str | Path,
+    key: str = "ckpt_path",
+    map_location: str | torch.device = "cpu",
+    which: str = "auto",
+    mmap: bool = False,
 ) -> dict[str, Any]:
     """``torch.load(weights_only=True)`` of an empdg checkpoint; clear errors naming ``key`` otherwise.
 
     ``path`` may be a run folder (its ``which`` checkpoint, see :func:`resolve_checkpoint_path`). Only tensors
     and plain values are unpickled: a file that holds anything else (objects whose unpickling could run code)
-    is refused before any of it runs.
+    is refused before any of it runs. ``mmap``: the tensors stay in the file until read (for a caller that reads
+    only plain values, such as the callbacks' state), where the format allows it.
     """
     path = resolve_checkpoint_path(path, key, which)
-    _check_torch_format(path, key)
+    zipped = _check_torch_format(path, key)
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap and zipped)
     except pickle.UnpicklingError as error:
         culprit = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
         if culprit is None:  # an opcode the weights-only unpickler does not know: bytes that are no checkpoint
