@@ -13,6 +13,7 @@ from pathlib import Path
 from tiny import REPO
 
 STUDY = REPO / "experiments" / "training_length" / "run.py"
+ACROSS = STUDY.with_name("across_models.py")
 ED_HEADER = "conv_id,utterance_idx,context,prompt,speaker_idx,utterance,selfeval,tags\n"
 
 
@@ -34,6 +35,18 @@ def test_training_length_study_evaluates_a_checkpoint_every_n_updates_against_th
     (row,) = [line for line in results.splitlines() if line.startswith("| 4 |")]
     assert f"{metrics['ppl']:,.1f}" in row  # the point table reads each evaluation's figures
     assert "Δ dist_2 vs step_2" in results and "| step_4 |" in results
+    # the same study twice, as two models: one row per model and checkpoint, and every paired difference zero
+    across = [sys.executable, str(ACROSS), f"a={out}", f"b={out}", "--step", "4", "--bootstrap", "20"]
+    done = subprocess.run([*across, "--out", str(tmp_path / "models.md")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (tmp_path / "models.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith(("| a | 4 |", "| b | 4 |"))]
+    assert len(rows) == 2 and all(f"| {metrics['ppl']:,.1f} |" in row for row in rows)
+    (paired,) = [line for line in table.splitlines() if line.startswith("| b | ") and "[" in line]
+    # Dist-2, BLEU-4, valence (the meaning metrics are off here); distinct replies in integers
+    assert paired.count("+0.000 [+0.000, +0.000] p=1.000") == 3 and "+0 [+0, +0] p=1.000" in paired
+    done = subprocess.run([*across[:-4], "--step", "3"], env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "no evaluated step_3 in a, b" in done.stderr
     # a second call trains nothing and reuses every evaluation
     before = [(out / name / "metrics.json").stat().st_mtime_ns for name in ("step_2", "step_4")]
     assert subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=600).returncode == 0
