@@ -92,11 +92,11 @@ def evaluate_model(
     """Decode and score ``pairs``; metrics keys as :func:`score_records` plus ppl and emotion_*."""
     bundle.eval()
     generator, vocab = bundle.generator, bundle.vocab
+    device = next(generator.parameters()).device  # batches, sampler, metric states: where the bundle is
     has_classifier = generator.sizes.has_emotion_classifier
     num_emotions = generator.sizes.num_emotions
-    macro_f1 = emotion_macro_f1(num_emotions)
-    confusion = MulticlassConfusionMatrix(num_classes=num_emotions)
-    device = next(generator.parameters()).device  # batches and the sampler go where the bundle is (evaluate.device)
+    macro_f1 = emotion_macro_f1(num_emotions).to(device)
+    confusion = MulticlassConfusionMatrix(num_classes=num_emotions).to(device)
     sampler = None
     if decoding.strategy == "sample" and decoding.seed is not None:
         sampler = torch.Generator(device=device).manual_seed(int(decoding.seed))
