@@ -2,14 +2,15 @@
 """Training length across models: several finished training-length studies (one model each) in one table.
 
     experiments/training_length/across_models.py empdg=outputs/training_length_glove \
-        moel=outputs/training_length_moel mime=outputs/training_length_mime [--step 8000] [--baseline empdg] \
+        moel=outputs/training_length_moel mime=outputs/training_length_mime [--step 8000|best] [--baseline empdg] \
         [--out outputs/training_length_models.md]
 
 Each NAME=OUT is a folder ``run.py`` wrote (its ``step_<N>/`` evaluations, its ``train/mlflow_run.json``). The first
 table has a row per model and checkpoint (the validation perplexity from the run's own MLflow ``val/ppl`` at that
-update, where the store is readable); the second compares every model with ``--baseline`` at ``--step``, paired
-over the same test examples (bootstrap intervals); the third gives each model's lowest validation perplexity and
-where it was reached.
+update, where the store is readable); the second compares every model with ``--baseline`` at ``--step`` (an
+update count, or ``best``: each model's evaluated checkpoint with the lowest validation perplexity, since models
+overfit at different speeds), paired over the same test examples (bootstrap intervals); the third gives each
+model's lowest validation perplexity and where it was reached.
 """
 
 from __future__ import annotations
@@ -49,21 +50,37 @@ def validation_ppl(out: Path) -> dict[int, float]:
         history = client.get_metric_history(run["run_id"], "val/ppl")
     except Exception:  # a store moved or deleted: the figures from the evaluations still stand
         return {}
-    return {int(m.step): float(m.value) for m in history}
+    steps = steps_of(out)
+    return by_update({int(m.step): float(m.value) for m in history}, steps[-1] if steps else None)
+
+
+def by_update(logged: dict[int, float], last_update: int | None) -> dict[int, float]:
+    """MLflow step -> value as update -> value: a validation during training, after update ``u``, is logged at
+    step ``u - 1``; the one when training ends, after the run's ``last_update``, at step ``last_update``."""
+    result = {}
+    for step, value in sorted(logged.items()):
+        update = step if step == last_update else step + 1
+        result.setdefault(update, value)  # the end's validation repeats the last one when they coincide
+    return result
 
 
 def at_update(history: dict[int, float], update: int) -> float | None:
-    """The validation value logged at ``update`` (Lightning logs it at step ``update`` or ``update - 1``)."""
-    for step in (update, update - 1, update + 1):
-        if step in history:
-            return history[step]
-    return None
+    return history.get(update)
+
+
+def best_step(out: Path, history: dict[int, float]) -> int:
+    """The evaluated checkpoint whose validation perplexity is lowest (checkpoints without one are passed over)."""
+    scored = [(value, step) for step in steps_of(out) if (value := at_update(history, step)) is not None]
+    return min(scored)[1] if scored else -1
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("studies", nargs="+", metavar="NAME=OUT", help="a model's name and its study folder")
-    parser.add_argument("--step", type=int, default=8000, help="the checkpoint the models are compared at")
+    parser.add_argument(
+        "--step", default="8000", help="the update the models are compared at, or 'best': each model's evaluated "
+        "checkpoint with the lowest validation perplexity (models overfit at different speeds)"
+    )  # fmt: skip
     parser.add_argument("--baseline", default=None, help="the model the others are compared with (default: first)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=None, help="also write the tables here")
@@ -77,7 +94,17 @@ def main() -> None:
     baseline = args.baseline or next(iter(studies))
     if baseline not in studies:
         parser.error(f"--baseline {baseline} is none of {list(studies)}")
-    missing = [name for name, out in studies.items() if args.step not in steps_of(out)]
+    histories = {name: validation_ppl(out) for name, out in studies.items()}
+    if args.step == "best":
+        unknown = [name for name, history in histories.items() if not history]
+        if unknown:
+            parser.error(f"--step best needs the validation perplexity, and {', '.join(unknown)} has none recorded")
+        chosen = {name: best_step(out, histories[name]) for name, out in studies.items()}
+    elif args.step.isdigit():
+        chosen = {name: int(args.step) for name in studies}
+    else:
+        parser.error(f"--step {args.step}: give an update count or 'best'")
+    missing = [name for name, out in studies.items() if chosen[name] not in steps_of(out)]
     if missing:
         parser.error(f"no evaluated step_{args.step} in {', '.join(missing)}: choose --step from their checkpoints")
 
@@ -85,7 +112,7 @@ def main() -> None:
     lines = [header, "|---" * (len(COLUMNS) + 3) + "|"]
     minima = ["| model | lowest val ppl | at update |", "|---|---|---|"]
     for name, out in studies.items():
-        history = validation_ppl(out)
+        history = histories[name]
         for step in steps_of(out):
             metrics = json.loads((out / f"step_{step}" / "metrics.json").read_text(encoding="utf-8"))
             cells = [f"{metrics[key]:,.{digits}f}" if key in metrics else "–" for key, _, digits in COLUMNS]
@@ -93,14 +120,16 @@ def main() -> None:
             lines.append(f"| {name} | {step:,} | {'–' if val is None else f'{val:.1f}'} | " + " | ".join(cells) + " |")
         if history:
             step, value = min(history.items(), key=lambda item: item[1])
-            minima.append(f"| {name} | {value:.1f} | {step + 1 if (step + 1) % 1000 == 0 else step:,} |")
-    predictions = {name: out / f"step_{args.step}" / "predictions.jsonl" for name, out in studies.items()}
+            minima.append(f"| {name} | {value:.1f} | {step:,} |")
+    label = {name: f"{name}@{chosen[name]}" if args.step == "best" else name for name in studies}
+    predictions = {label[name]: out / f"step_{chosen[name]}" / "predictions.jsonl" for name, out in studies.items()}
     comparison = compare_prediction_files(
-        predictions, baseline=baseline, subset="all", metrics=PAIRED, n_resamples=args.bootstrap, seed=0
+        predictions, baseline=label[baseline], subset="all", metrics=PAIRED, n_resamples=args.bootstrap, seed=0
     )
+    where = "each model's best evaluated checkpoint" if args.step == "best" else f"{int(args.step):,} updates"
     text = (
         "## Every model's checkpoints (test, all turns, greedy)\n\n" + "\n".join(lines) + "\n"
-        + f"\n## At {args.step:,} updates, against {baseline}, paired bootstrap\n\n" + comparison.markdown()
+        + f"\n## At {where}, against {baseline}, paired bootstrap\n\n" + comparison.markdown()
         + "\n## Lowest validation perplexity\n\n" + "\n".join(minima) + "\n"
     )  # fmt: skip
     if args.out:

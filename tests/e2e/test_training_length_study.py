@@ -47,6 +47,10 @@ def test_training_length_study_evaluates_a_checkpoint_every_n_updates_against_th
     assert paired.count("+0.000 [+0.000, +0.000] p=1.000") == 3 and "+0 [+0, +0] p=1.000" in paired
     done = subprocess.run([*across[:-4], "--step", "3"], env=env, capture_output=True, text=True)
     assert done.returncode == 2 and "no evaluated step_3 in a, b" in done.stderr
+    done = subprocess.run(
+        [*across[:-4], "--step", "best", "--bootstrap", "20"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "| b@4 | " in done.stdout, done.stderr[-2000:]  # its validation: the run's end
     # a second call trains nothing and reuses every evaluation
     before = [(out / name / "metrics.json").stat().st_mtime_ns for name in ("step_2", "step_4")]
     assert subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=600).returncode == 0
@@ -76,3 +80,13 @@ def test_copies_of_training_replies_are_counted_after_the_datas_own_normalisatio
     path.write_text("".join(json.dumps({"pred": r}) + "\n" for r in replies), encoding="utf-8")
     table = study.copy_table(str(root), {"step_2": path})
     assert "| 2 | 66.7% (2 of 3) | 1 of 2 |" in table
+
+
+def test_validation_values_are_read_as_the_updates_they_followed() -> None:
+    """Lightning logs the validation after update u at step u - 1, and the one when training ends at its last update."""
+    spec = importlib.util.spec_from_file_location("study_across_models", ACROSS)
+    across = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(across)
+    assert across.by_update({999: 9.0, 1999: 8.0, 2000: 8.0}, 2000) == {1000: 9.0, 2000: 8.0}
+    assert across.by_update({999: 9.0, 1499: 8.5}, 1500) == {1000: 9.0, 1500: 8.5}  # ended between validations
+    assert across.by_update({4: 7.0}, 4) == {4: 7.0}  # only the end's validation
