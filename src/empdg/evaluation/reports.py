@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 METRIC_ORDER = (
     "ppl", "subword_ppl", "emotion_acc", "emotion_macro_f1", "dist_1", "dist_2",
     "bleu_1", "bleu_2", "bleu_3", "bleu_4", "avg_len", "rep_3",
-    "unique_replies", "unique_reply_share", "valence_agreement", "valence_neutral_share", "n_examples",
+    "unique_replies", "unique_reply_share", "valence_agreement", "valence_neutral_share",
+    "sim_reference", "sim_context", "reply_emotion_acc", "n_examples",
 )
 # What the rows mean, for the metrics the paper's table does not have (shown under the table).
 METRIC_NOTES = {
