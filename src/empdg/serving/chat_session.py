@@ -216,7 +216,7 @@ class ChatSession:
     def _sampler(self) -> torch.Generator:
         """``self.random`` on the model's device (sampling on CUDA needs a CUDA generator), same seed."""
         device = self.device
-        if self.random.device.type != device.type:
+        if self.random.device != device:
             self.random = torch.Generator(device=device).manual_seed(self.random.initial_seed())
         return self.random
 
