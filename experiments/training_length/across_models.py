@@ -36,9 +36,9 @@ def steps_of(out: Path) -> list[int]:
     return sorted(found)
 
 
-def validation_ppl(out: Path) -> dict[int, float]:
-    """update -> ``val/ppl`` of the study's training run, from the MLflow store its ``mlflow_run.json`` names;
-    empty when there is none (the table then says –)."""
+def validation_ppl(out: Path, steps: list[int]) -> dict[int, float]:
+    """update -> ``val/ppl`` of the study's training run (its evaluated ``steps`` end where the run ended), from the
+    MLflow store its ``mlflow_run.json`` names; empty when there is none (the table then says –)."""
     record = out / "train" / "mlflow_run.json"
     if not record.is_file():
         return {}
@@ -50,7 +50,6 @@ def validation_ppl(out: Path) -> dict[int, float]:
         history = client.get_metric_history(run["run_id"], "val/ppl")
     except Exception:  # a store moved or deleted: the figures from the evaluations still stand
         return {}
-    steps = steps_of(out)
     return by_update({int(m.step): float(m.value) for m in history}, steps[-1] if steps else None)
 
 
@@ -64,13 +63,9 @@ def by_update(logged: dict[int, float], last_update: int | None) -> dict[int, fl
     return result
 
 
-def at_update(history: dict[int, float], update: int) -> float | None:
-    return history.get(update)
-
-
-def best_step(out: Path, history: dict[int, float]) -> int:
+def best_step(steps: list[int], history: dict[int, float]) -> int:
     """The evaluated checkpoint whose validation perplexity is lowest (checkpoints without one are passed over)."""
-    scored = [(value, step) for step in steps_of(out) if (value := at_update(history, step)) is not None]
+    scored = [(history[step], step) for step in steps if step in history]
     return min(scored)[1] if scored else -1
 
 
@@ -94,17 +89,18 @@ def main() -> None:
     baseline = args.baseline or next(iter(studies))
     if baseline not in studies:
         parser.error(f"--baseline {baseline} is none of {list(studies)}")
-    histories = {name: validation_ppl(out) for name, out in studies.items()}
+    steps = {name: steps_of(out) for name, out in studies.items()}
+    histories = {name: validation_ppl(out, steps[name]) for name, out in studies.items()}
     if args.step == "best":
         unknown = [name for name, history in histories.items() if not history]
         if unknown:
             parser.error(f"--step best needs the validation perplexity, and {', '.join(unknown)} has none recorded")
-        chosen = {name: best_step(out, histories[name]) for name, out in studies.items()}
+        chosen = {name: best_step(steps[name], histories[name]) for name in studies}
     elif args.step.isdigit():
         chosen = {name: int(args.step) for name in studies}
     else:
         parser.error(f"--step {args.step}: give an update count or 'best'")
-    missing = [name for name, out in studies.items() if chosen[name] not in steps_of(out)]
+    missing = [name for name in studies if chosen[name] not in steps[name]]
     if missing:
         parser.error(f"no evaluated step_{args.step} in {', '.join(missing)}: choose --step from their checkpoints")
 
@@ -113,10 +109,10 @@ def main() -> None:
     minima = ["| model | lowest val ppl | at update |", "|---|---|---|"]
     for name, out in studies.items():
         history = histories[name]
-        for step in steps_of(out):
+        for step in steps[name]:
             metrics = json.loads((out / f"step_{step}" / "metrics.json").read_text(encoding="utf-8"))
             cells = [f"{metrics[key]:,.{digits}f}" if key in metrics else "–" for key, _, digits in COLUMNS]
-            val = at_update(history, step)
+            val = history.get(step)
             lines.append(f"| {name} | {step:,} | {'–' if val is None else f'{val:.1f}'} | " + " | ".join(cells) + " |")
         if history:
             step, value = min(history.items(), key=lambda item: item[1])

@@ -102,7 +102,7 @@ class _Runner:
         from empdg.config import compose
         from empdg.config.runtime import apply_runtime
         from empdg.data.datamodule import DialogueDataModule
-        from empdg.data.dataset import collate
+        from empdg.data.dataset import batch_to_device, collate
         from empdg.data.vocab import SubwordVocab
         from empdg.models.decoding import DecodingConfig
         from empdg.training.run import build_module
@@ -141,7 +141,8 @@ class _Runner:
         else:
             self.device = torch.device(spec.device)
         self.batches = [
-            _to_device(collate(items[i : i + spec.batch_size]), self.device) for i in range(0, wanted, spec.batch_size)
+            batch_to_device(collate(items[i : i + spec.batch_size]), self.device)
+            for i in range(0, wanted, spec.batch_size)
         ]
         torch.manual_seed(0)
         self.module = build_module(cfg, datamodule).to(self.device)
@@ -200,10 +201,6 @@ class _Runner:
 
     def round(self, index: int) -> dict[str, Any]:
         return {"steps": [self.train_step() for _ in range(self.spec.steps)], "decode": self.decode(index)}
-
-
-def _to_device(batch: dict, device) -> dict:
-    return {key: value.to(device) if hasattr(value, "to") else value for key, value in batch.items()}
 
 
 def worker(conn: Connection, spec: ModelSpec) -> None:

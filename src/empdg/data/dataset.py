@@ -169,3 +169,8 @@ def collate(items: Sequence[EncodedExample]) -> dict[str, object]:
     batch["oovs"] = [it.oovs for it in items]
     batch["example_ids"] = [it.example_id for it in items]
     return batch
+
+
+def batch_to_device(batch: dict, device: torch.device | str) -> dict:
+    """A :func:`collate` batch with its tensors on ``device`` (the lists of OOV words and ids stay as they are)."""
+    return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}

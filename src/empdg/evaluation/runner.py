@@ -18,7 +18,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from empdg.data.conversation import EMOTIONS
 from empdg.data.datamodule import DialogueDataModule
-from empdg.data.dataset import EncodedExample, collate
+from empdg.data.dataset import EncodedExample, batch_to_device, collate
 from empdg.data.examples import DialogueExample
 from empdg.data.vocab import Vocab
 from empdg.evaluation.metrics import corpus_figures, emotion_macro_f1, per_example_nll
@@ -103,8 +103,7 @@ def evaluate_model(
     records: list[PredictionRecord] = []
     scores: list[dict[str, Any]] = []
     for chunk in _batches(pairs, batch_size):
-        collated = collate([enc for _, enc in chunk])
-        batch = {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in collated.items()}
+        batch = batch_to_device(collate([enc for _, enc in chunk]), device)
         out = generator(batch)
         target = batch["target_ext_ids"] if generator.sizes.copy else batch["target_ids"]
         nll_rows, token_rows = per_example_nll(out.log_probs, target)

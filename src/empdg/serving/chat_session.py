@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from empdg.data.conversation import EMOTIONS
-from empdg.data.dataset import SequenceLimits, collate, encode_example
+from empdg.data.dataset import SequenceLimits, batch_to_device, collate, encode_example
 from empdg.data.emotion_words import get_lexicon
 from empdg.data.examples import LISTENER, SPEAKER, DialogueExample
 from empdg.data.text import normalize
@@ -205,8 +205,7 @@ class ChatSession:
         # a chat has no gold emotion: without the placeholder label a model that reads it (MoEL with
         # model.oracle=true) stops with a message instead of quietly using emotion 0
         del batch["emotion_label"]
-        device = self.device
-        return {key: value.to(device) if isinstance(value, Tensor) else value for key, value in batch.items()}
+        return batch_to_device(batch, self.device)
 
     @property
     def device(self) -> torch.device:
