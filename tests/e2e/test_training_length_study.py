@@ -19,13 +19,17 @@ ED_HEADER = "conv_id,utterance_idx,context,prompt,speaker_idx,utterance,selfeval
 
 def test_training_length_study_evaluates_a_checkpoint_every_n_updates_against_the_first(tmp_path: Path) -> None:
     out = tmp_path / "length"
+    # paths.mlflow_dir: studies run their commands in the repository; its own MLflow store stays clean
     command = [sys.executable, str(STUDY), "--smoke", "--updates", "4", "--every", "2", "--bootstrap", "20",
                "--out", str(out), "--eval-override", "evaluate.meaning=false", "--eval-override", "decoding.max_len=4",
-               "model.hidden_dim=16", "model.emb_dim=16", "trainer.val_check_interval=5"]  # fmt: skip
+               "model.hidden_dim=16", "model.emb_dim=16", "trainer.val_check_interval=5",
+               f"paths.mlflow_dir={tmp_path / 'mlruns'}"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(p.name for p in (out / "train" / "checkpoints").glob("step-*.ckpt")) == ["step-2.ckpt", "step-4.ckpt"]
+    record = json.loads((out / "train" / "mlflow_run.json").read_text())
+    assert record["tracking_uri"] == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"  # the store the override names
     training = (out / "train" / "hydra" / ".hydra" / "overrides.yaml").read_text()
     assert "adversarial=none" in training and "model.hidden_dim=16" in training  # the run's own overrides
     evaluation = (out / "step_4" / "hydra" / ".hydra" / "overrides.yaml").read_text()

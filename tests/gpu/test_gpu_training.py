@@ -141,9 +141,11 @@ def test_checkpoint_trained_on_the_device_evaluates_chats_and_serves_on_cpu(
     assert metrics["cpu"]["n_examples"] > 0 and math.isfinite(metrics["cpu"]["ppl"])
     assert metrics[device.type]["n_examples"] == metrics["cpu"]["n_examples"]
     assert metrics[device.type]["ppl"] == pytest.approx(metrics["cpu"]["ppl"], rel=1e-4)
-    session = build_session(compose("chat", [f"ckpt_path={checkpoint}", "decoding.max_len=8"]))
-    assert session.device.type == "cpu"  # the terminal chat: on the CPU whatever trained the checkpoint
-    assert session.respond("my dog died yesterday .").reply.strip()
+    for where in ("cpu", device.type):  # the terminal chat, on chat.device
+        session = build_session(compose("chat", [f"ckpt_path={checkpoint}", "decoding.max_len=8",
+                                                 f"chat.device={where}"]))  # fmt: skip
+        assert session.device.type == where
+        assert session.respond("my dog died yesterday .").reply.strip()
     model = _pyfunc_model(checkpoint, tmp_path / "served")  # served: on the GPU where there is one
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert session is not model.session and model.session.device.type == expected

@@ -33,11 +33,12 @@ def meaning_mode(value: Any) -> str:
 
 
 def score_meaning(
-    records: list[PredictionRecord], data_cfg: Mapping[str, Any] | None, mode: str
+    records: list[PredictionRecord], data_cfg: Mapping[str, Any] | None, mode: str, device: str = "cpu"
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Per-record scores and their means, or ``([], {})`` when switched off or (``auto``) unavailable.
 
     Without ``data_cfg`` (no training data to learn reply emotions from) only the similarities are given.
+    MiniLM encodes on ``device`` (the evaluation's ``evaluate.device``); its vectors come back to the CPU.
     """
     mode = meaning_mode(mode)
     if mode == "false" or not records:
@@ -50,7 +51,7 @@ def score_meaning(
     from empdg.models.sentence_encoder import sentence_encoder
 
     started = time.perf_counter()
-    encoder = sentence_encoder()
+    encoder = sentence_encoder(device)
     classifier = None
     if data_cfg is not None:  # the training split's replies, from the cached preprocessing
         cache_dir = data_cfg.get("cache_dir")
@@ -59,5 +60,5 @@ def score_meaning(
     last_turns = [record.context[-1] if record.context else "" for record in records]
     rows = meaning_scores([r.pred for r in records], [r.ref for r in records], last_turns, encoder, classifier)
     metrics = meaning_metrics(rows, [r.emotion for r in records])
-    log.info("meaning metrics on %d replies: %.1f s", len(records), time.perf_counter() - started)
+    log.info("meaning metrics on %d replies (%s): %.1f s", len(records), device, time.perf_counter() - started)
     return rows, metrics

@@ -148,7 +148,9 @@ def add_meaning(cfg: DictConfig, result: EvaluationResult, data_cfg: dict[str, A
     mode = meaning_mode(cfg.evaluate.get("meaning", "auto"))
     if data_cfg is None and data_overrides_on_command_line()[0] is not None:
         data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-    rows, metrics = score_meaning(result.records, data_cfg, mode)
+    with user_errors_from():  # a prediction file scored with evaluate.device=cuda on a machine without one
+        device = inference_device(cfg.evaluate.get("device", "auto"))
+    rows, metrics = score_meaning(result.records, data_cfg, mode, str(device))
     if rows:
         scores = result.example_scores or [{} for _ in rows]
         result.example_scores = [{**score, **row} for score, row in zip(scores, rows)]

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from empdg.data.builtin import builtin_model_notice
 from empdg.errors import ConfigError, user_errors_from
 from empdg.models.decoding import DecodingConfig
+from empdg.models.inference import inference_device
 from empdg.serving.chat_log import ChatLog
 from empdg.serving.chat_session import ChatSession, ChatSettings, Turn
 from empdg.training.checkpoint import load_checkpoint
@@ -28,7 +29,9 @@ def _percent(pairs: list[tuple[str, float]]) -> str:
 
 
 def build_session(cfg: DictConfig) -> ChatSession:
-    """Checkpoint + ``chat.*`` + ``decoding.*``; unset context settings come from the checkpoint run's data config."""
+    """Checkpoint + ``chat.*`` + ``decoding.*``; unset context settings come from the checkpoint run's data config.
+
+    The model answers on ``chat.device`` (``auto``: the GPU when torch sees one)."""
     if not cfg.ckpt_path:
         raise ConfigError("ckpt_path=PATH is required")
     with user_errors_from():  # a missing, unsafe or foreign checkpoint; chat.* and decoding.* settings
@@ -36,7 +39,8 @@ def build_session(cfg: DictConfig) -> ChatSession:
         run_data = (loaded.run_config or {}).get("data") or None
         settings = ChatSettings.from_config(cfg.chat, run_data, OmegaConf.to_container(cfg.data, resolve=True))
         decoding = DecodingConfig.from_mapping(OmegaConf.to_container(cfg.decoding, resolve=True))
-        session = ChatSession(loaded.bundle, decoding, settings)
+        device = inference_device(cfg.chat.get("device", "auto"), "chat.device")
+        session = ChatSession(loaded.bundle.to(device), decoding, settings)
         session.notice = builtin_model_notice(run_data)  # a templated corpus' replies must not read as a bug
         return session
 
