@@ -163,7 +163,7 @@ def test_label_studio_server_round_trip(tmp_path: Path, label_studio: _Api) -> N
         exports[-1].write_bytes(label_studio("GET", f"/api/projects/{project['id']}/export?exportType=JSON"))
     loaded = read_study(study)
     report = build_report(read_annotations(exports, loaded), loaded, HumanReportConfig(n_bootstrap=50))
-    strengths = report.strengths["empathy"]
+    strengths = {s: e["value"] for s, e in report.strengths["empathy"].items()}
     assert strengths["sys1"] > strengths["sys0"]
     assert report.ratings["empathy"]["sys1"]["mean"]["value"] > report.ratings["empathy"]["sys0"]["mean"]["value"]
     assert [a.annotator for a in report.attention] == ["1"] and not report.excluded  # Label Studio's user id

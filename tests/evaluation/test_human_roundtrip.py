@@ -53,7 +53,7 @@ def test_the_preferred_system_wins_and_the_careless_annotator_is_excluded(study:
     tasks_per_annotator = (36 + 9 + 36) * 3  # (pairwise + checks + ratings) × criteria
     assert (report.answers_excluded, report.answers_used) == (tasks_per_annotator, 3 * tasks_per_annotator)
     for criterion in ("empathy", "relevance", "fluency"):
-        strengths = report.strengths[criterion]
+        strengths = {s: e["value"] for s, e in report.strengths[criterion].items()}
         assert max(strengths, key=strengths.get) == "sys2"
         for row in report.pairs[criterion]:
             if "sys2" in (row["system"], row["opponent"]):
@@ -87,7 +87,7 @@ def test_the_report_is_an_mlflow_run(study: Path, tmp_path: Path) -> None:
     run = MlflowClient(uri).get_run(run_id)
     assert run.data.tags["empdg.role"] == "human_evaluation" and run.info.status == "FINISHED"
     assert run.data.metrics["human/annotators_excluded"] == 1
-    assert run.data.metrics["human/empathy/bt/sys2"] == pytest.approx(report.strengths["empathy"]["sys2"])
+    assert run.data.metrics["human/empathy/bt/sys2"] == pytest.approx(report.strengths["empathy"]["sys2"]["value"])
     assert run.data.params["report.exclude_flagged"] == "True"
     artifacts = {a.path for a in MlflowClient(uri).list_artifacts(run_id, "human_evaluation")}
     assert artifacts == {"human_evaluation/human_eval.md", "human_evaluation/human_eval.json"}
@@ -111,3 +111,25 @@ def test_a_study_of_two_released_systems(release_outputs_dir: Path, peer_outputs
         assert len(set(dialogue["replies"].values())) >= 1 and dialogue["context"] and dialogue["reference"]
     pairwise = json.loads((tmp_path / "study" / "label_studio" / "pairwise_tasks.json").read_text())
     assert len(pairwise) == 64 + 7  # one pair per dialogue, ceil(0.1 × 64) checks
+
+
+@pytest.mark.real_data
+def test_the_simulated_study_of_three_releases_separates_the_preferred_system(
+    release_outputs_dir: Path, peer_outputs_dir: Path, tmp_path: Path, capsys
+) -> None:
+    import importlib.util
+
+    from tiny import REPO
+
+    script = REPO / "experiments" / "human_eval_simulated" / "run.py"
+    spec = importlib.util.spec_from_file_location("study_human_eval_simulated", script)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    assert study.main(["--shared", str(release_outputs_dir.parent.parent), "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report" / "human_eval.json").read_text())
+    assert report["excluded"] == ["random"]
+    for criterion in ("empathy", "relevance", "fluency"):
+        strengths = report["strengths"][criterion]
+        others = [strengths[s]["high"] for s in ("MoEL", "KEMP")]
+        assert strengths["EmpDG"]["low"] > max(others), criterion  # 3 of 4 annotators prefer it with p = 0.8
+    assert "| EmpDG | 0.944 [" in capsys.readouterr().out  # docs/human_evaluation.md quotes this run

@@ -45,26 +45,45 @@ def test_bradley_terry_two_systems_is_the_log_odds_of_winning() -> None:
     # A beats B 3 times out of 4: P = 1 / (1 + exp(θB - θA)) = 3/4 -> θA - θB = log 3, centred: ±log(3)/2
     judgments = [_pair("d1", "A", "B", 1), _pair("d2", "A", "B", 1), _pair("d3", "B", "A", -1),
                  _pair("d4", "A", "B", -1)]  # fmt: skip
-    theta = bradley_terry(judgments, ["A", "B"], alpha=0.0)
-    assert theta["A"] == pytest.approx(math.log(3) / 2, abs=1e-6)
-    assert theta["B"] == pytest.approx(-math.log(3) / 2, abs=1e-6)
+    theta = bradley_terry(judgments, ["A", "B"], ["d1", "d2", "d3", "d4"], alpha=0.0, n_resamples=50)
+    assert theta["A"].value == pytest.approx(math.log(3) / 2, abs=1e-6)
+    assert theta["B"].value == pytest.approx(-math.log(3) / 2, abs=1e-6)
 
 
 def test_bradley_terry_a_tie_is_half_a_win_each_way() -> None:
     # 1 win + 2 ties for A out of 3 = 2 "wins" of 3: θA - θB = log(2/1)
     judgments = [_pair("d1", "A", "B", 1), _pair("d2", "A", "B", 0), _pair("d3", "A", "B", 0)]
-    theta = bradley_terry(judgments, ["A", "B"], alpha=0.0)
-    assert theta["A"] - theta["B"] == pytest.approx(math.log(2), abs=1e-6)
+    theta = bradley_terry(judgments, ["A", "B"], ["d1", "d2", "d3"], alpha=0.0, n_resamples=50)
+    assert theta["A"].value - theta["B"].value == pytest.approx(math.log(2), abs=1e-6)
 
 
 def test_bradley_terry_recovers_a_known_order_over_three_systems() -> None:
     judgments = []
     for first, second, wins, games in (("A", "B", 8, 10), ("B", "C", 7, 10), ("A", "C", 9, 10)):
         judgments += [_pair(f"{first}{second}{i}", first, second, 1 if i < wins else -1) for i in range(games)]
-    theta = bradley_terry(judgments, ["C", "A", "B"], alpha=0.01)
-    assert theta["A"] > theta["B"] > theta["C"]
-    assert sum(theta.values()) == pytest.approx(0.0, abs=1e-9)
-    assert all(math.isnan(v) for v in bradley_terry([], ["A", "B"]).values())
+    dialogues = sorted({j.dialogue for j in judgments})
+    theta = bradley_terry(judgments, ["C", "A", "B"], dialogues, alpha=0.01, n_resamples=200)
+    assert theta["A"].value > theta["B"].value > theta["C"].value
+    assert sum(e.value for e in theta.values()) == pytest.approx(0.0, abs=1e-9)
+    assert all(e.low < e.value < e.high for e in theta.values())
+    assert theta["A"].low > theta["C"].high  # 9 wins of 10 and 7 of 10 through B: apart at 95%
+    empty = bradley_terry([], ["A", "B"], ["d1"], n_resamples=10)
+    assert all(math.isnan(v) for e in empty.values() for v in (e.value, e.low, e.high))
+
+
+def test_bradley_terry_interval_resamples_dialogues_not_judgments() -> None:
+    # every dialogue: A wins 3 of its 4 judgments. Any resample of dialogues keeps the share at 3/4, so the
+    # interval is the point (log 3 / 2); resampling single judgments would have spread it
+    judgments = []
+    for d in ("d1", "d2", "d3"):
+        judgments += [_pair(d, "A", "B", 1, annotator=a) for a in ("a", "b", "c")] + [_pair(d, "A", "B", -1, "d")]
+    theta = bradley_terry(judgments, ["A", "B"], ["d1", "d2", "d3"], alpha=0.0, n_resamples=100)
+    assert (theta["A"].low, theta["A"].value, theta["A"].high) == pytest.approx((math.log(3) / 2,) * 3, abs=1e-6)
+    # a dialogue that B wins outright widens it
+    judgments += [_pair("d4", "A", "B", -1, annotator=a) for a in ("a", "b", "c", "d")]
+    theta = bradley_terry(judgments, ["A", "B"], ["d1", "d2", "d3", "d4"], alpha=0.0, n_resamples=100)
+    assert theta["A"].value == pytest.approx(math.log(9 / 7) / 2, abs=1e-6)  # 9 wins of 16
+    assert theta["A"].low < theta["A"].value < theta["A"].high
 
 
 def test_rating_means_and_a_constant_systems_interval() -> None:

@@ -58,7 +58,7 @@ class HumanReport:
     answers_used: int
     answers_excluded: int
     pairs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # criterion -> rows
-    strengths: dict[str, dict[str, float]] = field(default_factory=dict)
+    strengths: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # criterion -> system -> Estimate
     ratings: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     agreement: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -86,10 +86,12 @@ class HumanReport:
                 for row in self.pairs[criterion]:
                     cells = [_estimate(row[o]) for o in ("win", "tie", "loss")]
                     lines.append(f"| {row['system']} | {row['opponent']} | {row['n']} | " + " | ".join(cells) + " |")
-                strengths = self.strengths[criterion]
-                ranked = sorted(self.systems, key=lambda s: -strengths[s] if math.isfinite(strengths[s]) else math.inf)
-                lines += ["", "Bradley-Terry strength (log scale, mean 0): "
-                          + ", ".join(f"{s} {strengths[s]:+.3f}" for s in ranked)]  # fmt: skip
+                strengths = {s: Estimate(**e) for s, e in self.strengths[criterion].items()}
+                ranked = sorted(self.systems, key=lambda s: -strengths[s].value if math.isfinite(strengths[s].value)
+                                else math.inf)  # fmt: skip
+                lines += ["", f"Bradley-Terry strength (log scale, mean 0; {level} intervals, the model refitted on "
+                          "each resample):", "", "| system | strength |", "|---|---|"]  # fmt: skip
+                lines += [f"| {s} | {_estimate(strengths[s])} |" for s in ranked]
             if self.ratings.get(criterion):
                 lines += ["", f"Ratings 1-5 ({level} intervals):", "", "| system | n | mean |", "|---|---|---|"]
                 for system in self.systems:
@@ -171,7 +173,8 @@ def build_report(answers: Sequence[Answer], study: Study, settings: HumanReportC
                 rates, n = win_tie_loss(pairs, first, second, dialogues, **boot)
                 rows.append({"system": first, "opponent": second, "n": n, **{k: asdict(v) for k, v in rates.items()}})
             report.pairs[criterion] = rows
-            report.strengths[criterion] = bradley_terry(pairs, systems, settings.bt_alpha)
+            strengths = bradley_terry(pairs, systems, dialogues, settings.bt_alpha, **boot)
+            report.strengths[criterion] = {s: asdict(e) for s, e in strengths.items()}
             choices = _by_task(kept, criterion, study, ("pairwise",))
             kappa, items, raters = fleiss_kappa({t: list(v.values()) for t, v in choices.items()}, ("A", "B", "tie"))
             agreement.update(kappa=kappa, kappa_items=items, kappa_raters=raters)
@@ -206,7 +209,7 @@ def report_metrics(report: HumanReport) -> dict[str, float]:
     }  # fmt: skip
     for criterion in CRITERIA:
         for system, theta in report.strengths.get(criterion, {}).items():
-            metrics[f"human/{criterion}/bt/{safe(system)}"] = theta
+            metrics[f"human/{criterion}/bt/{safe(system)}"] = theta["value"]
         for row in report.pairs.get(criterion, []):
             metrics[f"human/{criterion}/win/{safe(row['system'])}_vs_{safe(row['opponent'])}"] = row["win"]["value"]
         for system, cell in report.ratings.get(criterion, {}).items():

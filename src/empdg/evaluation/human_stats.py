@@ -5,8 +5,9 @@ along: the judgments of one dialogue are not independent), re-centred on the ful
 with the same resampled dialogues for every system (:func:`empdg.evaluation.bootstrap.resample_counts`).
 
 - win/tie/loss of system X against Y: shares of the (annotator, dialogue) judgments of that pair;
-- Bradley-Terry: ``P(i beats j) = 1 / (1 + exp(θj - θi))`` fitted by ``choix.ilsr_pairwise`` (a tie counts as
-  half a win for each side), strengths centred on mean 0;
+- Bradley-Terry: ``P(i beats j) = 1 / (1 + exp(θj - θi))`` fitted by ``choix.ilsr_pairwise_dense`` (a tie
+  counts as half a win for each side), strengths centred on mean 0; its interval refits the model on each
+  resample of the dialogues;
 - Krippendorff's α (package ``krippendorff``; ordinal for the 1-5 ratings), units = rating tasks;
 - Fleiss' κ (``statsmodels.stats.inter_rater``) over the A/B/tie choices, on the tasks answered by the most
   common number (at least 2) of annotators, as κ needs the same number of raters per item.
@@ -91,28 +92,49 @@ def win_tie_loss(
     return {outcome: _estimate(counts[outcome], totals, weights, confidence) for outcome in OUTCOMES}, n
 
 
-def bradley_terry(judgments: Sequence[PairJudgment], systems: Sequence[str], alpha: float = 0.01) -> dict[str, float]:
-    """Bradley-Terry log-strengths θ (mean 0) of ``systems`` from the judgments; NaN for all when there are none
-    (or when, without regularisation, the fit does not converge)."""
+def _comparison_matrices(
+    judgments: Sequence[PairJudgment], position: Mapping[str, int], index: Mapping[str, int]
+) -> np.ndarray:
+    """``[dialogues, systems, systems]`` half-wins: ``[d, i, j]`` counts 2 for each judgment of dialogue ``d``
+    that ``i`` wins against ``j`` and 1 for each tie (a tie is half a win for each side)."""
+    counts = np.zeros((len(index), len(position), len(position)))
+    for j in judgments:
+        a, b, d = position[j.first], position[j.second], index[j.dialogue]
+        if j.outcome >= 0:
+            counts[d, a, b] += 2 if j.outcome > 0 else 1
+        if j.outcome <= 0:
+            counts[d, b, a] += 2 if j.outcome < 0 else 1
+    return counts
+
+
+def _fit_strengths(comparisons: np.ndarray, alpha: float) -> np.ndarray:
+    """θ (mean 0) from a ``[systems, systems]`` win matrix; NaN for all when the fit fails or there is no data."""
     import choix
 
-    position = {s: i for i, s in enumerate(systems)}
-    pairs: list[tuple[int, int]] = []
-    for j in judgments:
-        a, b = position[j.first], position[j.second]
-        # a decisive judgment counts twice and a tie once each way: a tie is half a win for each side
-        if j.outcome >= 0:
-            pairs += [(a, b)] * (2 if j.outcome > 0 else 1)
-        if j.outcome <= 0:
-            pairs += [(b, a)] * (2 if j.outcome < 0 else 1)
-    if not pairs:
-        return {s: math.nan for s in systems}
+    if not comparisons.any():
+        return np.full(len(comparisons), math.nan)
     try:
-        theta = choix.ilsr_pairwise(len(systems), pairs, alpha=alpha, max_iter=1000)
+        theta = np.asarray(choix.ilsr_pairwise_dense(comparisons, alpha=alpha, max_iter=1000), dtype=float)
     except (RuntimeError, ValueError, np.linalg.LinAlgError):  # not identifiable (a system that never loses, alpha=0)
-        return {s: math.nan for s in systems}
-    theta = np.asarray(theta, dtype=float) - float(np.mean(theta))
-    return {s: float(theta[position[s]]) for s in systems}
+        return np.full(len(comparisons), math.nan)
+    return theta - theta.mean() if np.isfinite(theta).all() else np.full(len(comparisons), math.nan)
+
+
+def bradley_terry(
+    judgments: Sequence[PairJudgment], systems: Sequence[str], dialogues: Sequence[str], alpha: float = 0.01,
+    n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95,
+) -> dict[str, Estimate]:  # fmt: skip
+    """Bradley-Terry log-strengths θ (mean 0) of ``systems`` from the judgments, each with its interval over
+    ``dialogues`` (the model refitted on every resample of them); NaN for all when there are none (or when,
+    without regularisation, the fit does not converge). A resample whose fit fails is left out of the interval.
+    """
+    position = {s: i for i, s in enumerate(systems)}
+    index, weights = _weights(dialogues, n_resamples, seed)
+    per_dialogue = _comparison_matrices(judgments, position, index)
+    theta = _fit_strengths(per_dialogue.sum(axis=0), alpha)
+    replicates = np.stack([_fit_strengths(np.tensordot(row, per_dialogue, axes=1), alpha) for row in weights])
+    return {s: Estimate(float(theta[i]), *percentile_interval(replicates[:, i], float(theta[i]), confidence))
+            for s, i in position.items()}  # fmt: skip
 
 
 def rating_means(
