@@ -55,6 +55,14 @@ def test_training_length_study_evaluates_a_checkpoint_every_n_updates_against_th
         [*across[:-4], "--step", "best", "--bootstrap", "20"], env=env, capture_output=True, text=True
     )
     assert done.returncode == 0 and "| b@4 | " in done.stdout, done.stderr[-2000:]  # its validation: the run's end
+    # two folders after a name are its seeds: a table over them and one of seed pairs against the baseline
+    seeded = [sys.executable, str(ACROSS), f"a={out},{out}", f"b={out}", "--step", "4", "--bootstrap", "20"]
+    done = subprocess.run(seeded, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (mean_row,) = [line for line in done.stdout.splitlines() if line.startswith("| a | 2 | ")]
+    assert f"| {metrics['ppl']:,.1f} ± 0.0 |" in mean_row  # the same run twice: no spread
+    assert "| b | 1 | 0 of 1 | 0 of 1 |" in done.stdout  # equal is not above
+    assert sum(line.startswith("| a s1 | 4 |") for line in done.stdout.splitlines()) == 2  # the run's seed
     # a second call trains nothing and reuses every evaluation
     before = [(out / name / "metrics.json").stat().st_mtime_ns for name in ("step_2", "step_4")]
     assert subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=600).returncode == 0
@@ -94,3 +102,14 @@ def test_validation_values_are_read_as_the_updates_they_followed() -> None:
     assert across.by_update({999: 9.0, 1999: 8.0, 2000: 8.0}, 2000) == {1000: 9.0, 2000: 8.0}
     assert across.by_update({999: 9.0, 1499: 8.5}, 1500) == {1000: 9.0, 1500: 8.5}  # ended between validations
     assert across.by_update({4: 7.0}, 4) == {4: 7.0}  # only the end's validation
+
+
+def test_seeds_are_summarised_by_mean_sample_sd_and_pairs_above_the_baseline() -> None:
+    spec = importlib.util.spec_from_file_location("study_across_models", ACROSS)
+    across = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(across)
+    # mean 7/3; sample variance ((4/3)^2 + (1/3)^2 + (5/3)^2) / 2 = 7/3, sd 1.528
+    assert across.mean_sd([1.0, 2.0, 4.0], 3) == "2.333 ± 1.528"
+    assert across.mean_sd([5.0, float("nan")], 1) == "5.0" and across.mean_sd([float("nan")], 1) == "–"
+    assert across.above([3.0, 1.0, 2.0], [2.0, 2.0, 2.0]) == "1 of 3"  # a tie is not above
+    assert across.above([3.0, 1.0], [2.0, 2.0, 2.0]) == "1 of 2"  # only as many pairs as both have
