@@ -13,7 +13,9 @@ from empdg.config.human_eval_schema import HumanStudyConfig
 from empdg.errors import ConfigError, MissingFileError
 from empdg.evaluation.human_export import (
     align_systems,
+    annotator_views,
     build_study,
+    context_text,
     export_study,
     label_studio_config,
     stratified_sample,
@@ -70,15 +72,16 @@ def _study(n_systems: int = 3, **settings) -> tuple[dict, dict[str, str]]:
 def test_the_study_holds_every_pair_every_rating_and_its_share_of_checks() -> None:
     manifest, opaque = _study()
     kinds = Counter(task["kind"] for task in manifest["tasks"])
-    # 4 dialogues × 3 pairs = 12 pairwise, ceil(0.25 × 12) = 3 checks, 4 × 3 ratings
-    assert kinds == {"pairwise": 12, "check": 3, "rating": 12}
+    # 4 dialogues × 3 pairs = 12 pairwise, ceil(0.25 × 12) = 3 checks; 4 × 3 ratings, ceil(0.25 × 12) = 3 checks
+    assert kinds == {"pairwise": 12, "check": 3, "rating": 12, "rating_check": 3}
     assert sorted(opaque.values()) == ["S1", "S2", "S3"]
     pairs = Counter(frozenset((t["left"], t["right"])) for t in manifest["tasks"] if t["kind"] == "pairwise")
     assert set(pairs.values()) == {4}
     sides = Counter(t["left"] for t in manifest["tasks"] if t["kind"] == "pairwise")
     assert len(sides) == 3  # left/right drawn: not always the lower id on the left
-    for check in (t for t in manifest["tasks"] if t["kind"] == "check"):
+    for check in (t for t in manifest["tasks"] if t["kind"] in ("check", "rating_check")):
         assert check["distractor_dialogue_id"] != check["dialogue_id"]
+    assert manifest["rating_check_max"] == 2
     assert _study() == (manifest, opaque)  # seeded
     assert _study(seed=1) != (manifest, opaque)
 
@@ -107,8 +110,21 @@ def test_export_writes_blind_files_and_the_key_apart(tmp_path: Path) -> None:
     assert tasks[0]["data"]["dialogue"][-1]["author"] == "Speaker"
     with (out / "csv" / "ratings.csv").open(encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 8 and all(row["empathy"] == row["annotator"] == "" for row in rows)
+    assert len(rows) == 8 + 4 and all(row["empathy"] == row["annotator"] == "" for row in rows)  # ceil(0.5 × 8) checks
     assert (out / "csv" / "ratings.csv").read_bytes().startswith(b"\xef\xbb\xbf")  # spreadsheets read it as UTF-8
+
+
+def test_a_rating_check_shows_another_dialogues_gold_reply_as_the_reply() -> None:
+    manifest, _ = _study()
+    dialogues = {d["dialogue_id"]: d for d in manifest["dialogues"]}
+    _, ratings = annotator_views(manifest)
+    shown = {view["task_id"]: view for view in ratings}
+    checks = [t for t in manifest["tasks"] if t["kind"] == "rating_check"]
+    for check in checks:
+        view = shown[check["task_id"]]
+        assert view["reply"] == dialogues[check["distractor_dialogue_id"]]["reference"]
+        assert view["context"] == context_text(dialogues[check["dialogue_id"]]["context"])
+    assert len(ratings) == 12 + len(checks) and set(ratings[0]) == {"task_id", "dialogue", "context", "reply"}
 
 
 def test_a_reply_that_a_spreadsheet_would_run_as_a_formula_is_quoted(tmp_path: Path) -> None:

@@ -48,9 +48,10 @@ def test_the_preferred_system_wins_and_the_careless_annotator_is_excluded(study:
     flagged = [a.annotator for a in report.attention if a.flagged]
     assert flagged == report.excluded == [careless]
     checks = {a.annotator: (a.passed, a.answered) for a in report.attention}
-    assert all(checks[name] == (3 * 3, 3 * 3) for name in checks if name != careless)  # ceil(0.25 × 36) checks
+    # ceil(0.25 × 36) checks among the pairwise tasks and as many among the ratings
+    assert all(checks[name] == (18, 18) for name in checks if name != careless)
     assert checks[careless][0] < 0.8 * checks[careless][1]
-    tasks_per_annotator = (36 + 9 + 36) * 3  # (pairwise + checks + ratings) × criteria
+    tasks_per_annotator = (36 + 9 + 36 + 9) * 3  # (pairwise + checks + ratings + checks) × criteria
     assert (report.answers_excluded, report.answers_used) == (tasks_per_annotator, 3 * tasks_per_annotator)
     for criterion in ("empathy", "relevance", "fluency"):
         strengths = {s: e["value"] for s, e in report.strengths[criterion].items()}
@@ -64,8 +65,8 @@ def test_the_preferred_system_wins_and_the_careless_annotator_is_excluded(study:
         assert max(means, key=means.get) == "sys2"
         assert report.agreement[criterion]["kappa_raters"] == 3  # the excluded annotator is not counted
     text = (tmp_path / "report" / "human_eval.md").read_text()
-    assert f"| {careless} | {checks[careless][0]}/9 | yes | yes |" in text
-    assert "excluded: 1 (243 answers left out, 729 used)" in text
+    assert f"| {careless} | {checks[careless][0]}/18 | yes | yes |" in text
+    assert "excluded: 1 (270 answers left out, 810 used)" in text
     assert json.loads(files[1].read_text())["excluded"] == [careless]
 
 
@@ -133,3 +134,46 @@ def test_the_simulated_study_of_three_releases_separates_the_preferred_system(
         others = [strengths[s]["high"] for s in ("MoEL", "KEMP")]
         assert strengths["EmpDG"]["low"] > max(others), criterion  # 3 of 4 annotators prefer it with p = 0.8
     assert "| EmpDG | 0.944 [" in capsys.readouterr().out  # docs/human_evaluation.md quotes this run
+
+
+def test_an_annotator_who_only_rates_is_checked_too(tmp_path: Path) -> None:
+    study = export_synthetic_study(tmp_path / "ratings_only", n_systems=3, pairwise=False)
+    answers = simulate_answers(study, ANNOTATORS[-2:], seed=3)  # one careful, one careless
+    files = [write_csv_answers(study, answers[name], name, "ratings", tmp_path / f"{name}.csv")
+             for name in ("good2", "careless")]  # fmt: skip
+    report, _ = report_study(study, files, HumanReportConfig(n_bootstrap=20), tmp_path / "report")
+    checks = {a.annotator: (a.passed, a.answered, a.flagged) for a in report.attention}
+    assert checks["good2"] == (9, 9, False)  # ceil(0.25 × 36) checks, each rated 1 or 2
+    assert checks["careless"][1] == 9 and checks["careless"][2]  # uniform 1-5: passes 2 in 5
+    assert report.excluded == ["careless"]
+
+
+def test_a_rating_check_passes_at_or_below_the_studys_maximum(study: Path) -> None:
+    from empdg.evaluation.human_import import Answer, read_study
+    from empdg.evaluation.human_report import attention_results
+
+    loaded = read_study(study)
+    check = next(t for t in loaded.tasks.values() if t["kind"] == "rating_check")
+    answers = [Answer(check["task_id"], "ann1", "relevance", 2, study, "-"),
+               Answer(check["task_id"], "ann2", "relevance", 3, study, "-"),
+               Answer(check["task_id"], "ann2", "empathy", 1, study, "-")]  # fmt: skip
+    results = {a.annotator: (a.passed, a.answered) for a in attention_results(answers, loaded, 0.8)}
+    assert results == {"ann1": (1, 1), "ann2": (0, 1)}  # only relevance is the check's criterion
+
+
+def test_a_study_exported_before_the_rating_checks_still_reads(study: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from empdg.evaluation.human_import import read_study
+
+    old = tmp_path / "old"
+    shutil.copytree(study, old)
+    manifest = json.loads((old / "study.json").read_text())
+    manifest.update(format="empdg-human-study/1")
+    del manifest["rating_check_max"]
+    manifest["tasks"] = [t for t in manifest["tasks"] if t["kind"] != "rating_check"]
+    (old / "study.json").write_text(json.dumps(manifest))
+    key = json.loads((old / "system_key.json").read_text())
+    (old / "system_key.json").write_text(json.dumps({**key, "format": "empdg-human-study/1"}))
+    loaded = read_study(old)
+    assert loaded.rating_check_max == 2 and "rating_check" not in {t["kind"] for t in loaded.tasks.values()}

@@ -22,7 +22,7 @@ class HumanStudyConfig:
 
     n_dialogues: int = 60  # dialogues drawn, stratified by gold emotion; every system answers each
     seed: int = 0  # the draw, the opaque ids, left/right and the task order
-    attention_share: float = 0.1  # attention checks per pairwise task (gold reply vs another dialogue's)
+    attention_share: float = 0.1  # attention checks per pairwise task and per rating task (docs/human_evaluation.md)
     pairwise: bool = True  # A/B tasks: every pair of systems on every dialogue
     ratings: bool = True  # 1-5 ratings of every system's reply on every dialogue
     max_file_mb: float = 64.0  # prediction files larger than this are refused

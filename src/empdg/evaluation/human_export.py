@@ -9,8 +9,10 @@ gold emotion (seeded), and writes
 - pairwise A/B tasks: one per dialogue and pair of systems, left/right drawn at random; per criterion
   (empathy, relevance, fluency) the annotator picks A, B or tie, as in the EmpDG paper's A/B test;
 - rating tasks: one per dialogue and system; each criterion on a 1-5 scale;
-- attention checks mixed into the pairwise tasks (``study.attention_share`` of them): the dialogue's gold reply
-  against another dialogue's gold reply; the gold one must win on relevance.
+- attention checks mixed into both kinds of task (``study.attention_share`` of each): in the pairwise tasks the
+  dialogue's gold reply against another dialogue's gold reply, where the gold one must win on relevance; in the
+  rating tasks another dialogue's gold reply alone, which must be rated at most ``RATING_CHECK_MAX`` on
+  relevance (so an annotator who only rates is checked too).
 
 Annotators see opaque system ids only (``S1``, ``S2``... in a seeded random order) and never a system's
 name: ``study.json`` (tasks, dialogues, answers of the checks) goes to the report, ``system_key.json`` (opaque
@@ -40,6 +42,7 @@ from empdg.evaluation.release_format import PredictionRecord, load_predictions
 __all__ = [
     "CHECK_CRITERION",
     "CRITERIA",
+    "RATING_CHECK_MAX",
     "STUDY_FORMAT",
     "SystemSource",
     "align_systems",
@@ -53,7 +56,10 @@ __all__ = [
 CRITERIA = ("empathy", "relevance", "fluency")
 #: the criterion an attention check's answer is known on: the dialogue's own gold reply fits it, another's does not
 CHECK_CRITERION = "relevance"
-STUDY_FORMAT = "empdg-human-study/1"
+#: a rating check (another dialogue's reply) passes when rated at most this on the check criterion
+RATING_CHECK_MAX = 2
+#: /2 added the rating checks (task kind ``rating_check``); /1 studies still read
+STUDY_FORMAT = "empdg-human-study/2"
 PAIR_QUESTIONS = {
     "empathy": "Empathy: which reply shows more understanding of how the speaker feels?",
     "relevance": "Relevance: which reply fits the conversation better?",
@@ -209,6 +215,11 @@ def build_study(
     ratings: list[dict[str, Any]] = []
     if settings.ratings:
         ratings = [{"kind": "rating", "dialogue_id": d["dialogue_id"], "system": s} for d in dialogues for s in ids]
+        n_checks = math.ceil(settings.attention_share * len(ratings)) if len(dialogues) > 1 else 0
+        for _ in range(n_checks):
+            own, other = rng.sample(range(len(dialogues)), 2)
+            ratings.append({"kind": "rating_check", "dialogue_id": dialogues[own]["dialogue_id"],
+                            "distractor_dialogue_id": dialogues[other]["dialogue_id"]})  # fmt: skip
         rng.shuffle(ratings)
     tasks = [{"task_id": f"p{i:05d}", **task} for i, task in enumerate(pairwise, start=1)]
     tasks += [{"task_id": f"r{i:05d}", **task} for i, task in enumerate(ratings, start=1)]
@@ -217,6 +228,7 @@ def build_study(
         "settings": {k: getattr(settings, k) for k in ("n_dialogues", "seed", "attention_share")},
         "criteria": list(CRITERIA),
         "check_criterion": CHECK_CRITERION,
+        "rating_check_max": RATING_CHECK_MAX,
         "systems": ids,
         "dialogues": dialogues,
         "tasks": tasks,
@@ -243,6 +255,8 @@ def annotator_views(manifest: Mapping[str, Any]) -> tuple[list[dict[str, Any]], 
                  "context": context_text(dialogue["context"])}  # fmt: skip
         if task["kind"] == "rating":
             ratings.append({**shown, "reply": dialogue["replies"][task["system"]]})
+        elif task["kind"] == "rating_check":
+            ratings.append({**shown, "reply": dialogues[task["distractor_dialogue_id"]]["reference"]})
         else:
             reply_a, reply_b = task_replies(task, dialogues)
             pairwise.append({**shown, "reply_a": reply_a, "reply_b": reply_b})

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from typing_extensions import NotRequired, TypedDict
 
 from empdg.data.file_schema import invalid, load_json_bounded, read_text_bounded, validate
-from empdg.evaluation.human_export import CRITERIA, PAIR_CHOICES
+from empdg.evaluation.human_export import CRITERIA, PAIR_CHOICES, RATING_CHECK_MAX
 
 __all__ = ["Answer", "Study", "read_annotations", "read_csv_annotations", "read_label_studio_export", "read_study"]
 
@@ -50,6 +50,7 @@ class Study:
     dialogues: dict[str, dict[str, Any]]
     systems: dict[str, str]
     check_criterion: str
+    rating_check_max: int = RATING_CHECK_MAX  # a rating check passes at or below it
 
 
 class _Dialogue(TypedDict):
@@ -62,7 +63,7 @@ class _Dialogue(TypedDict):
 
 class _Task(TypedDict):
     task_id: str
-    kind: Literal["pairwise", "check", "rating"]
+    kind: Literal["pairwise", "check", "rating", "rating_check"]
     dialogue_id: str
     left: NotRequired[str]
     right: NotRequired[str]
@@ -72,9 +73,10 @@ class _Task(TypedDict):
 
 
 class _Manifest(TypedDict):
-    format: Literal["empdg-human-study/1"]
+    format: Literal["empdg-human-study/1", "empdg-human-study/2"]
     criteria: list[str]
     check_criterion: str
+    rating_check_max: NotRequired[int]
     systems: list[str]
     dialogues: list[_Dialogue]
     tasks: list[_Task]
@@ -85,7 +87,7 @@ class _KeyEntry(TypedDict):
 
 
 class _Key(TypedDict):
-    format: Literal["empdg-human-study/1"]
+    format: Literal["empdg-human-study/1", "empdg-human-study/2"]
     systems: dict[str, _KeyEntry]
 
 
@@ -140,6 +142,7 @@ def read_study(study_dir: Path, max_bytes: int | None = None) -> Study:
             "pairwise": ("left", "right"),
             "check": ("distractor_dialogue_id", "gold_side"),
             "rating": ("system",),
+            "rating_check": ("distractor_dialogue_id",),
         }
         missing = [k for k in needed[task["kind"]] if k not in task]
         refs = [task["dialogue_id"], task.get("distractor_dialogue_id", task["dialogue_id"])]
@@ -147,7 +150,8 @@ def read_study(study_dir: Path, max_bytes: int | None = None) -> Study:
             problem = f"lacks {', '.join(missing)}" if missing else "names an unknown dialogue"
             raise invalid(manifest_path, f"{task['kind']} task {task['task_id']} {problem}", f"tasks[{i}]")
         tasks[task["task_id"]] = task
-    return Study(study_dir, tasks, dialogues, systems, manifest["check_criterion"])
+    return Study(study_dir, tasks, dialogues, systems, manifest["check_criterion"],
+                 manifest.get("rating_check_max", RATING_CHECK_MAX))  # fmt: skip
 
 
 def _annotator(completed_by: Any, default: str) -> str:
@@ -251,7 +255,7 @@ def _check(answer: Answer, study: Study, seen: dict[tuple[str, str, str], Answer
     if task is None:
         raise invalid(path, f"task {answer.task_id!r} is not in {study.path / 'study.json'} (another study's file?)",
                       where)  # fmt: skip
-    rating = task["kind"] == "rating"
+    rating = task["kind"] in ("rating", "rating_check")
     if rating != isinstance(answer.value, int):
         wanted = "a rating 1 to 5" if rating else "A, B or tie"
         raise invalid(path, f"{answer.criterion}={answer.value!r}: task {answer.task_id} takes {wanted}", where)

@@ -1,10 +1,11 @@
 """The report of a blind study: annotations in, tables per criterion out (Markdown, JSON, an MLflow run).
 
-Attention checks come first: an annotator who picks the gold reply on relevance in fewer than
-``report.min_attention_pass`` of their checks is flagged and, with ``report.exclude_flagged`` (the default),
-every answer of theirs is left out (the report counts them either way). Then, per criterion, on the remaining
-answers (:mod:`empdg.evaluation.human_stats`): win/tie/loss of every pair of systems, Bradley-Terry strengths,
-mean ratings, Krippendorff's α (ratings) and Fleiss' κ (choices). System names come from the study's key.
+Attention checks come first: an annotator who passes fewer than ``report.min_attention_pass`` of their checks on
+relevance (the gold reply picked over another dialogue's; another dialogue's reply rated at most 2) is flagged
+and, with ``report.exclude_flagged`` (the default), every answer of theirs is left out (the report counts them
+either way). Then, per criterion, on the remaining answers (:mod:`empdg.evaluation.human_stats`): win/tie/loss
+of every pair of systems, Bradley-Terry strengths, mean ratings, Krippendorff's α (ratings) and Fleiss' κ
+(choices). System names come from the study's key.
 """
 
 from __future__ import annotations
@@ -118,9 +119,16 @@ def _estimate(estimate: dict[str, float] | Estimate, digits: int = 3) -> str:
     return f"{_number(e.value, digits)} [{_number(e.low, digits)}, {_number(e.high, digits)}]"
 
 
+CHECK_KINDS = ("check", "rating_check")
+
+
 def _check_passed(answer: Answer, study: Study) -> bool:
-    """Whether an answer on a check's criterion picked the gold side."""
-    return answer.value == study.tasks[answer.task_id]["gold_side"]
+    """Whether an answer on a check's criterion is right: the gold side of a pairwise check, a rating at most
+    ``study.rating_check_max`` for another dialogue's reply."""
+    task = study.tasks[answer.task_id]
+    if task["kind"] == "rating_check":
+        return int(answer.value) <= study.rating_check_max
+    return answer.value == task["gold_side"]
 
 
 def attention_results(answers: Sequence[Answer], study: Study, min_pass: float) -> list[AttentionResult]:
@@ -128,7 +136,7 @@ def attention_results(answers: Sequence[Answer], study: Study, min_pass: float) 
     tally: dict[str, list[int]] = {}
     for answer in answers:
         tally.setdefault(answer.annotator, [0, 0])
-        if study.tasks[answer.task_id]["kind"] == "check" and answer.criterion == study.check_criterion:
+        if study.tasks[answer.task_id]["kind"] in CHECK_KINDS and answer.criterion == study.check_criterion:
             tally[answer.annotator][0] += _check_passed(answer, study)
             tally[answer.annotator][1] += 1
     return [

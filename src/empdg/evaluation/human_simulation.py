@@ -2,7 +2,8 @@
 
 A :class:`SimulatedAnnotator` prefers one system: on a pairwise task holding it, it picks that system with
 probability ``p_prefer`` (else the other one, or a tie with probability ``p_tie``), and rates its replies
-``rating_gap`` higher; it passes attention checks (the gold reply wins on every criterion). A ``random``
+``rating_gap`` higher; it passes attention checks (the gold reply wins on every criterion; another dialogue's
+reply is rated 1 or 2). A ``random``
 annotator answers uniformly at random everywhere, checks included. Answers are written as Label Studio
 writes its JSON export, or into copies of the study's CSVs; everything is seeded.
 """
@@ -54,6 +55,8 @@ def _pair_answer(task: Mapping[str, Any], who: SimulatedAnnotator, preferred: st
 def _rating(task: Mapping[str, Any], who: SimulatedAnnotator, preferred: str | None, rng: random.Random) -> int:
     if who.random:
         return rng.randint(1, 5)
+    if task["kind"] == "rating_check":
+        return rng.choice([1, 2])
     base = 3 + (who.rating_gap if task["system"] == preferred else 0)
     return max(1, min(5, base + rng.choice([-1, 0, 0, 1])))
 
@@ -69,7 +72,7 @@ def simulate_answers(
         preferred = opaque[who.prefers] if who.prefers is not None else None
         mine = answers.setdefault(who.name, {})
         for task in manifest["tasks"]:
-            pick = _rating if task["kind"] == "rating" else _pair_answer
+            pick = _rating if task["kind"] in ("rating", "rating_check") else _pair_answer
             mine[task["task_id"]] = {criterion: pick(task, who, preferred, rng) for criterion in CRITERIA}
     return answers
 
