@@ -11,7 +11,12 @@ from torch import Tensor, nn
 
 @dataclass
 class CriticConfig:
-    """Sizes of a :class:`ResponseCritic`; passed explicitly so every layer is built in ``__init__``."""
+    """Sizes of a :class:`ResponseCritic`; passed explicitly so every layer is built in ``__init__``.
+
+    The defaults here build the paper's critic (``fusion="sum"``, no word match), the reference the tests pin;
+    a training run builds its critics from ``adversarial.critic`` (:class:`empdg.config.schema.CriticSizes`),
+    whose defaults add ``sum_product`` and ``word_match`` because they scored better (docs/critics.md).
+    """
 
     input_dim: int
     hidden_dim: int
