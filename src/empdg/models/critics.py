@@ -15,7 +15,8 @@ class CriticConfig:
 
     The defaults here build the paper's critic (``fusion="sum"``, no word match), the reference the tests pin;
     a training run builds its critics from ``adversarial.critic`` (:class:`empdg.config.schema.CriticSizes`),
-    whose defaults add ``sum_product`` and ``word_match`` because they scored better (docs/critics.md).
+    whose defaults add ``sum_product`` fusion and the word-match term (the paper's critic could not tell a reply
+    in its own dialogue from the same reply in another: docs/critics.md).
     """
 
     input_dim: int
