@@ -168,3 +168,20 @@ def test_export_refuses_what_cannot_make_a_study(tmp_path: Path, systems: dict, 
                 for k, v in systems.items()}  # fmt: skip
     with pytest.raises(error, match=text):
         export_study(resolved, HumanStudyConfig(n_dialogues=2), tmp_path / "out")
+
+
+def test_the_command_counts_each_kind_of_task(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    for name in ("a", "b"):
+        write_jsonl(tmp_path / f"{name}.jsonl", records(name))
+    systems = f"systems={{a: {tmp_path / 'a.jsonl'}, b: {tmp_path / 'b.jsonl'}}}"
+    command = [sys.executable, "-m", "empdg.human_export", systems, "study.n_dialogues=4",
+               "study.attention_share=0.25", f"paths.output_dir={tmp_path / 'study'}"]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    # 4 pairwise tasks (one pair) + ceil(0.25 × 4) checks; 8 rating tasks + ceil(0.25 × 8) checks
+    assert "4 pairwise tasks + 1 attention checks, 8 rating tasks + 2 attention checks" in done.stdout

@@ -33,7 +33,7 @@ def main(cfg: DictConfig) -> None:
     print(
         f"study of {len(manifest['systems'])} systems on {len(manifest['dialogues'])} dialogues: "
         f"{kinds.count('pairwise')} pairwise tasks + {kinds.count('check')} attention checks, "
-        f"{kinds.count('rating')} rating tasks\n"
+        f"{kinds.count('rating')} rating tasks + {kinds.count('rating_check')} attention checks\n"
         f"for the annotators: {output_dir / 'label_studio'} (tasks + labelling configs), {output_dir / 'csv'}\n"
         f"keep apart (the report reads them): {output_dir / 'study.json'}, {output_dir / 'system_key.json'}"
     )
