@@ -58,8 +58,7 @@ def tiny_game_steps(compose_train, *overrides: str, steps: int = 2) -> tuple[lis
 
 
 #: recorded with the code before ``emotion_floor`` existed (one thread, this test's steps); the new code at
-#: its default reproduced every digit. The tolerance only absorbs another CPU's kernels: a changed critic
-#: input moves these numbers in the first few digits (emotion_floor=0.5 below).
+#: its default reproduced every digit on that machine.
 BEFORE = {
     "plain": (
         [19.490978240966797, 10.409795761108398, 19.445266723632812, 10.493097305297852],
@@ -81,15 +80,26 @@ ARM_OVERRIDES = {
 }
 
 
+#: Another CPU's kernels round differently, and Adam turns a rounding difference in a near-zero gradient into
+#: a whole step: on a Sapphire Rapids machine the same code gave losses up to 6.1e-4 and summed weights up to
+#: 3.9e-6 away (relative) from these. emotion_floor=0.5 moves the losses by 2.6e-2 (plain), 0.79 (gumbel) and
+#: 0.07 (soft) at most, so a tolerance between the two still tells the option's default from a change.
+LOSS_REL, WEIGHT_REL = 5e-3, 2e-5
+
+
+def _max_rel(values: list[float], reference: list[float]) -> float:
+    return max(abs(v - r) / abs(r) for v, r in zip(values, reference, strict=True))
+
+
 @pytest.mark.parametrize("arm", list(BEFORE))
 def test_at_its_default_the_option_leaves_training_as_it_was(compose_train, arm):
     losses, weights = tiny_game_steps(compose_train, *ARM_OVERRIDES[arm], "adversarial.critic.emotion_floor=0.0")
     expected_losses, expected_weights = BEFORE[arm]
-    assert losses == pytest.approx(expected_losses, rel=1e-6, abs=0)
-    assert weights == pytest.approx(expected_weights, rel=1e-9, abs=0)
-    if arm == "gumbel":  # the comparison can fail: the whole reply changes the emotional critic's losses
-        whole, _ = tiny_game_steps(compose_train, *ARM_OVERRIDES[arm], "adversarial.critic.emotion_floor=0.5")
-        assert whole[0] != pytest.approx(expected_losses[0], rel=1e-3)
+    assert losses == pytest.approx(expected_losses, rel=LOSS_REL, abs=0)
+    assert weights == pytest.approx(expected_weights, rel=WEIGHT_REL, abs=0)
+    # the comparison can fail: reading the whole reply moves the losses past the tolerance
+    whole, _ = tiny_game_steps(compose_train, *ARM_OVERRIDES[arm], "adversarial.critic.emotion_floor=0.5")
+    assert _max_rel(whole, expected_losses) > 2 * LOSS_REL
 
 
 def _hand_view() -> ResponseView:
