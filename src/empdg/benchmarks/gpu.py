@@ -14,11 +14,19 @@ when its packaged weights are installed) and each batch size, on the same batche
 - ``greedy``: cached greedy decoding of one batch, at most 30 tokens;
 - ``peak_mib``: ``torch.cuda.max_memory_allocated`` over that model's and batch size's measurements;
 - ``mfu``: the MLE update's FLOPs (counted once by ``torch.utils.flop_counter.FlopCounterMode``) per second,
-  over the bf16 dense peak (``--peak-tflops``, 790 for an H200); on CPU the figure is printed but meaningless.
+  over the bf16 dense peak (``--peak-tflops``, 790 for an H200); on CPU the figure is printed but meaningless;
+- ``mle_busy``, ``greedy_busy``: the fraction of the update's (the decoding's) median wall time in which a GPU
+  kernel ran (the union of the kernels' intervals in one call under ``torch.profiler``, over the unprofiled
+  median); ``mle_kernels``, ``greedy_kernels``: how many kernels that call launched. Far below 1, the GPU
+  waits for the host to launch kernels: a launch-bound step, which larger batches, CUDA graphs or
+  ``torch.compile`` help and faster kernels do not. None on CPU. The first model's smallest batch also gets
+  ``profile``: its costliest operators by the device time of the kernels they launched (on CPU: host time),
+  which is where to look before changing anything.
 
 Times are medians of ``--repeats`` after ``--warmup`` untimed runs, with ``torch.cuda.synchronize`` around each
 (the GPU runs asynchronously). ``--precision bf16-mixed`` runs the forward passes under ``torch.autocast`` as
-Lightning's bf16-mixed does (the gradient penalty itself is float32 by design).
+Lightning's bf16-mixed does (the gradient penalty itself is float32 by design). Float32 matmuls keep torch's
+default precision (no TF32), as training leaves them.
 
 The projection: the paper's schedule (``training.phases``: generator updates, critic updates, adversarial
 cycles, at the configured batch size ``data.batch_size``) costs phases x the measured update times; at a
@@ -26,8 +34,11 @@ larger batch size B the same number of examples takes ``batch_size / B`` times t
 ``--train-examples`` (40,000: about the full ED training split's listener turns) is that many examples / B
 MLE updates. Validation, data loading and checkpointing are not included, so the real run is longer.
 
-Data: the built-in corpus (``data=builtin``) unless overrides choose another; its small vocabulary makes
-the output projection cheaper than on ED's (~20k words), so ED costs more per update than printed here.
+Data: the built-in corpus (``data=builtin``) unless overrides choose another. Its vocabulary is a few hundred
+words, which makes the output projection (and the copy distribution over it) far cheaper than on ED;
+``--vocab-size N`` appends unused filler words to a word vocabulary up to N, so embeddings and projections
+have a corpus-sized vocabulary while the batches stay the built-in ones (the pretrained generators keep their
+tokenizer's). ``scripts/gpu_check.py`` passes 20,000, a round ED-sized figure (not a count of ED's words).
 """
 
 from __future__ import annotations
@@ -75,6 +86,50 @@ def count_flops(fn: Callable[[], object]) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
+
+
+def kernel_busy(intervals: list[tuple[float, float]], wall: float) -> float:
+    """Fraction of ``wall`` covered by the union of ``intervals`` (start, end), in the same unit.
+
+    A union, not a sum: kernels on several streams overlap, and overlapping time is busy once.
+    """
+    covered, reach = 0.0, -math.inf
+    for start, end in sorted(intervals):
+        if end <= reach:
+            continue
+        covered += end - max(start, reach)
+        reach = end
+    return covered / wall
+
+
+def profile_call(fn: Callable[[], object], device: torch.device, top: int = 8) -> tuple[list, list[dict]]:
+    """One call of ``fn`` under ``torch.profiler``: its GPU kernels' (start, end) in microseconds, and its
+    ``top`` costliest operators by the device time of the kernels they launched themselves (by their own host
+    time on CPU, where there are no kernels)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+        torch.cuda.synchronize(device)
+    with profile(activities=activities) as prof:
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    kernels = [(e.time_range.start, e.time_range.end) for e in prof.events() if e.device_type == DeviceType.CUDA]
+
+    def own(event, side: str) -> float:  # microseconds; the attribute was self_cuda_time_total before torch 2.4
+        names = ("self_device_time_total", "self_cuda_time_total") if side == "device" else ("self_cpu_time_total",)
+        return next((float(getattr(event, n)) for n in names if hasattr(event, n)), 0.0)
+
+    side = "device" if device.type == "cuda" else "cpu"
+    # the operators (host-side events), charged with the kernels they launched; the kernels' own rows would
+    # list the same time twice under a kernel's name
+    averages = [e for e in prof.key_averages() if e.device_type == DeviceType.CPU and own(e, side) > 0]
+    averages.sort(key=lambda e: own(e, side), reverse=True)
+    ops = [{"name": e.key, "calls": int(e.count), "own_ms": own(e, side) / 1000} for e in averages[:top]]
+    return kernels, ops
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -128,10 +183,28 @@ def make_updates(m, batches: list[dict], autocast) -> tuple[Callable[[], None], 
     return mle, critic, gen
 
 
+def pad_vocab(vocab, size: int | None):
+    """``vocab`` with unused filler words appended up to ``size`` words (ids of its own words unchanged).
+
+    A pretrained tokenizer's vocabulary, or ``size`` None or not above the vocabulary's, is returned as it is.
+    """
+    from empdg.data.vocab import Vocab
+
+    if size is None or type(vocab) is not Vocab or size <= len(vocab):
+        return vocab
+    fillers = [f"<filler{i}>" for i in range(size - len(vocab))]
+    return Vocab([*vocab.tokens, *fillers], vocab.counts)
+
+
 def measure_model(
-    name: str, base: list[str], folders: dict[str, Path], args: argparse.Namespace, device: torch.device
+    name: str,
+    base: list[str],
+    folders: dict[str, Path],
+    args: argparse.Namespace,
+    device: torch.device,
+    profile_first: bool = False,
 ) -> list[dict[str, Any]]:
-    """One row per batch size for model ``name``."""
+    """One row per batch size for model ``name``; ``profile_first``: the smallest batch's row gets a profile."""
     from omegaconf import OmegaConf
 
     from empdg.config import compose
@@ -145,6 +218,7 @@ def measure_model(
     datamodule = DialogueDataModule(OmegaConf.to_container(cfg.data, resolve=True), seed=0, vocab=pretrained_vocab(cfg))
     datamodule.prepare_data()
     datamodule.setup("fit")
+    datamodule.vocab = pad_vocab(datamodule.vocab, args.vocab_size)  # before the modules size their layers
     items = [it for it in datamodule.datasets["train"].items if it.has_feedback]
     torch.manual_seed(0)
     modules = {
@@ -177,6 +251,11 @@ def measure_model(
         flops = count_flops(mle)
         row["mle_gflop"] = flops / 1e9
         row["mfu"] = flops / (row["mle_ms"] / 1000) / (args.peak_tflops * 1e12)
+        kernels, ops = profile_call(mle, device)
+        row["mle_busy"] = kernel_busy(kernels, row["mle_ms"] * 1000) if device.type == "cuda" else None
+        row["mle_kernels"] = len(kernels) if device.type == "cuda" else None
+        if profile_first and size == min(args.batch_sizes):
+            row["profile"] = {"mle": ops}
         if module.critics:
             row["critic_ms"] = timed(critic, device, args.repeats, args.warmup) * 1000
             for estimator, m in modules.items():
@@ -187,9 +266,13 @@ def measure_model(
         module.eval()
         first = batches[0]
         with torch.no_grad(), autocast:
-            row["greedy_ms"] = (
-                timed(lambda b=first: decode(module.generator, b, greedy), device, args.repeats, 1) * 1000
-            )
+            greedy_call = lambda b=first: decode(module.generator, b, greedy)  # noqa: E731
+            row["greedy_ms"] = timed(greedy_call, device, args.repeats, 1) * 1000
+            kernels, ops = profile_call(greedy_call, device)
+        row["greedy_busy"] = kernel_busy(kernels, row["greedy_ms"] * 1000) if device.type == "cuda" else None
+        row["greedy_kernels"] = len(kernels) if device.type == "cuda" else None
+        if "profile" in row:
+            row["profile"]["greedy"] = ops
         module.train()
         row["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
         row.update(project(row, cfg, args.train_examples))
@@ -216,21 +299,31 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     def fmt(value: Any, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
+    def busy(row: dict[str, Any], what: str) -> str:  # "42% (1,310 kernels)"
+        kernels = row.get(f"{what}_kernels")
+        return fmt(row.get(f"{what}_busy"), ".0%") + ("" if kernels is None else f" ({kernels:,} kernels)")
+
     lines = [
         f"device: {meta['device_name']}; precision {meta['precision']}; median of {meta['repeats']} "
         f"after {meta['warmup']} warm-up runs; MFU against {meta['peak_tflops']} TFLOP/s",
         "",
         "| model | batch | params (M) | MLE (ms) | examples/s | MFU | critic+GP (ms) | cycle gumbel / reinforce / "
-        "soft (ms) | greedy batch (ms) | peak (MiB) | schedule (h) | MLE epoch 40k (min) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "soft (ms) | greedy batch (ms) | GPU busy MLE / greedy | peak (MiB) | schedule (h) | MLE epoch 40k (min) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cycles = " / ".join(fmt(r.get(f"cycle_{e}_ms"), ".1f") for e in ESTIMATORS)
         lines.append(
             f"| {r['model']} | {r['batch']} | {r['params_m']:.2f} | {r['mle_ms']:.1f} | {r['examples_per_s']:.0f} | "
             f"{r['mfu']:.2%} | {fmt(r.get('critic_ms'), '.1f')} | {cycles} | {r['greedy_ms']:.1f} | "
+            f"{busy(r, 'mle')} / {busy(r, 'greedy')} | "
             f"{fmt(r['peak_mib'], '.0f')} | {r['schedule_h']:.2f} | {r['mle_epoch_min']:.1f} |"
         )
+    for r in rows:
+        for what, ops in (r.get("profile") or {}).items():
+            lines += ["", f"{r['model']}, batch {r['batch']}, {what}: costliest operators", ""]
+            lines += ["| operator | calls | own device time (ms; host time on CPU) |", "|---|---|---|"]
+            lines += [f"| `{op['name'][:70]}` | {op['calls']} | {op['own_ms']:.2f} |" for op in ops]
     return "\n".join(lines) + "\n"
 
 
@@ -243,6 +336,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--peak-tflops", type=float, default=790.0, help="bf16 dense peak (H200: 790)")
+    parser.add_argument("--vocab-size", type=int, default=None, help="pad word vocabularies to this size")
     parser.add_argument("--train-examples", type=int, default=40_000, help="listener turns of the full ED train split")
     parser.add_argument("--json", type=Path, default=None, help="write rows and settings here")
     return parser.parse_known_args(argv)
@@ -251,28 +345,37 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args, overrides = parse_args(argv)
     device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = True  # as a GPU user runs it: fp32 matmuls on tensor cores
     base = ["data=builtin", "logger=none", "paths.output_dir=/tmp/empdg-bench", *overrides]
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     meta = {"device_name": device_name, "torch": torch.__version__, **{k: str(v) for k, v in vars(args).items()}}
     meta.update(precision=args.precision, repeats=args.repeats, warmup=args.warmup, peak_tflops=args.peak_tflops)
+    meta["cuda"] = torch.version.cuda
     print(f"device={device_name} torch={torch.__version__} precision={args.precision} models={args.models}", flush=True)
     rows: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
+
+    def write(complete: bool) -> str:
+        """The JSON after every model, so a run stopped by a time limit keeps the models it finished."""
+        table = markdown(rows, meta)
+        if args.json:
+            record = {"meta": meta, "rows": rows, "errors": errors, "markdown": table, "complete": complete}
+            partial = args.json.with_name(args.json.name + ".partial")  # replaced whole: never half-written
+            partial.write_text(json.dumps(record, indent=2) + "\n")
+            partial.replace(args.json)
+        return table
+
     with tempfile.TemporaryDirectory(prefix="empdg-gpu-bench-") as tmp:
         folders = pretrained_folders(args.models, Path(tmp))
-        for name in args.models:
+        for index, name in enumerate(args.models):
             try:
-                rows += measure_model(name, base, folders, args, device)
+                rows += measure_model(name, base, folders, args, device, profile_first=index == 0)
             except torch.cuda.OutOfMemoryError as error:  # a figure in itself: report it, go on with the others
                 errors[name] = f"out of memory: {error}".splitlines()[0]
                 torch.cuda.empty_cache()
-    table = markdown(rows, meta)
-    print(table)
+            write(complete=False)
+    print(write(complete=True))
     for name, error in errors.items():
         print(f"{name}: {error}")
-    if args.json:
-        args.json.write_text(json.dumps({"meta": meta, "rows": rows, "errors": errors}, indent=2) + "\n")
     return rows
 
 
