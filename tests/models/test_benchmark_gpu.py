@@ -14,7 +14,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from empdg.benchmarks.gpu import kernel_busy, main, markdown, pad_vocab, profile_call, project
+from empdg.benchmarks.gpu import add_profile, kernel_busy, main, markdown, pad_vocab, profile_call, project
 from empdg.data.vocab import SPECIAL_TOKENS, Vocab
 
 
@@ -61,6 +61,16 @@ def test_the_profile_names_the_costliest_operators() -> None:
     assert [op["own_ms"] for op in ops] == sorted((op["own_ms"] for op in ops), reverse=True)
 
 
+def test_a_profiler_that_fails_costs_its_own_figures_only() -> None:
+    def refused() -> None:
+        raise RuntimeError("CUPTI_ERROR_INSUFFICIENT_PRIVILEGES\nmore lines")
+
+    row = {"mle_ms": 4.0}
+    add_profile(row, "mle", refused, torch.device("cpu"), keep_ops=True)
+    assert row == {"mle_ms": 4.0, "mle_busy": None, "mle_kernels": None,
+                   "profile_error": "RuntimeError: CUPTI_ERROR_INSUFFICIENT_PRIVILEGES"}  # fmt: skip
+
+
 def test_the_table_prints_missing_figures_as_dashes() -> None:
     row = {"model": "moel", "batch": 16, "params_m": 1.5, "mle_ms": 2.0, "examples_per_s": 8000.0, "mfu": 0.1,
            "greedy_ms": 3.0, "mle_busy": 0.25, "mle_kernels": 1310, "greedy_busy": None, "peak_mib": None,
@@ -72,6 +82,8 @@ def test_the_table_prints_missing_figures_as_dashes() -> None:
     assert cells[0:2] == ["moel", "16"] and cells[6:8] == ["-", "- / - / -"]  # no critics: no critic figures
     assert cells[9] == "25% (1,310 kernels) / -" and cells[10] == "-"
     assert "| `aten::mm` | 3 | 1.25 |" in lines
+    failed = markdown([{**row, "profile_error": "RuntimeError: CUPTI refused"}], meta)
+    assert "moel, batch 16: no profile (RuntimeError: CUPTI refused)" in failed.splitlines()
 
 
 @pytest.mark.slow

@@ -132,6 +132,23 @@ def profile_call(fn: Callable[[], object], device: torch.device, top: int = 8) -
     return kernels, ops
 
 
+def add_profile(row: dict[str, Any], what: str, fn: Callable[[], object], device: torch.device, keep_ops: bool) -> None:
+    """``row[what + "_busy"]`` and ``row[what + "_kernels"]`` (None on CPU), and with ``keep_ops`` the
+    costliest operators in ``row["profile"][what]``. A profiler that cannot start (CUPTI refused, say) costs
+    these figures only: its error goes into ``row["profile_error"]`` and the timings stand."""
+    try:
+        kernels, ops = profile_call(fn, device)
+    except Exception as error:  # noqa: BLE001 - any profiler failure; the row's timings are already taken
+        row[f"{what}_busy"] = row[f"{what}_kernels"] = None
+        row["profile_error"] = f"{type(error).__name__}: {error}".splitlines()[0]
+        return
+    on_gpu = device.type == "cuda"
+    row[f"{what}_busy"] = kernel_busy(kernels, row[f"{what}_ms"] * 1000) if on_gpu else None
+    row[f"{what}_kernels"] = len(kernels) if on_gpu else None
+    if keep_ops:
+        row.setdefault("profile", {})[what] = ops
+
+
 def _to(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
@@ -251,11 +268,8 @@ def measure_model(
         flops = count_flops(mle)
         row["mle_gflop"] = flops / 1e9
         row["mfu"] = flops / (row["mle_ms"] / 1000) / (args.peak_tflops * 1e12)
-        kernels, ops = profile_call(mle, device)
-        row["mle_busy"] = kernel_busy(kernels, row["mle_ms"] * 1000) if device.type == "cuda" else None
-        row["mle_kernels"] = len(kernels) if device.type == "cuda" else None
-        if profile_first and size == min(args.batch_sizes):
-            row["profile"] = {"mle": ops}
+        keep_ops = profile_first and size == min(args.batch_sizes)
+        add_profile(row, "mle", mle, device, keep_ops)
         if module.critics:
             row["critic_ms"] = timed(critic, device, args.repeats, args.warmup) * 1000
             for estimator, m in modules.items():
@@ -268,11 +282,7 @@ def measure_model(
         with torch.no_grad(), autocast:
             greedy_call = lambda b=first: decode(module.generator, b, greedy)  # noqa: E731
             row["greedy_ms"] = timed(greedy_call, device, args.repeats, 1) * 1000
-            kernels, ops = profile_call(greedy_call, device)
-        row["greedy_busy"] = kernel_busy(kernels, row["greedy_ms"] * 1000) if device.type == "cuda" else None
-        row["greedy_kernels"] = len(kernels) if device.type == "cuda" else None
-        if "profile" in row:
-            row["profile"]["greedy"] = ops
+            add_profile(row, "greedy", greedy_call, device, keep_ops)
         module.train()
         row["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
         row.update(project(row, cfg, args.train_examples))
@@ -319,6 +329,11 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"{busy(r, 'mle')} / {busy(r, 'greedy')} | "
             f"{fmt(r['peak_mib'], '.0f')} | {r['schedule_h']:.2f} | {r['mle_epoch_min']:.1f} |"
         )
+    failed = [
+        f"{r['model']}, batch {r['batch']}: no profile ({r['profile_error']})" for r in rows if "profile_error" in r
+    ]
+    if failed:
+        lines += ["", *failed]
     for r in rows:
         for what, ops in (r.get("profile") or {}).items():
             lines += ["", f"{r['model']}, batch {r['batch']}, {what}: costliest operators", ""]
