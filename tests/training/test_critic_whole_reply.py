@@ -81,9 +81,10 @@ ARM_OVERRIDES = {
 
 
 #: Another CPU's kernels round differently, and Adam turns a rounding difference in a near-zero gradient into
-#: a whole step: on a Sapphire Rapids machine the same code gave losses up to 6.1e-4 and summed weights up to
-#: 3.9e-6 away (relative) from these. emotion_floor=0.5 moves the losses by 2.6e-2 (plain), 0.79 (gumbel) and
-#: 0.07 (soft) at most, so a tolerance between the two still tells the option's default from a change.
+#: a whole step: on a Xeon with AMX (Sapphire Rapids or later) the same code gave losses up to 6.1e-4 and
+#: summed weights up to 3.9e-6 away (relative) from these. emotion_floor=0.5 moves the losses by 2.6e-2
+#: (plain), 0.79 (gumbel) and 0.07 (soft) at most, so a tolerance between the two still tells the option's
+#: default from a change.
 LOSS_REL, WEIGHT_REL = 5e-3, 2e-5
 
 
