@@ -60,21 +60,22 @@ ESTIMATORS = ("gumbel", "reinforce", "soft")
 DEFAULT_MODELS = ("empdg", "moel", "mime", "hf_seq2seq", "hf_causal")
 
 
+def sync(device: torch.device) -> None:
+    """Wait for ``device``'s queued kernels (the GPU runs asynchronously; a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
     """Median seconds of ``fn`` on ``device`` (synchronised: CUDA kernels finish before the clock stops)."""
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        sync()
+        sync(device)
         start = time.perf_counter()
         fn()
-        sync()
+        sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -109,26 +110,20 @@ def profile_call(fn: Callable[[], object], device: torch.device, top: int = 8) -
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    activities = [ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(ProfilerActivity.CUDA)
-        torch.cuda.synchronize(device)
+    on_gpu = device.type == "cuda"
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if on_gpu else [])]
+    sync(device)
     with profile(activities=activities) as prof:
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
     kernels = [(e.time_range.start, e.time_range.end) for e in prof.events() if e.device_type == DeviceType.CUDA]
 
-    def own(event, side: str) -> float:  # microseconds; the attribute was self_cuda_time_total before torch 2.4
-        names = ("self_device_time_total", "self_cuda_time_total") if side == "device" else ("self_cpu_time_total",)
-        return next((float(getattr(event, n)) for n in names if hasattr(event, n)), 0.0)
-
-    side = "device" if device.type == "cuda" else "cpu"
+    own = "self_device_time_total" if on_gpu else "self_cpu_time_total"  # microseconds
     # the operators (host-side events), charged with the kernels they launched; the kernels' own rows would
     # list the same time twice under a kernel's name
-    averages = [e for e in prof.key_averages() if e.device_type == DeviceType.CPU and own(e, side) > 0]
-    averages.sort(key=lambda e: own(e, side), reverse=True)
-    ops = [{"name": e.key, "calls": int(e.count), "own_ms": own(e, side) / 1000} for e in averages[:top]]
+    averages = [e for e in prof.key_averages() if e.device_type == DeviceType.CPU and getattr(e, own) > 0]
+    averages.sort(key=lambda e: getattr(e, own), reverse=True)
+    ops = [{"name": e.key, "calls": int(e.count), "own_ms": getattr(e, own) / 1000} for e in averages[:top]]
     return kernels, ops
 
 
