@@ -9,12 +9,23 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from empdg.benchmarks.gpu import add_profile, kernel_busy, main, markdown, pad_vocab, profile_call, project
+from empdg.benchmarks.gpu import (
+    add_profile,
+    kernel_busy,
+    main,
+    markdown,
+    measurement_batches,
+    pad_vocab,
+    padded_widths,
+    profile_call,
+    project,
+)
 from empdg.data.vocab import SPECIAL_TOKENS, Vocab
 
 
@@ -40,6 +51,35 @@ def test_the_schedule_projection_scales_updates_by_examples() -> None:
     # a model without critics: the MLE phase only
     del row["critic_ms"], row["cycle_gumbel_ms"]
     assert project(row, cfg, 40_000)["schedule_h"] == pytest.approx(0.25 / 3600)
+
+
+def _turn(context: int, reply: int, next_: int = 0) -> SimpleNamespace:
+    return SimpleNamespace(context_ids=[5] * context, target_ids=[6] * reply, feedback_ids=[7] * next_)
+
+
+def test_a_batch_is_as_wide_as_its_longest_member() -> None:
+    items = [_turn(3, 2, 4), _turn(7, 1), _turn(4, 5, 2)]
+    # batch [0, 1]: context 7, reply 2, next 4; batch [2]: 4, 5, 2
+    assert padded_widths(items, [[0, 1], [2]]) == pytest.approx({"context": 5.5, "reply": 3.5, "next": 3.0})
+
+
+def test_the_measured_batches_are_bucketed_as_training_buckets_them() -> None:
+    items = [_turn(n, 1) for n in (8, 3, 6, 1, 5, 2, 7, 4)]  # keys 9, 4, 7, 2, 6, 3, 8, 5: one bucket of all eight
+    bucketed = {"bucketing": True, "bucket_size_multiplier": 50}
+    pool, batches = measurement_batches(items, 2, bucketed)
+    assert pool is items and sorted(len(b) for b in batches) == [2, 2, 2, 2]
+    # sorted by length, then paired: contexts (1, 2), (3, 4), (5, 6), (7, 8), widths 2, 4, 6, 8
+    assert padded_widths(pool, batches)["context"] == pytest.approx(5.0)
+    # this can fail: without bucketing the pairs mix short and long turns (seed 0's shuffle: wider)
+    unbucketed = padded_widths(*measurement_batches(items, 2, {**bucketed, "bucketing": False}))
+    assert unbucketed["context"] > 5.0
+
+
+def test_too_few_turns_are_cycled_into_full_batches() -> None:
+    items = [_turn(1, 1), _turn(2, 1), _turn(3, 1)]
+    pool, batches = measurement_batches(items, 2, {"bucketing": True, "bucket_size_multiplier": 50})
+    assert len(pool) == 8 and [len(b) for b in batches] == [2, 2, 2, 2]
+    assert sorted(i for b in batches for i in b) == list(range(8))
 
 
 def test_a_padded_vocabulary_keeps_its_words_ids() -> None:
@@ -104,4 +144,28 @@ def test_a_tiny_run_writes_rows_with_the_padded_vocabulary(tmp_path: Path) -> No
         assert row["mle_busy"] is None and row["peak_mib"] is None  # CPU: no kernels, no CUDA memory
     assert "profile" in rows[0] and "profile" not in rows[1]  # the first model's smallest batch only
     assert rows[0]["profile"]["mle"] and rows[0]["profile"]["greedy"]
-    assert record["markdown"].count("| empdg |") == 2 and "costliest operators" in record["markdown"]
+    assert record["markdown"].count("| empdg |") == 4 and "costliest operators" in record["markdown"]
+    for row in rows:  # the widths table: the measured batches beside a training epoch's
+        assert set(row["widths"]) == set(row["train_widths"]) == {"context", "reply", "next"}
+        assert all(width >= 1 for width in [*row["widths"].values(), *row["train_widths"].values()])
+    assert "| empdg | 2 | " in record["markdown"] and "training epoch's" in record["markdown"]
+
+
+def test_lengths_alone_builds_no_model() -> None:
+    small = ["data.builtin.train_per_emotion=1", "data.builtin.valid_per_emotion=1", "data.builtin.test_per_emotion=1"]
+    rows = main(["--lengths", "--batch-sizes", "1,1000", *small])
+    assert [r["batch"] for r in rows] == [1, 1000] and {r["data"] for r in rows} == {"builtin"}
+    one, everything = rows
+    # batch 1 pads nothing: the mean lengths; one batch of every turn: the longest of each
+    assert one["context"] < everything["context"] and one["reply"] <= everything["reply"]
+
+
+@pytest.mark.real_data
+def test_the_ed_sample_widths_the_gpu_docs_quote(real_sample_dir: Path) -> None:
+    data = ["data=empathetic_dialogues", f"data.root={real_sample_dir}", "data.download=false"]
+    rows = main(["--lengths", "--batch-sizes", "16,256", *data])
+    assert rows[0]["turns"] == 2673
+    # docs/gpu.md: at batch 16 a training epoch's ED batches are 32.2 ids wide in the context, 23.8 in the reply and
+    # 39.9 in the next utterance, which the bucketing key (context + reply) leaves out
+    assert [round(rows[0][k], 1) for k in ("context", "reply", "next")] == [32.2, 23.8, 39.9]
+    assert rows[1]["next"] > rows[0]["next"]

@@ -2,6 +2,7 @@
 
     python -m empdg.benchmarks.gpu [--device cuda] [--batch-sizes 16,64,256] [--models empdg,moel,...]
         [--precision bf16-mixed] [--repeats 5] [--warmup 2] [--json PATH] [hydra overrides ...]
+    python -m empdg.benchmarks.gpu --lengths [--batch-sizes ...] [hydra overrides ...]   # no model, no device
 
 For each model (``conf/model`` configs at their configured, i.e. paper, sizes; the pretrained generators are
 tiny random folders from :func:`~empdg.models.tiny_pretrained.make_tiny_pretrained`, and the MiniLM BERT2BERT
@@ -33,6 +34,14 @@ cycles, at the configured batch size ``data.batch_size``) costs phases x the mea
 larger batch size B the same number of examples takes ``batch_size / B`` times the updates. An epoch over
 ``--train-examples`` (40,000: about the full ED training split's listener turns) is that many examples / B
 MLE updates. Validation, data loading and checkpointing are not included, so the real run is longer.
+
+Batches: four of the batch size, drawn from the corpus's listener turns that have a next utterance (the critics
+read it) by the training sampler (:class:`~empdg.data.sampler.BucketBatchSampler`, length-bucketed as
+``data.bucketing`` says, seed 0), so they are padded as training pads them. Each row says how wide they were
+(``widths``: mean padded ids of the context, the reply and the next utterance) beside the mean over one training
+epoch at that batch size (``train_widths``), the widths the projections assume. ``--lengths`` prints only the
+training epoch's widths, for any data (say the ED release: ``data=empathetic_dialogues data.root=...``), with no
+model built.
 
 Data: the built-in corpus (``data=builtin``) unless overrides choose another. Its vocabulary is a few hundred
 words, which makes the output projection (and the copy distribution over it) far cheaper than on ED;
@@ -208,6 +217,48 @@ def pad_vocab(vocab, size: int | None):
     return Vocab([*vocab.tokens, *fillers], vocab.counts)
 
 
+WIDTH_FIELDS = {"context": "context_ids", "reply": "target_ids", "next": "feedback_ids"}
+
+
+def padded_widths(items: list, batches: list[list[int]]) -> dict[str, float]:
+    """Mean over ``batches`` (lists of indices into ``items``) of each field's longest member: what collate pads to."""
+    return {
+        name: statistics.fmean(max(len(getattr(items[i], field)) for i in batch) for batch in batches)
+        for name, field in WIDTH_FIELDS.items()
+    }
+
+
+def sampler_batches(items: list, size: int, data_cfg: dict, drop_last: bool = False) -> list[list[int]]:
+    """Batches of ``size`` (indices into ``items``) as the training sampler draws them in epoch 0 of seed 0."""
+    from empdg.data.sampler import BucketBatchSampler
+
+    sampler = BucketBatchSampler(
+        [len(it.context_ids) + len(it.target_ids) for it in items],  # the key EncodedDataset.lengths gives
+        size,
+        bucketing=bool(data_cfg["bucketing"]),
+        bucket_size_multiplier=int(data_cfg["bucket_size_multiplier"]),
+        drop_last=drop_last,
+        seed=0,
+    )
+    return list(sampler)
+
+
+def measurement_batches(items: list, size: int, data_cfg: dict, count: int = 4) -> tuple[list, list[list[int]]]:
+    """The first ``count`` full training batches of ``items``, and the items they index.
+
+    Too few items (a tiny corpus, a large batch) are cycled until ``count`` full batches exist.
+    """
+    if len(items) < size * count:
+        items = [items[i % len(items)] for i in range(size * count)]
+    return items, sampler_batches(items, size, data_cfg, drop_last=True)[:count]
+
+
+def train_widths(datamodule, size: int) -> dict[str, float]:
+    """Mean padded widths over one training epoch of all training turns at batch ``size``."""
+    items = datamodule.datasets["train"].items
+    return padded_widths(items, sampler_batches(items, size, datamodule.cfg))
+
+
 def measure_model(
     name: str,
     base: list[str],
@@ -249,13 +300,15 @@ def measure_model(
     greedy = DecodingConfig(strategy="greedy", max_len=30)
     rows = []
     for size in args.batch_sizes:
-        # the same examples for every model; repeated when the corpus has fewer than 4 batches of them
-        picked = [items[i % len(items)] for i in range(size * 4)]
-        batches = [_to(collate(picked[i : i + size]), device) for i in range(0, size * 4, size)]
+        # the same batches for every model with the same vocabulary, padded as training pads them
+        pool, drawn = measurement_batches(items, size, datamodule.cfg)
+        batches = [_to(collate([pool[i] for i in batch]), device) for batch in drawn]
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         row: dict[str, Any] = {"model": name, "batch": size, "params_m": params / 1e6, "vocab": len(datamodule.vocab)}
+        row["widths"] = padded_widths(pool, drawn)
+        row["train_widths"] = train_widths(datamodule, size)
 
         mle, critic, gen = make_updates(module, batches, autocast)
         row["mle_ms"] = timed(mle, device, args.repeats, args.warmup) * 1000
@@ -329,6 +382,14 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     ]
     if failed:
         lines += ["", *failed]
+    widths = [r for r in rows if "widths" in r]
+    if widths:
+        head = "Padded ids per batch: the measured batches / one training epoch's, which the projections assume"
+        lines += ["", head + ":", ""]
+        lines += ["| model | batch | context | reply | next utterance |", "|---|---|---|---|---|"]
+        for r in widths:
+            cells = " | ".join(f"{r['widths'][k]:.1f} / {r['train_widths'][k]:.1f}" for k in WIDTH_FIELDS)
+            lines.append(f"| {r['model']} | {r['batch']} | {cells} |")
     for r in rows:
         for what, ops in (r.get("profile") or {}).items():
             lines += ["", f"{r['model']}, batch {r['batch']}, {what}: costliest operators", ""]
@@ -349,13 +410,34 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--vocab-size", type=int, default=None, help="pad word vocabularies to this size")
     parser.add_argument("--train-examples", type=int, default=40_000, help="listener turns of the full ED train split")
     parser.add_argument("--json", type=Path, default=None, help="write rows and settings here")
+    parser.add_argument("--lengths", action="store_true", help="only the training batches' padded widths; no model")
     return parser.parse_known_args(argv)
+
+
+def lengths(base: list[str], batch_sizes: list[int]) -> list[dict[str, Any]]:
+    """One row per batch size: the training epoch's mean padded widths of the data ``base`` composes."""
+    from omegaconf import OmegaConf
+
+    from empdg.config import compose
+    from empdg.data.datamodule import DialogueDataModule
+
+    cfg = compose("train", base)
+    datamodule = DialogueDataModule(OmegaConf.to_container(cfg.data, resolve=True), seed=0)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    turns = len(datamodule.datasets["train"].items)
+    rows = [{"data": cfg.data.name, "turns": turns, "batch": b, **train_widths(datamodule, b)} for b in batch_sizes]
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args, overrides = parse_args(argv)
     device = torch.device(args.device)
     base = ["data=builtin", "logger=none", "paths.output_dir=/tmp/empdg-bench", *overrides]
+    if args.lengths:
+        return lengths(base, args.batch_sizes)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     meta = {"device_name": device_name, "torch": torch.__version__, **{k: str(v) for k, v in vars(args).items()}}
     meta.update(precision=args.precision, repeats=args.repeats, warmup=args.warmup, peak_tflops=args.peak_tflops)
