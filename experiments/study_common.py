@@ -77,6 +77,11 @@ def evaluate_test_split(
     return folder / "predictions.jsonl"
 
 
+def perplexity_key(metrics: dict) -> str:
+    """``ppl`` (per word), or ``subword_ppl`` for a model with a pretrained tokenizer, which has no word perplexity."""
+    return "subword_ppl" if "ppl" not in metrics and "subword_ppl" in metrics else "ppl"
+
+
 def point_table(out: Path, names: list[str], columns: tuple, first: str, label=lambda name: name) -> str:
     """A Markdown table, a row per evaluation folder ``out/<name>`` (its ``metrics.json``).
 

@@ -9,7 +9,8 @@
 Each NAME=OUT is a folder ``run.py`` wrote (its ``step_<N>/`` evaluations, its ``train/mlflow_run.json``); several
 folders after one name, comma-separated, are that model's seeds. The first table has a row per model, seed and
 checkpoint (the validation perplexity from the run's own MLflow ``val/ppl`` at that update, where the store is
-readable); the second compares every model's first folder with the baseline's at ``--step`` (an update count, or
+readable; a pretrained generator's ``val/subword_ppl``, per subword piece, which the tables name); the second
+compares every model's first folder with the baseline's at ``--step`` (an update count, or
 ``best``: each run's evaluated checkpoint with the lowest validation perplexity, since models overfit at different
 speeds), paired over the same test examples (bootstrap intervals); the third gives each run's lowest validation
 perplexity and where it was reached. With seeds, two more: each model's mean and sample standard deviation over
@@ -27,6 +28,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from study_common import perplexity_key  # noqa: E402
 
 from empdg.evaluation.bootstrap import compare_prediction_files  # noqa: E402
 
@@ -52,8 +55,10 @@ def validation_ppl(out: Path, steps: list[int]) -> dict[int, float]:
     import mlflow
 
     client = mlflow.MlflowClient(run["tracking_uri"])
-    try:
-        history = client.get_metric_history(run["run_id"], "val/ppl")
+    try:  # a pretrained generator logs its perplexity per subword piece, under its own name
+        history = client.get_metric_history(run["run_id"], "val/ppl") or client.get_metric_history(
+            run["run_id"], "val/subword_ppl"
+        )
     except Exception:  # a store moved or deleted: the figures from the evaluations still stand
         return {}
     return by_update({int(m.step): float(m.value) for m in history}, steps[-1] if steps else None)
@@ -145,10 +150,14 @@ def main() -> None:
     lines = [header, "|---" * (len(COLUMNS) + 3) + "|"]
     minima = ["| model | lowest val ppl | at update |", "|---|---|---|"]
     at_step: dict[tuple[str, int], dict[str, float]] = {}
+    subword: set[str] = set()
     for key, out in runs.items():
         history = histories[key]
         for step in steps[key]:
             metrics = json.loads((out / f"step_{step}" / "metrics.json").read_text(encoding="utf-8"))
+            if perplexity_key(metrics) == "subword_ppl":  # shown in the ppl columns; named under the tables
+                metrics["ppl"] = metrics["subword_ppl"]
+                subword.add(key[0])
             cells = [f"{metrics[k]:,.{digits}f}" if k in metrics else "–" for k, _, digits in COLUMNS]
             val = history.get(step)
             lines.append(f"| {run_name[key]} | {step:,} | {'–' if val is None else f'{val:.1f}'} | "
@@ -173,6 +182,9 @@ def main() -> None:
     )  # fmt: skip
     if seeds:
         text += "\n" + seed_tables(studies, at_step, baseline, where)
+    if subword:
+        text += (f"\nThe perplexities of {', '.join(sorted(subword))} are per subword piece of a pretrained tokenizer "
+                 "(`subword_ppl`), not comparable with the others' per-word values.\n")  # fmt: skip
     if args.out:
         args.out.write_text(text, encoding="utf-8")
     print(text)

@@ -12,7 +12,8 @@ where the model stops generalising and starts reciting.
     experiments/training_length/run.py --smoke           # the built-in corpus, tiny budgets: numbers mean nothing
 
 The generator is ``model=empdg`` unless an override says otherwise (the GloVe EmpDG of the other studies:
-``model.emb_dim=50 model.embeddings.source=glove-6b-50d``). A finished training run (its ``TRAINED`` marker)
+``model.emb_dim=50 model.embeddings.source=glove-6b-50d``; a pretrained generator's perplexity is per subword
+piece, ``subword ppl``). A finished training run (its ``TRAINED`` marker)
 and every finished evaluation are reused. Results: OUT/results.md and OUT/comparison.csv.
 """
 
@@ -25,7 +26,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from study_common import REPO, evaluate_test_split, point_table, python, real_data, run  # noqa: E402
+from study_common import (  # noqa: E402
+    REPO,
+    evaluate_test_split,
+    perplexity_key,
+    point_table,
+    python,
+    real_data,
+    run,
+)
 
 from empdg.data.ed_csv import load_ed_splits  # noqa: E402
 from empdg.data.examples import listener_turns  # noqa: E402
@@ -38,6 +47,11 @@ POINT = (("ppl", "ppl", 1), ("emotion_acc", "emotion acc.", 3), ("dist_1", "Dist
          ("valence_agreement", "valence agr.", 3), ("sim_reference", "sim. ref.", 3),
          ("sim_context", "sim. last turn", 3), ("reply_emotion_acc", "reply emotion acc.", 3))  # fmt: skip
 PAIRED = ("dist_2", "unique_replies", "bleu_4", "valence_agreement", "sim_reference", "reply_emotion_acc")
+
+
+def point_columns(metrics: dict) -> tuple:
+    """POINT, its perplexity per subword piece for a pretrained generator's ``metrics``."""
+    return POINT if perplexity_key(metrics) == "ppl" else (("subword_ppl", "subword ppl", 1), *POINT[1:])
 
 
 def steps(args) -> list[int]:
@@ -122,6 +136,7 @@ def main() -> None:
             raise SystemExit(f"error: {checkpoint} is missing; delete {args.out / 'train'} and run again")
         predictions[f"step_{step}"] = evaluate(args, checkpoint, f"step_{step}")
     names = list(predictions)
+    columns = point_columns(json.loads((args.out / names[0] / "metrics.json").read_text(encoding="utf-8")))
     comparison = compare_prediction_files(
         predictions, baseline=names[0], subset="all", metrics=PAIRED, n_resamples=args.bootstrap, seed=0
     )
@@ -129,7 +144,7 @@ def main() -> None:
     text = (
         f"# Training length: {args.updates:,} MLE updates, seed {args.seed}\n\n"
         + "## Point values (test, all turns, greedy)\n\n"
-        + point_table(args.out, names, POINT, "updates", lambda name: name.removeprefix("step_"))
+        + point_table(args.out, names, columns, "updates", lambda name: name.removeprefix("step_"))
         + f"\n## Against {names[0].removeprefix('step_')} updates, paired bootstrap\n\n"
         + comparison.markdown()
     )

@@ -113,3 +113,35 @@ def test_seeds_are_summarised_by_mean_sample_sd_and_pairs_above_the_baseline() -
     assert across.mean_sd([5.0, float("nan")], 1) == "5.0" and across.mean_sd([float("nan")], 1) == "–"
     assert across.above([3.0, 1.0, 2.0], [2.0, 2.0, 2.0]) == "1 of 3"  # a tie is not above
     assert across.above([3.0, 1.0], [2.0, 2.0, 2.0]) == "1 of 2"  # only as many pairs as both have
+
+
+def test_a_pretrained_generators_perplexity_is_read_per_subword_piece(tmp_path: Path) -> None:
+    """A subword model logs ``val/subword_ppl`` and evaluates to ``subword_ppl``: both tables read them."""
+    import mlflow
+
+    spec = importlib.util.spec_from_file_location("study_across_models", ACROSS)
+    across = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(across)
+    assert across.perplexity_key({"ppl": 80.0, "dist_2": 1.0}) == "ppl"
+    assert across.perplexity_key({"subword_ppl": 60.0}) == "subword_ppl"
+    assert across.perplexity_key({"ppl": 80.0, "subword_ppl": 60.0}) == "ppl"  # a word perplexity wins
+    spec = importlib.util.spec_from_file_location("study_training_length", STUDY)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    assert study.point_columns({"ppl": 80.0})[0] == ("ppl", "ppl", 1)
+    assert study.point_columns({"subword_ppl": 60.0})[0] == ("subword_ppl", "subword ppl", 1)
+    assert study.point_columns({"subword_ppl": 60.0})[1:] == study.POINT[1:]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("minilm")).info.run_id
+    for step, value in ((499, 70.0), (999, 62.0), (1000, 62.0)):  # validations after updates 500, 1,000; the end's
+        client.log_metric(run_id, "val/subword_ppl", value, step=step)
+    out = tmp_path / "study"
+    (out / "train").mkdir(parents=True)
+    (out / "train" / "mlflow_run.json").write_text(json.dumps({"tracking_uri": uri, "run_id": run_id}))
+    assert across.validation_ppl(out, [500, 1000]) == {500: 70.0, 1000: 62.0}
+    other = client.create_run(client.get_experiment_by_name("minilm").experiment_id).info.run_id
+    client.log_metric(other, "val/ppl", 80.0, step=999)
+    client.log_metric(other, "val/subword_ppl", 60.0, step=999)  # not a run this code writes: words win
+    (out / "train" / "mlflow_run.json").write_text(json.dumps({"tracking_uri": uri, "run_id": other}))
+    assert across.validation_ppl(out, [1000]) == {1000: 80.0}
