@@ -230,10 +230,11 @@ def padded_widths(items: list, batches: list[list[int]]) -> dict[str, float]:
 
 def sampler_batches(items: list, size: int, data_cfg: dict, drop_last: bool = False) -> list[list[int]]:
     """Batches of ``size`` (indices into ``items``) as the training sampler draws them in epoch 0 of seed 0."""
+    from empdg.data.dataset import bucket_length
     from empdg.data.sampler import BucketBatchSampler
 
     sampler = BucketBatchSampler(
-        [len(it.context_ids) + len(it.target_ids) for it in items],  # the key EncodedDataset.lengths gives
+        [bucket_length(it) for it in items],
         size,
         bucketing=bool(data_cfg["bucketing"]),
         bucket_size_multiplier=int(data_cfg["bucket_size_multiplier"]),
@@ -259,6 +260,21 @@ def train_widths(datamodule, size: int) -> dict[str, float]:
     return padded_widths(items, sampler_batches(items, size, datamodule.cfg))
 
 
+def fit_datamodule(cfg, vocab_size: int | None = None):
+    """The training datamodule of ``cfg`` (a pretrained generator's tokenizer as its vocabulary), set up for fit;
+    ``vocab_size`` pads a word vocabulary (:func:`pad_vocab`) before any module sizes its layers."""
+    from omegaconf import OmegaConf
+
+    from empdg.data.datamodule import DialogueDataModule
+    from empdg.training.run import pretrained_vocab
+
+    datamodule = DialogueDataModule(OmegaConf.to_container(cfg.data, resolve=True), seed=0, vocab=pretrained_vocab(cfg))
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    datamodule.vocab = pad_vocab(datamodule.vocab, vocab_size)
+    return datamodule
+
+
 def measure_model(
     name: str,
     base: list[str],
@@ -268,20 +284,14 @@ def measure_model(
     profile_first: bool = False,
 ) -> list[dict[str, Any]]:
     """One row per batch size for model ``name``; ``profile_first``: the smallest batch's row gets a profile."""
-    from omegaconf import OmegaConf
-
     from empdg.config import compose
-    from empdg.data.datamodule import DialogueDataModule
     from empdg.data.dataset import collate
     from empdg.models.decoding import DecodingConfig, decode
-    from empdg.training.run import build_module, pretrained_vocab
+    from empdg.training.run import build_module
 
     overrides = [*base, *_model_overrides(name, folders)]
     cfg = compose("train", overrides)
-    datamodule = DialogueDataModule(OmegaConf.to_container(cfg.data, resolve=True), seed=0, vocab=pretrained_vocab(cfg))
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    datamodule.vocab = pad_vocab(datamodule.vocab, args.vocab_size)  # before the modules size their layers
+    datamodule = fit_datamodule(cfg, args.vocab_size)
     items = [it for it in datamodule.datasets["train"].items if it.has_feedback]
     torch.manual_seed(0)
     modules = {
@@ -416,15 +426,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 def lengths(base: list[str], batch_sizes: list[int]) -> list[dict[str, Any]]:
     """One row per batch size: the training epoch's mean padded widths of the data ``base`` composes."""
-    from omegaconf import OmegaConf
-
     from empdg.config import compose
-    from empdg.data.datamodule import DialogueDataModule
 
     cfg = compose("train", base)
-    datamodule = DialogueDataModule(OmegaConf.to_container(cfg.data, resolve=True), seed=0)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    datamodule = fit_datamodule(cfg)
     turns = len(datamodule.datasets["train"].items)
     rows = [{"data": cfg.data.name, "turns": turns, "batch": b, **train_widths(datamodule, b)} for b in batch_sizes]
     for row in rows:

@@ -123,12 +123,17 @@ def encode_example(example: DialogueExample, vocab: Vocab, limits: SequenceLimit
     )
 
 
+def bucket_length(item: EncodedExample) -> int:
+    """The length the training sampler buckets by: the context and the reply (not the next utterance)."""
+    return len(item.context_ids) + len(item.target_ids)
+
+
 class EncodedDataset(Dataset):
     """A list of encoded examples; lengths are exposed for length-bucketed sampling."""
 
     def __init__(self, examples: Sequence[DialogueExample], vocab: Vocab, limits: SequenceLimits):
         self.items = [encode_example(e, vocab, limits) for e in examples]
-        self.lengths = [len(item.context_ids) + len(item.target_ids) for item in self.items]
+        self.lengths = [bucket_length(item) for item in self.items]
 
     def __len__(self) -> int:
         return len(self.items)
