@@ -1,4 +1,5 @@
-"""The datamodule stops before any model is built when a split the stage needs is empty."""
+"""The datamodule stops before any model is built when a split the stage needs is empty, or when its settings
+name no bucketing key."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def data_config(tmp_path: Path, **overrides) -> dict:
         "name": "builtin", "source": "builtin", "builtin": TINY, "cache_dir": str(tmp_path / "cache"),
         "normalization": "moel", "vocab": {"min_count": 1, "max_size": None}, "max_context_len": 64,
         "max_target_len": 32, "max_emotion_words": 16, "batch_size": 4, "eval_batch_size": 4,
-        "num_workers": 0, "bucketing": True, "bucket_size_multiplier": 4, "limit_examples": {},
+        "num_workers": 0, "bucketing": True, "bucket_size_multiplier": 4, "bucket_by": "context_reply",
+        "limit_examples": {},
     }  # fmt: skip
     cfg.update(overrides)
     return cfg
@@ -54,3 +56,15 @@ def test_one_data_cache_line_per_process(tmp_path: Path, caplog: pytest.LogCaptu
     cache_lines = [line for line in infos if "cache miss" in line or "cache hit" in line]
     assert len(cache_lines) == 1 and cache_lines[0].startswith("data: builtin") and "cache miss" in cache_lines[0]
     assert [line for line in infos if line.startswith("vocabulary:")] == ["vocabulary: 431 tokens"] * 2
+
+
+def test_an_unknown_bucketing_key_is_refused_naming_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"data\.bucket_by='next': choose one of context_reply, longest"):
+        DialogueDataModule(data_config(tmp_path, bucket_by="next"))
+
+
+def test_an_unknown_normalization_is_refused_before_the_data_is_read(tmp_path: Path) -> None:
+    datamodule = DialogueDataModule(data_config(tmp_path, normalization="bogus"))
+    with pytest.raises(DataError, match=r"data\.normalization='bogus': choose one of full, moel"):
+        datamodule.prepare_data()
+    assert not (tmp_path / "cache").exists()

@@ -160,6 +160,15 @@ def test_dataset_lengths() -> None:
     assert dataset.lengths[1] == 2 + 2
 
 
+def test_dataset_lengths_by_the_longest_field() -> None:
+    examples = [_example(), _example(context=[["dog"]], target=["so"], feedback=["thanks", "i", "lost", "my", "dog"])]
+    dataset = EncodedDataset(examples, VOCAB, SequenceLimits(), bucket_by="longest")
+    # first: context [CLS] + 4 + 2 + 3 = 10 ids, reply 6 + [EOS] = 7, no next utterance; second: 2, 2, 5 + [EOS]
+    assert dataset.lengths == [10, 6]
+    with pytest.raises(ValueError, match=r"data\.bucket_by='widest': choose one of"):
+        EncodedDataset(examples, VOCAB, SequenceLimits(), bucket_by="widest")
+
+
 # -- BucketBatchSampler -----------------------------------------------------------------------
 LENGTHS = [(i * 7919) % 37 + 1 for i in range(103)]
 

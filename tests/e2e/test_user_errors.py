@@ -117,6 +117,15 @@ def test_train_py_with_impossible_adversarial_settings(tmp_path: Path) -> None:
     assert not (tmp_path / ".cache").exists()  # stopped before any data was read
 
 
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [("data.normalization=bogus", "choose one of full, moel"), ("data.bucket_by=next", "context_reply, longest")],
+)
+def test_train_py_with_an_unknown_data_setting(tmp_path: Path, override: str, expected: str) -> None:
+    done = run(tmp_path, str(REPO / "train.py"), override, "logger=none", f"paths.root_dir={tmp_path}")
+    assert_user_error(done, override.split("=")[0], expected)
+
+
 def test_train_py_resume_from_a_missing_checkpoint(tmp_path: Path) -> None:
     missing = tmp_path / "gone.ckpt"
     done = run(tmp_path, str(REPO / "train.py"), f"ckpt_path={missing}", "logger=none", f"paths.root_dir={tmp_path}")

@@ -37,11 +37,11 @@ MLE updates. Validation, data loading and checkpointing are not included, so the
 
 Batches: four of the batch size, drawn from the corpus's listener turns that have a next utterance (the critics
 read it) by the training sampler (:class:`~empdg.data.sampler.BucketBatchSampler`, length-bucketed as
-``data.bucketing`` says, seed 0), so they are padded as training pads them. Each row says how wide they were
-(``widths``: mean padded ids of the context, the reply and the next utterance) beside the mean over one training
-epoch at that batch size (``train_widths``), the widths the projections assume. ``--lengths`` prints only the
-training epoch's widths, for any data (say the ED release: ``data=empathetic_dialogues data.root=...``), with no
-model built.
+``data.bucketing`` and ``data.bucket_by`` say, seed 0), so they are padded as training pads them. Each row says
+how wide they were (``widths``: mean padded ids of the context, the reply and the next utterance) beside the mean
+over one training epoch at that batch size (``train_widths``), the widths the projections assume. ``--lengths``
+prints only the training epoch's widths, for any data (say the ED release: ``data=empathetic_dialogues
+data.root=...``) and bucketing key, with no model built.
 
 Data: the built-in corpus (``data=builtin``) unless overrides choose another. Its vocabulary is a few hundred
 words, which makes the output projection (and the copy distribution over it) far cheaper than on ED;
@@ -234,7 +234,7 @@ def sampler_batches(items: list, size: int, data_cfg: dict, drop_last: bool = Fa
     from empdg.data.sampler import BucketBatchSampler
 
     sampler = BucketBatchSampler(
-        [bucket_length(it) for it in items],
+        [bucket_length(it, data_cfg["bucket_by"]) for it in items],
         size,
         bucketing=bool(data_cfg["bucketing"]),
         bucket_size_multiplier=int(data_cfg["bucket_size_multiplier"]),
@@ -431,7 +431,8 @@ def lengths(base: list[str], batch_sizes: list[int]) -> list[dict[str, Any]]:
     cfg = compose("train", base)
     datamodule = fit_datamodule(cfg)
     turns = len(datamodule.datasets["train"].items)
-    rows = [{"data": cfg.data.name, "turns": turns, "batch": b, **train_widths(datamodule, b)} for b in batch_sizes]
+    first = {"data": cfg.data.name, "bucket_by": cfg.data.bucket_by, "turns": turns}
+    rows = [{**first, "batch": b, **train_widths(datamodule, b)} for b in batch_sizes]
     for row in rows:
         print(json.dumps(row), flush=True)
     return rows

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from empdg.data.dataset import EncodedDataset, SequenceLimits, collate
+from empdg.data.dataset import BUCKET_KEYS, EncodedDataset, SequenceLimits, collate
 from empdg.data.errors import DataError
 from empdg.data.examples import DialogueExample
 from empdg.data.preprocess import PreparedData, ensure_source_available, prepare_examples
@@ -51,6 +51,8 @@ class DialogueDataModule(pl.LightningDataModule):
             int(self.cfg["max_target_len"]),
             int(self.cfg["max_emotion_words"]),
         )
+        if self.cfg["bucket_by"] not in BUCKET_KEYS:
+            raise DataError(f"data.bucket_by={self.cfg['bucket_by']!r}: choose one of {', '.join(BUCKET_KEYS)}")
         self.prepared: PreparedData | None = None
         self.datasets: dict[str, EncodedDataset] = {}
         self._train_sampler: BucketBatchSampler | None = None
@@ -75,7 +77,8 @@ class DialogueDataModule(pl.LightningDataModule):
                 max_size=vcfg.get("max_size"),
             )
         self.datasets = {
-            split: EncodedDataset(exs, self.vocab, self.limits) for split, exs in examples.items()
+            split: EncodedDataset(exs, self.vocab, self.limits, self.cfg["bucket_by"])
+            for split, exs in examples.items()
         }
         log.info("vocabulary: %d tokens", len(self.vocab))  # the data line (preprocess) describes the cache
 

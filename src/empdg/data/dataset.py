@@ -123,17 +123,39 @@ def encode_example(example: DialogueExample, vocab: Vocab, limits: SequenceLimit
     )
 
 
-def bucket_length(item: EncodedExample) -> int:
-    """The length the training sampler buckets by: the context and the reply (not the next utterance)."""
-    return len(item.context_ids) + len(item.target_ids)
+# data.bucket_by: what the training sampler sorts each bucket by
+BUCKET_KEYS = ("context_reply", "longest")
+
+
+def bucket_length(item: EncodedExample, by: str = "context_reply") -> int:
+    """The length the training sampler buckets ``item`` by (``data.bucket_by``).
+
+    ``context_reply``: the context's and the reply's ids summed, what the generator reads and writes (every
+    study here ran with it; the next utterance is left out). ``longest``: the longest of the context, the reply
+    and the next utterance, which the critics read too: one key cannot sort three widths, and sorting by the
+    widest keeps each batch's widest field close to its members' (on the ED sample it pads the next utterance a
+    third less at batch 16 and the generator's fields no more; docs/gpu.md).
+    """
+    if by == "context_reply":
+        return len(item.context_ids) + len(item.target_ids)
+    if by == "longest":
+        return max(len(item.context_ids), len(item.target_ids), len(item.feedback_ids))
+    raise ValueError(f"data.bucket_by={by!r}: choose one of {BUCKET_KEYS}")
 
 
 class EncodedDataset(Dataset):
-    """A list of encoded examples; lengths are exposed for length-bucketed sampling."""
+    """A list of encoded examples; lengths (``bucket_by``: :func:`bucket_length`) are exposed for
+    length-bucketed sampling."""
 
-    def __init__(self, examples: Sequence[DialogueExample], vocab: Vocab, limits: SequenceLimits):
+    def __init__(
+        self,
+        examples: Sequence[DialogueExample],
+        vocab: Vocab,
+        limits: SequenceLimits,
+        bucket_by: str = "context_reply",
+    ):
         self.items = [encode_example(e, vocab, limits) for e in examples]
-        self.lengths = [bucket_length(item) for item in self.items]
+        self.lengths = [bucket_length(item, bucket_by) for item in self.items]
 
     def __len__(self) -> int:
         return len(self.items)

@@ -39,6 +39,7 @@ from empdg.data.file_schema import (
     paused_gc,
     validate,
 )
+from empdg.data.text import SCHEMES
 
 log = logging.getLogger(__name__)
 _LOGGED_CACHES: set[str] = set()  # cache files whose data line this process has logged
@@ -192,6 +193,9 @@ def _tag_functions(scheme: str):
 
 def prepare_examples(data_cfg: Mapping[str, Any]) -> PreparedData:
     """Return normalised examples for all splits, from the cache when its key matches."""
+    scheme = data_cfg.get("normalization", "moel")
+    if scheme not in SCHEMES:  # before any source is read: a wrong value is one line, not a traceback
+        raise DataError(f"data.normalization={scheme!r}: choose one of {', '.join(SCHEMES)}")
     start = time.perf_counter()
     ensure_source_available(data_cfg)
     key = cache_key(data_cfg)
