@@ -63,6 +63,18 @@ def test_an_unknown_bucketing_key_is_refused_naming_the_choices(tmp_path: Path) 
         DialogueDataModule(data_config(tmp_path, bucket_by="next"))
 
 
+def test_impossible_loader_settings_are_named_together_before_the_data_is_read(tmp_path: Path) -> None:
+    cfg = data_config(tmp_path, batch_size=0, eval_batch_size=-1, num_workers=-1, max_target_len=1)
+    with pytest.raises(DataError) as error:
+        DialogueDataModule(cfg)
+    assert str(error.value) == (
+        "data.batch_size=0 must be >= 1; data.eval_batch_size=-1 must be >= 1; data.num_workers=-1 must be >= 0; "
+        "data.max_target_len=1 must be >= 2"
+    )
+    assert not (tmp_path / "cache").exists()
+    DialogueDataModule(data_config(tmp_path, batch_size=1, eval_batch_size=1, num_workers=0, max_target_len=2))
+
+
 def test_an_unknown_normalization_is_refused_before_the_data_is_read(tmp_path: Path) -> None:
     datamodule = DialogueDataModule(data_config(tmp_path, normalization="bogus"))
     with pytest.raises(DataError, match=r"data\.normalization='bogus': choose one of full, moel"):

@@ -119,7 +119,11 @@ def test_train_py_with_impossible_adversarial_settings(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("override", "expected"),
-    [("data.normalization=bogus", "choose one of full, moel"), ("data.bucket_by=next", "context_reply, longest")],
+    [
+        ("data.normalization=bogus", "choose one of full, moel"),
+        ("data.bucket_by=next", "context_reply, longest"),
+        ("data.eval_batch_size=0", "must be >= 1"),
+    ],
 )
 def test_train_py_with_an_unknown_data_setting(tmp_path: Path, override: str, expected: str) -> None:
     done = run(tmp_path, str(REPO / "train.py"), override, "logger=none", f"paths.root_dir={tmp_path}")

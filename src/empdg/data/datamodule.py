@@ -38,6 +38,19 @@ def vocabulary_tokens(examples: list[DialogueExample]):
             yield ex.feedback
 
 
+def check_loader_settings(cfg: Mapping[str, Any]) -> None:
+    """The sizes, lengths and bucketing key the datamodule reads; every impossible one named in one
+    :class:`DataError` (one ``error:`` line) before any data is read."""
+    found = [f"data.{k}={cfg[k]} must be >= 1" for k in ("batch_size", "eval_batch_size") if int(cfg[k]) < 1]
+    found += [f"data.num_workers={cfg['num_workers']} must be >= 0"] if int(cfg["num_workers"]) < 0 else []
+    lengths = ("max_context_len", "max_target_len", "max_emotion_words")
+    found += [f"data.{k}={cfg[k]} must be >= 2" for k in lengths if int(cfg[k]) < 2]
+    if cfg["bucket_by"] not in BUCKET_KEYS:
+        found.append(f"data.bucket_by={cfg['bucket_by']!r}: choose one of {', '.join(BUCKET_KEYS)}")
+    if found:
+        raise DataError("; ".join(found))
+
+
 class DialogueDataModule(pl.LightningDataModule):
     """Serves padded batches; the vocabulary comes from the training split or a checkpoint."""
 
@@ -46,13 +59,12 @@ class DialogueDataModule(pl.LightningDataModule):
         self.cfg = dict(data_cfg)
         self.seed = seed
         self.vocab = vocab
+        check_loader_settings(self.cfg)
         self.limits = SequenceLimits(
             int(self.cfg["max_context_len"]),
             int(self.cfg["max_target_len"]),
             int(self.cfg["max_emotion_words"]),
         )
-        if self.cfg["bucket_by"] not in BUCKET_KEYS:
-            raise DataError(f"data.bucket_by={self.cfg['bucket_by']!r}: choose one of {', '.join(BUCKET_KEYS)}")
         self.prepared: PreparedData | None = None
         self.datasets: dict[str, EncodedDataset] = {}
         self._train_sampler: BucketBatchSampler | None = None
