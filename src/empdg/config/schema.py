@@ -338,7 +338,7 @@ class DataConfig:
     bucketing: bool = True
     bucket_size_multiplier: int = 50
     # what each bucket is sorted by: context_reply (the generator's ids; every study here) or longest (of context,
-    # reply and next utterance: pads the critics' input less; empdg.data.dataset.bucket_length, docs/gpu.md)
+    # reply and next utterance: pads the critics' input less, no faster on a CPU; docs/gpu.md)
     bucket_by: str = "context_reply"
     limit_examples: dict[str, int] = field(default_factory=dict)  # e.g. {train: 200, valid: 50}
 

@@ -134,7 +134,7 @@ def bucket_length(item: EncodedExample, by: str = "context_reply") -> int:
     study here ran with it; the next utterance is left out). ``longest``: the longest of the context, the reply
     and the next utterance, which the critics read too: one key cannot sort three widths, and sorting by the
     widest keeps each batch's widest field close to its members' (on the ED sample it pads the next utterance a
-    third less at batch 16 and the generator's fields no more; docs/gpu.md).
+    third less at batch 16 and the generator's fields no more, yet the updates took as long on a CPU; docs/gpu.md).
     """
     if by == "context_reply":
         return len(item.context_ids) + len(item.target_ids)
