@@ -29,7 +29,7 @@ def compose_error(*overrides: str) -> str | None:
         ("optim=zzz", "optim=zzz: no such option of the 'optim' config group; the options: adam, finetune, noam"),
         ("modle.hidden_dim=8", "unknown key modle.hidden_dim (did you mean model.hidden_dim?)"),
         ("model.hidden_dimm=8", "unknown key model.hidden_dimm (did you mean model.hidden_dim?)"),
-        ("data.bucketting=false", "unknown key data.bucketting (did you mean data.bucketing?)"),
+        ("data.bucketting=false", "unknown key data.bucketting (did you mean data.bucketing or data.bucket_by?)"),
         ("foo", "cannot read the override 'foo': missing EQUAL at '<EOF>' "
                 "(write key=value, group=option, +key=value or ~key)"),
         ("~nothing", "Could not delete from config. 'nothing' does not exist."),
