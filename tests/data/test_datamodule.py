@@ -1,5 +1,5 @@
-"""The datamodule stops before any model is built when a split the stage needs is empty, or when its settings
-name no bucketing key."""
+"""The datamodule stops before any model is built when a split the stage needs is empty, and before any data is
+read when a loader setting is impossible (a size, a length, the bucketing key, the normalization)."""
 
 from __future__ import annotations
 

@@ -203,7 +203,7 @@ def prepare_examples(data_cfg: Mapping[str, Any]) -> PreparedData:
     examples = _read_cache(cache_path, key)
     hit = examples is not None
     if examples is None:
-        normalize, emotion_words, emotion_mask = _tag_functions(data_cfg.get("normalization", "moel"))
+        normalize, emotion_words, emotion_mask = _tag_functions(scheme)
         conversations, reports = _load_with_reports(data_cfg)
         examples = {
             split: build_examples(conversations[split], normalize, emotion_words, emotion_mask) for split in SPLITS
