@@ -68,11 +68,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
     for key in BUCKET_KEYS:
         row = {"bucket_by": key, "data": cfg.data.name, "batch": args.batch_size, "batches": len(drawn[key])}
+        # which turns the timed batches hold: the same under every key unless --batches cuts the epoch
+        row["turns"] = sorted(i for batch in drawn[key] for i in batch)
         row.update(padded_widths(items, drawn[key]), **best[key])
         for what in ("mle_s", "critic_s"):
             row[f"{what[:-2]}_ratio"] = best[key][what] / best["context_reply"][what]
         rows.append(row)
-        print(json.dumps(row), flush=True)
+        print(json.dumps({k: v for k, v in row.items() if k != "turns"} | {"turns": len(row["turns"])}), flush=True)
     return rows
 
 
