@@ -1,0 +1,166 @@
+"""Where an adversarial update's time goes: a critic update and a generator update, part by part (CPU).
+
+    python -m empdg.benchmarks.update_parts [--batches 20] [hydra overrides ...]   # e.g. runtime.num_threads=2
+
+One model, ``--batches`` training batches of ``data.batch_size`` turns with a next utterance (the ED sample
+where ``../shared`` has it, unless an override chooses the data), each given one critic update and then one
+adversarial generator update, as training runs them (each optimizer's parameters alone requiring grad). Every
+part is timed by its own wall time less that of the parts it calls, so the parts and ``other`` add up to the
+update: for a critic update the fake reply (the estimator's fake view: free-running decoding for gumbel and
+reinforce), the greedy negatives, the critics' scores, the gradient penalty's forward (its first-order
+gradient included), the backward pass and the optimizer step; for a generator update the teacher-forced pass,
+the estimator's term (its decoding and the critics' scores), the gradient probe of a relative ``w_adv`` (two
+gradients at the decoder), the backward pass and the step. Prints a JSON row per update kind (ms per update
+and share per part). CPU only: on a GPU these wall times would need a synchronisation per part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from empdg.benchmarks.common import REAL_SAMPLE
+
+#: every part, in the order rows list them (an update kind lists those it spent time in, then ``other``)
+PARTS = ("teacher-forced pass", "fake reply", "greedy negatives", "estimator term", "critic scores",
+         "gradient penalty", "gradient probe", "backward", "optimizer step", "other")  # fmt: skip
+
+
+class PartTimer:
+    """Exclusive wall time per part: a part's time excludes the parts it calls (a stack of open parts).
+
+    Seconds are kept under ``"<kind>: <part>"``, ``kind`` being the update under way (``timer.kind``)."""
+
+    def __init__(self) -> None:
+        self.kind = ""
+        self.seconds: Counter[str] = Counter()
+        self._stack: list[list] = []  # [start, seconds of the parts called inside]
+
+    @contextlib.contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        key = f"{self.kind}: {name}"
+        entry = [time.perf_counter(), 0.0]
+        self._stack.append(entry)
+        try:
+            yield
+        finally:
+            self._stack.pop()
+            spent = time.perf_counter() - entry[0]
+            self.seconds[key] += spent - entry[1]
+            if self._stack:
+                self._stack[-1][1] += spent
+
+    def wrap(self, name: str, fn: Callable) -> Callable:
+        def timed(*args, **kwargs):
+            with self.part(name):
+                return fn(*args, **kwargs)
+
+        return timed
+
+
+@contextlib.contextmanager
+def instrumented(module, timer: PartTimer) -> Iterator[None]:
+    """``module``'s game, generator and estimator with their parts timed; everything restored on exit."""
+    import empdg.training.adversarial as adversarial
+
+    game, generator = module.game, module.generator
+    patches = [
+        (game.estimator, "fake_view", "fake reply"),
+        (game.estimator, "generator_term", "estimator term"),
+        (game, "decode", "greedy negatives"),  # inside the fake view (reinforce's samples) it counts there
+        (game, "_penalty", "gradient penalty"),
+        (game.panel, "score", "critic scores"),
+        (generator, "forward", "teacher-forced pass"),
+        (adversarial, "gradient_probe", "gradient probe"),
+    ]
+    saved = [(owner, attr, owner.__dict__.get(attr)) for owner, attr, _ in patches]
+    try:
+        for owner, attr, name in patches:
+            setattr(owner, attr, timer.wrap(name, getattr(owner, attr)))
+        yield
+    finally:
+        for owner, attr, original in saved:
+            if original is None:
+                delattr(owner, attr)  # an instance attribute over the class's method
+            else:
+                setattr(owner, attr, original)
+
+
+def timed_updates(module, batches: list[dict], timer: PartTimer) -> tuple[float, float]:
+    """Seconds of one critic update then one generator update on each batch (parts into ``timer``)."""
+    d_opt = torch.optim.Adam(module.critics.parameters(), lr=1e-4)
+    g_opt = torch.optim.Adam(module.generator.parameters(), lr=1e-4)
+    totals = {"critic": 0.0, "generator": 0.0}
+    kinds = (("critic", module.critics, lambda b: module.critic_losses(b)[0], d_opt),
+             ("generator", module.generator, lambda b: module.adversarial_generator_loss(b)[0], g_opt))  # fmt: skip
+    for batch in batches:
+        for kind, trained, loss_fn, opt in kinds:
+            for p in module.parameters():
+                p.requires_grad_(False)
+            for p in trained.parameters():
+                p.requires_grad_(True)
+            timer.kind = kind
+            start = time.perf_counter()
+            with timer.part("other"):
+                loss = loss_fn(batch)
+                with timer.part("backward"):
+                    loss.backward()
+                with timer.part("optimizer step"):
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+            totals[kind] += time.perf_counter() - start
+    for p in module.parameters():
+        p.requires_grad_(True)
+    return totals["critic"], totals["generator"]
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    from empdg.benchmarks.gpu import fit_datamodule
+    from empdg.config import compose
+    from empdg.config.runtime import apply_runtime
+    from empdg.data.dataset import collate
+    from empdg.training.run import build_module
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=20)
+    args, overrides = parser.parse_known_args(argv)
+    data = ["data=empathetic_dialogues", f"data.root={REAL_SAMPLE.resolve()}", "data.download=false"]
+    if any(o.startswith("data=") for o in overrides) or not REAL_SAMPLE.exists():
+        data = []
+    cfg = compose("train", [*data, "logger=none", "paths.output_dir=/tmp/empdg-bench", *overrides])
+    apply_runtime(cfg)
+    datamodule = fit_datamodule(cfg)
+    items = [it for it in datamodule.datasets["train"].items if it.has_feedback]
+    size = int(cfg.data.batch_size)
+    turns = [items[i % len(items)] for i in range(size * (args.batches + 1))]  # cycled when too few
+    batches = [collate(turns[i : i + size]) for i in range(0, len(turns), size)]
+    torch.manual_seed(0)
+    module = build_module(cfg, datamodule)
+    module.train()
+    timer = PartTimer()
+    with instrumented(module, timer):
+        timed_updates(module, batches[:1], timer)  # warm-up, not counted
+        timer.seconds.clear()
+        critic_s, generator_s = timed_updates(module, batches[1:], timer)
+    rows = []
+    for kind, seconds in (("critic", critic_s), ("generator", generator_s)):
+        spent = {name: timer.seconds[f"{kind}: {name}"] for name in PARTS if f"{kind}: {name}" in timer.seconds}
+        n = args.batches
+        row = {"update": kind, "estimator": cfg.adversarial.estimator, "batch": size, "batches": n,
+               "threads": torch.get_num_threads(), "ms": 1000 * seconds / n,
+               "parts_ms": {k: 1000 * v / n for k, v in spent.items()},
+               "parts_share": {k: v / seconds for k, v in spent.items()}}  # fmt: skip
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The update-parts benchmark splits each update's time into parts that add up to it (timings never asserted)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import empdg.training.adversarial as adversarial
+from empdg.benchmarks.update_parts import PartTimer, instrumented, main
+from empdg.training.instruments import gradient_probe
+
+SMALL = ["data=builtin", "experiment=quickstart", "runtime.num_threads=1", "data.batch_size=4"]
+
+
+def test_a_part_excludes_the_parts_it_calls() -> None:
+    timer = PartTimer()
+    timer.kind = "k"
+    with timer.part("outer"):
+        time.sleep(0.02)
+        with timer.part("inner"):
+            time.sleep(0.05)
+    assert 0.05 <= timer.seconds["k: inner"] < 0.2
+    assert 0.02 <= timer.seconds["k: outer"] < 0.05  # 0.07 s in all, less the inner 0.05 s
+
+
+@pytest.mark.parametrize(
+    ("estimator", "critic_parts", "generator_parts"),
+    [
+        # gumbel decodes its fake reply in both updates and the critics also reject the greedy reply
+        ("gumbel", {"fake reply", "greedy negatives", "gradient penalty"}, {"fake reply", "gradient probe"}),
+        # soft reads the teacher-forced pass: no decoding anywhere, no greedy negatives
+        ("soft", {"teacher-forced pass", "fake reply", "gradient penalty"}, {"teacher-forced pass", "gradient probe"}),
+    ],
+)
+def test_the_parts_add_up_to_each_update(estimator, critic_parts, generator_parts) -> None:
+    rows = main(["--batches", "2", *SMALL, f"adversarial.estimator={estimator}"])
+    assert [r["update"] for r in rows] == ["critic", "generator"]
+    for row, expected in zip(rows, (critic_parts, generator_parts), strict=True):
+        assert row["estimator"] == estimator and row["batches"] == 2 and row["batch"] == 4
+        parts = row["parts_ms"]
+        assert expected | {"critic scores", "backward", "optimizer step", "other"} <= set(parts)
+        # the update timed from outside: the parts miss only the timer's own bookkeeping (microseconds)
+        assert sum(parts.values()) == pytest.approx(row["ms"], abs=0.5)
+        assert all(v >= 0 for v in parts.values())
+    if estimator == "soft":
+        assert "greedy negatives" not in rows[0]["parts_ms"]
+    assert "gradient penalty" not in rows[1]["parts_ms"]  # only critics are penalised
+
+
+def test_instrumenting_leaves_the_module_as_it_was(compose_train) -> None:
+    from omegaconf import OmegaConf
+
+    from empdg.data.datamodule import DialogueDataModule
+    from empdg.training.run import build_module
+
+    cfg = compose_train()
+    datamodule = DialogueDataModule(OmegaConf.to_container(cfg.data, resolve=True), seed=0)
+    datamodule.setup("fit")
+    module = build_module(cfg, datamodule)
+    owners = (module.generator, module.game, module.game.panel, module.game.estimator)
+    before = [set(vars(o)) for o in owners]
+    with instrumented(module, PartTimer()):
+        assert adversarial.gradient_probe is not gradient_probe and "forward" in vars(module.generator)
+    assert [set(vars(o)) for o in owners] == before
+    assert adversarial.gradient_probe is gradient_probe
