@@ -38,7 +38,8 @@ class PartTimer:
 
     Seconds are kept under ``"<kind>: <part>"``, ``kind`` being the update under way (``timer.kind``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
         self.kind = ""
         self.seconds: Counter[str] = Counter()
         self._stack: list[list] = []  # [start, seconds of the parts called inside]
@@ -46,13 +47,13 @@ class PartTimer:
     @contextlib.contextmanager
     def part(self, name: str) -> Iterator[None]:
         key = f"{self.kind}: {name}"
-        entry = [time.perf_counter(), 0.0]
+        entry = [self.clock(), 0.0]
         self._stack.append(entry)
         try:
             yield
         finally:
             self._stack.pop()
-            spent = time.perf_counter() - entry[0]
+            spent = self.clock() - entry[0]
             self.seconds[key] += spent - entry[1]
             if self._stack:
                 self._stack[-1][1] += spent
