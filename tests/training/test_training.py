@@ -194,12 +194,22 @@ def test_invalid_combinations_stop_before_training(tmp_path: Path, overrides: tu
         (("training.phases.critic_pretrain=-3",), "training.phases.critic_pretrain=-3", ">= 0"),
         (("training.phases.adversarial=-1",), "training.phases.adversarial=-1", ">= 0"),
         (("callbacks.progress.every_n_steps=-1",), "callbacks.progress.every_n_steps=-1", ">= 0"),
+        (("seed=abc",), "seed=abc", "whole number from 0 to 4294967295"),
+        (("seed=-1",), "seed=-1", "whole number"),
+        (("seed=4294967296",), "seed=4294967296", "whole number"),
+        (("seed=1.5",), "seed=1.5", "whole number"),
+        (("seed=null",), "seed=None", "whole number"),
     ],
 )
 def test_impossible_adversarial_settings_are_rejected_naming_the_key(compose_train, overrides, key, why):
     cfg = compose_train("training.phases.adversarial=3", *overrides)
     with pytest.raises(ValueError, match=re.escape(key) + r".*" + why):
         validate_config(cfg)
+
+
+def test_every_seed_numpy_accepts_is_fine(compose_train):
+    for seed in (0, 4294967295):
+        validate_config(compose_train(f"seed={seed}"))
 
 
 def test_n_critic_zero_is_fine_without_critics_or_without_an_adversarial_phase(compose_train):

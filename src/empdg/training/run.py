@@ -136,11 +136,23 @@ def validate_config(cfg: DictConfig) -> None:
         problems.append(f"ckpt_path={cfg.ckpt_path} does not exist")
     if model.init_from and not Path(model.init_from).exists():
         problems.append(f"model.init_from={model.init_from} does not exist")
+    problems += seed_problems(cfg.get("seed"))
     progress_every = (cfg.callbacks.get("progress") or {}).get("every_n_steps", 0)
     if progress_every is not None and int(progress_every) < 0:
         problems.append(f"callbacks.progress.every_n_steps={progress_every} must be >= 0 (0 disables)")
     if problems:
         raise ValueError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+#: the largest seed numpy (and so Lightning's seed_everything) accepts
+MAX_SEED = 2**32 - 1
+
+
+def seed_problems(seed: Any) -> list[str]:
+    """``seed`` as the run needs it: a whole number numpy accepts (``seed=abc`` or ``-1`` would fail mid-start)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        return [f"seed={seed} must be a whole number from 0 to {MAX_SEED}"]
+    return []
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
