@@ -179,6 +179,16 @@ def test_chat_without_a_checkpoint(tmp_path: Path) -> None:
     assert_user_error(done, str(missing))
 
 
+def test_chat_with_impossible_settings(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    done = run(tmp_path, "-m", "empdg.chat", f"ckpt_path={tiny_checkpoint}", "chat.rerank=abc",
+               "chat.normalization=bogus", "chat.weights.semantic=x", stdin="/quit\n")  # fmt: skip
+    assert_user_error(done, "chat.weights.semantic='x' must be a number")  # read first: the weights
+    done = run(tmp_path, "-m", "empdg.chat", f"ckpt_path={tiny_checkpoint}", "chat.rerank=abc",
+               "chat.normalization=bogus", "chat.seed=1.5", stdin="/quit\n")  # fmt: skip
+    assert_user_error(done, "chat.rerank='abc' must be a whole number >= 0", "chat.normalization='bogus': choose one "
+                      "of full, moel", "chat.seed=1.5 must be a whole number")  # fmt: skip
+
+
 def test_compare_an_unknown_or_no_experiment(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     done = run(tmp_path, "-m", "empdg.compare", "experiment=no_such_experiment", f"tracking_uri={uri}")

@@ -134,6 +134,10 @@ def test_invalid_config_rejected() -> None:
         DecodingConfig(strategy="nucleus")
     with pytest.raises(ValueError, match="min_len"):
         DecodingConfig(min_len=40, max_len=30)
+    for seed in ("abc", 1.5, True):
+        with pytest.raises(ValueError, match="decoding.seed=.* must be a whole number"):
+            DecodingConfig(strategy="sample", seed=seed)
+    assert DecodingConfig(strategy="sample", seed=7).seed == 7 and DecodingConfig(seed=None).seed is None
 
 
 class RunningSumGenerator(Generator):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,25 @@ def test_settings_come_from_chat_yaml_then_the_run_then_the_data_group() -> None
     assert unknown.max_context_len == 99  # no run config (a checkpoint copied alone): the data group
     with pytest.raises(ValueError, match="chat.normalization"):  # said nowhere: named, not guessed
         ChatSettings.from_config(cfg.chat, None, data)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("chat.rerank=-1", "chat.rerank=-1 must be a whole number >= 0"),
+        ("chat.rerank=2.5", "chat.rerank=2.5 must be a whole number >= 0"),
+        ("chat.max_context_len=1", "chat.max_context_len=1 must be a whole number >= 2"),
+        ("chat.max_emotion_words=0", "chat.max_emotion_words=0 must be a whole number >= 2"),
+        ("chat.normalization=nfkc", "chat.normalization='nfkc': choose one of full, moel"),
+        ("chat.seed=abc", "chat.seed='abc' must be a whole number"),
+        ("chat.seed=true", "chat.seed=True must be a whole number"),
+        ("chat.weights.emotion=nan", "chat.weights.emotion=nan must be a number"),
+    ],
+)
+def test_impossible_settings_are_named(override: str, message: str) -> None:
+    cfg = chat_config(override)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ChatSettings.from_config(cfg.chat, {"max_context_len": 40, "normalization": "full"}, cfg.data)
 
 
 def test_history_stays_within_context_and_fallback(tiny_checkpoint: Path, monkeypatch) -> None:

@@ -56,6 +56,8 @@ class DecodingConfig:
             problems.append("decoding.beam_size must be >= 1")
         if self.top_k < 0 or not 0.0 < self.top_p <= 1.0 or self.temperature <= 0:
             problems.append("need decoding.top_k >= 0, 0 < decoding.top_p <= 1 and decoding.temperature > 0")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            problems.append(f"decoding.seed={self.seed!r} must be a whole number, or null (an unseeded draw)")
         if problems:
             raise ValueError("invalid decoding configuration: " + "; ".join(problems))
 

@@ -24,7 +24,7 @@ from empdg.data.conversation import EMOTIONS
 from empdg.data.dataset import SequenceLimits, batch_to_device, collate, encode_example
 from empdg.data.emotion_words import get_lexicon
 from empdg.data.examples import LISTENER, SPEAKER, DialogueExample
-from empdg.data.text import normalize
+from empdg.data.text import SCHEMES, normalize
 from empdg.data.text_metrics import has_repeated_ngram
 from empdg.models.decoding import DecodingConfig, decode, ids_to_text, sequence_log_probs
 from empdg.models.inference import InferenceBundle
@@ -127,11 +127,38 @@ class ChatSettings:
         for key in RUN_DATA_KEYS:
             if values[key] is None:
                 values[key] = (run_data or {}).get(key, data.get(key))
-        values["weights"] = {str(k): float(v) for k, v in dict(values["weights"] or {}).items()}
+        weights = dict(values["weights"] or {})
+        bad = [f"chat.weights.{k}={v!r} must be a number" for k, v in weights.items() if not _is_number(v)]
+        if bad:
+            raise ValueError("; ".join(bad))
+        values["weights"] = {str(k): float(v) for k, v in weights.items()}
         missing = [name for name, value in values.items() if value is None]
         if missing:
             raise ValueError(f"chat.{missing[0]} is not set (null) and the checkpoint's run does not record it")
         return cls(**values)
+
+    def __post_init__(self) -> None:
+        """Every impossible setting named in one ValueError (the chat's one ``error:`` line), before a session
+        starts; a request's own values are checked where the server reads them (``pyfunc_model``)."""
+        found = [
+            f"chat.{key}={getattr(self, key)!r} must be a whole number >= {low}"
+            for key, low in (("max_context_len", 2), ("max_emotion_words", 2), ("rerank", 0))
+            if not _is_whole(getattr(self, key)) or getattr(self, key) < low
+        ]
+        if self.normalization not in SCHEMES:
+            found.append(f"chat.normalization={self.normalization!r}: choose one of {', '.join(SCHEMES)}")
+        if not _is_whole(self.seed):
+            found.append(f"chat.seed={self.seed!r} must be a whole number")
+        if found:
+            raise ValueError("; ".join(found))
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -228,7 +255,7 @@ class ChatSession:
         self.history.append(user)
         self.roles.append(SPEAKER)
         self._trim_history()
-        rerank = max(0, int(self.settings.rerank))
+        rerank = self.settings.rerank
         batch = self._batch(max(1, rerank))
         encoded = self.generator.encode(batch)
         emotions: list[tuple[str, float]] = []
