@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -408,6 +409,37 @@ def test_sweep_trials_are_left_out_unless_asked(study_store, tmp_path: Path, cap
         run_compare(study_config(uri, filter="tags.sweep = 's'"), tmp_path / "none")
     with pytest.raises(ConfigError, match=r"compare.include_sweep_trials='no': give true or false"):
         run_compare(study_config(uri, compare={"include_sweep_trials": "no"}), tmp_path / "bad")
+
+
+@pytest.mark.parametrize(
+    ("compare", "message"),
+    [
+        ({"subset": "most"}, "compare.subset='most': choose one of all, feedback"),
+        ({"bootstrap": {"n": -1}}, "compare.bootstrap.n=-1 must be a whole number >= 0"),
+        ({"bootstrap": {"n": "abc"}}, "compare.bootstrap.n='abc' must be a whole number >= 0"),
+        ({"bootstrap": {"seed": 0.5}}, "compare.bootstrap.seed=0.5 must be a whole number"),
+        ({"bootstrap": {"confidence": 95}}, "compare.bootstrap.confidence=95 must be between 0 and 1"),
+        ({"bootstrap": {"confidence": 1.0}}, "compare.bootstrap.confidence=1.0 must be between 0 and 1"),
+        ({"bootstrap": {"metrics": ["bleu4", "dist_2"]}}, "compare.bootstrap.metrics: unknown ['bleu4']; choose from"),
+    ],
+)
+def test_impossible_compare_settings_are_named_before_any_run_is_read(tmp_path: Path, compare, message) -> None:
+    from empdg.errors import ConfigError
+
+    missing = f"sqlite:///{tmp_path / 'never.db'}"  # searched only after the settings pass: never created
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run_compare(study_config(missing, compare=compare), tmp_path / "out")
+    assert not (tmp_path / "never.db").exists() and not (tmp_path / "out").exists()
+
+
+def test_every_problem_is_named_at_once() -> None:
+    from empdg.evaluation.comparison import default_stats_settings, settings_problems
+
+    settings = default_stats_settings()
+    assert settings_problems(settings) == []
+    settings.update(subset="x", include_sweep_trials="yes")
+    settings["bootstrap"].update(n=1.5, seed=None)
+    assert len(settings_problems(settings)) == 4
 
 
 def test_learning_curves_have_one_line_per_run(study_store, tmp_path: Path, figures) -> None:

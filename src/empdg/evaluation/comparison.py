@@ -411,6 +411,31 @@ def stats_settings(cfg: DictConfig) -> dict[str, Any]:
     return settings
 
 
+def settings_problems(settings: dict[str, Any]) -> list[str]:
+    """Each impossible ``compare.*`` setting, named (before any run is searched or file written)."""
+    from empdg.data.corpus_metrics import metric_keys
+    from empdg.evaluation.scored_examples import SUBSETS
+
+    found = []
+    if settings["subset"] not in SUBSETS:
+        found.append(f"compare.subset={settings['subset']!r}: choose one of {', '.join(SUBSETS)}")
+    if not isinstance(settings["include_sweep_trials"], bool):  # "no" or "0" would be taken as true
+        found.append(f"compare.include_sweep_trials={settings['include_sweep_trials']!r}: give true or false")
+    boot = settings["bootstrap"]
+    whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+    if not whole(boot["n"]) or boot["n"] < 0:
+        found.append(f"compare.bootstrap.n={boot['n']!r} must be a whole number >= 0 (0: no bootstrap table)")
+    if not whole(boot["seed"]):
+        found.append(f"compare.bootstrap.seed={boot['seed']!r} must be a whole number")
+    confidence = boot["confidence"]
+    if isinstance(confidence, bool) or not isinstance(confidence, int | float) or not 0 < confidence < 1:
+        found.append(f"compare.bootstrap.confidence={confidence!r} must be between 0 and 1 (0.95: 95 % intervals)")
+    unknown = [str(m) for m in boot["metrics"] if m not in metric_keys()]
+    if unknown:
+        found.append(f"compare.bootstrap.metrics: unknown {unknown}; choose from {', '.join(sorted(metric_keys()))}")
+    return found
+
+
 def run_label(run: Any, group_by: str | None) -> str:
     """A run's name in the bootstrap table: ``name (id8)``, after its group's label when grouped."""
     own = f"{run.info.run_name} ({run.info.run_id[:8]})"
@@ -541,8 +566,9 @@ def run_compare(cfg: DictConfig, output_dir: Path | None = None) -> list[Row]:
         raise ConfigError("name the MLflow experiment to compare: experiment=NAME (train.py's experiment_name)")
     uri = absolute_sqlite_uri(str(cfg.tracking_uri))
     settings = stats_settings(cfg)
-    if not isinstance(settings["include_sweep_trials"], bool):  # "no" or "0" would be taken as true
-        raise ConfigError(f"compare.include_sweep_trials={settings['include_sweep_trials']!r}: give true or false")
+    problems = settings_problems(settings)
+    if problems:
+        raise ConfigError("; ".join(problems))
     metrics = [str(m) for m in cfg.metrics]
     prefix = subset_metric_prefix(str(settings["subset"]))
     test_columns = [f"{prefix}/{m}" for m in settings["test_metrics"]]
