@@ -6,6 +6,7 @@ of empdg.sweep."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -182,6 +183,42 @@ def test_workers_share_runtime_num_threads(tmp_path: Path) -> None:
     plan, base_cfg = prepare(compose("sweep_root", overrides), overrides, tmp_path / "sweep")
     assert plan.num_threads == 5 and base_cfg.runtime.num_threads == 5  # trials see it too
     assert [worker_threads(5, n) for n in (1, 2, 3, 8)] == [5, 2, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("sweep.direction=up", "sweep.direction='up': use minimize or maximize"),
+        ("sweep.n_trials=-1", "sweep.n_trials=-1 must be a whole number >= 0"),
+        ("sweep.n_jobs=0", "sweep.n_jobs=0 must be a whole number >= 1"),
+        ("sweep.top_k=0", "sweep.top_k=0 must be a whole number >= 1"),
+        ("sweep.timeout=-5", "sweep.timeout=-5 must be seconds > 0, or null"),
+        ("sweep.timeout=0", "sweep.timeout=0 must be seconds > 0, or null"),
+        ("sweep.heartbeat_interval=0", "sweep.heartbeat_interval=0 must be whole seconds >= 1"),
+        ("sweep.grace_period=1.5", "sweep.grace_period=1.5 must be whole seconds >= 1"),
+        ("sweep.sqlite_timeout=0", "sweep.sqlite_timeout=0 must be seconds > 0"),
+        ("sweep.sampler.seed=abc", "sweep.sampler.seed='abc' must be a whole number, or null"),
+    ],
+)
+def test_impossible_study_settings_are_named_before_the_study_is_opened(tmp_path: Path, override, expected) -> None:
+    from empdg.config import compose
+    from empdg.sweep.runner import SweepConfigError, prepare
+
+    overrides = ["sweep=quickstart", override, f"paths.root_dir={tmp_path}", "logger=none"]
+    with pytest.raises(SweepConfigError, match=re.escape(expected)):
+        prepare(compose("sweep_root", overrides), overrides, tmp_path / "sweep")
+    assert not (tmp_path / "optuna").exists()
+
+
+def test_every_impossible_study_setting_is_named_at_once() -> None:
+    from empdg.sweep.runner import settings_problems
+
+    good = {"direction": "maximize", "n_trials": 0, "n_jobs": 2, "top_k": 1, "timeout": 0.5, "sqlite_timeout": 1,
+            "heartbeat_interval": None, "grace_period": None, "sampler": {"seed": None}}  # fmt: skip
+    assert settings_problems(good) == []
+    bad = {**good, "direction": "min", "n_jobs": True, "timeout": "1h", "sampler": {"seed": 1.0}}
+    assert [p.split("=")[0] for p in settings_problems(bad)] == [
+        "sweep.direction", "sweep.n_jobs", "sweep.timeout", "sweep.sampler.seed"]  # fmt: skip
 
 
 # ---- every trial failed -> non-zero exit

@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,6 +194,41 @@ def check_settings(cfg: DictConfig, task_overrides: Sequence[str]) -> dict[str, 
     return settings
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def settings_problems(settings: Mapping[str, Any]) -> list[str]:
+    """The study's own numbers and choices, each impossible one named (checked before the study is opened)."""
+    found = []
+    if settings["direction"] not in ("minimize", "maximize"):
+        found.append(f"sweep.direction={settings['direction']!r}: use minimize or maximize")
+    rules = (("n_trials", 0, "0 checks the configuration and runs nothing"), ("n_jobs", 1, "processes"),
+             ("top_k", 1, "trials in the report"))  # fmt: skip
+    for key, low, why in rules:
+        value = settings.get(key, low)
+        if not _whole(value) or value < low:
+            found.append(f"sweep.{key}={value!r} must be a whole number >= {low} ({why})")
+    for key, what in (("heartbeat_interval", "null turns heartbeats off"), ("grace_period", "null: Optuna's")):
+        value = settings.get(key)
+        if value is not None and (not _whole(value) or value < 1):
+            found.append(f"sweep.{key}={value!r} must be whole seconds >= 1 ({what})")
+    timeout = settings.get("timeout")
+    if timeout is not None and (not _number(timeout) or timeout <= 0):
+        found.append(f"sweep.timeout={timeout!r} must be seconds > 0, or null (no time limit)")
+    sqlite_timeout = settings.get("sqlite_timeout", 60)
+    if not _number(sqlite_timeout) or sqlite_timeout <= 0:
+        found.append(f"sweep.sqlite_timeout={sqlite_timeout!r} must be seconds > 0")
+    seed = (settings.get("sampler") or {}).get("seed")
+    if seed is not None and not _whole(seed):
+        found.append(f"sweep.sampler.seed={seed!r} must be a whole number, or null (unseeded)")
+    return found
+
+
 def prepare(cfg: DictConfig, task_overrides: Sequence[str], output_dir: Path) -> tuple[SweepPlan, DictConfig]:
     """Check everything before the study is touched: the space, and the base training config."""
     try:
@@ -206,6 +241,9 @@ def prepare(cfg: DictConfig, task_overrides: Sequence[str], output_dir: Path) ->
 
 def _prepare(cfg: DictConfig, task_overrides: Sequence[str], output_dir: Path) -> tuple[SweepPlan, DictConfig]:
     settings = check_settings(cfg, task_overrides)
+    problems = settings_problems(settings)
+    if problems:
+        raise SweepConfigError("; ".join(problems))
     minimum = settings.get("importance_min_trials", IMPORTANCE_MIN_TRIALS)
     if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 2:
         raise SweepConfigError(
