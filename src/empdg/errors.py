@@ -25,9 +25,10 @@ function, so Hydra never sees the exception)::
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from collections.abc import Iterator
-from typing import TextIO
+from typing import Any, TextIO
 
 __all__ = [
     "EXIT_USER_ERROR",
@@ -36,11 +37,23 @@ __all__ = [
     "UserError",
     "exit_on_user_error",
     "format_user_error",
+    "is_number",
     "is_user_error",
+    "is_whole",
     "user_errors_from",
 ]
 
 EXIT_USER_ERROR = 2
+
+
+def is_whole(value: Any) -> bool:
+    """Whether a setting is a whole number: OmegaConf gives ``seed=abc`` as a str and ``true`` as a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """Whether a setting is a finite number (``nan`` and ``inf`` parse as floats; a bool is not a number)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class UserError(Exception):

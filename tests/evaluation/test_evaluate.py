@@ -95,3 +95,30 @@ def test_feedback_subset_is_smaller(tiny_checkpoint: Path, tmp_path: Path) -> No
     assert feedback["subset"] == "feedback"
     assert all(record.feedback for record in read_predictions(out / "predictions.jsonl"))
     assert "subset: **feedback**" in (out / "metrics.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("evaluate.split=dev", "evaluate.split='dev': choose one of train, valid, test"),
+        ("evaluate.subset=most", "evaluate.subset='most' must be one of ('all', 'feedback')"),
+        ("evaluate.batch_size=0", "evaluate.batch_size=0 must be a whole number >= 1, or null"),
+        ("evaluate.batch_size=abc", "evaluate.batch_size='abc' must be a whole number >= 1"),
+        ("evaluate.data_from_run=no", "evaluate.data_from_run='no': give true or false"),
+        ("evaluate.link_training_run=1", "evaluate.link_training_run=1: give true or false"),
+        ("seed=-3", "seed=-3 must be a whole number from 0 to 4294967295"),
+    ],
+)
+def test_impossible_evaluation_settings_are_named_before_the_checkpoint_is_read(
+    tmp_path: Path, override: str, message: str
+) -> None:
+    import re
+
+    from empdg.config import compose
+    from empdg.errors import ConfigError
+    from empdg.evaluation.pipeline import run_evaluation
+
+    missing = tmp_path / "never.ckpt"  # read only after the settings pass: its absence would be the error
+    cfg = compose("evaluate", [f"ckpt_path={missing}", override, f"paths.root_dir={tmp_path}", "logger=none"])
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run_evaluation(cfg)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from empdg.errors import ConfigError
+from empdg.errors import ConfigError, is_whole
 
 
 def available_cores() -> int:
@@ -28,7 +28,7 @@ def resolve_num_threads(value: Any) -> int:
     if value is None:
         env = os.environ.get("OMP_NUM_THREADS", "").strip()
         return int(env) if env.isdigit() and int(env) > 0 else available_cores()
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_whole(value) or value < 1:
         raise ConfigError(f"runtime.num_threads={value!r} must be a whole number >= 1, or null (the available cores)")
     return value
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from empdg.data.conversation import EMOTIONS
+from empdg.data.conversation import EMOTIONS, SPLITS
 from empdg.data.file_schema import MB, mb_to_bytes
-from empdg.errors import ConfigError, user_errors_from
+from empdg.errors import ConfigError, is_number, is_whole, user_errors_from
 from empdg.evaluation.data_choice import choose_data_config, data_overrides_on_command_line
 from empdg.evaluation.meaning import meaning_mode, score_meaning
 from empdg.evaluation.prediction_record import DEFAULT_MAX_BYTES
@@ -121,10 +121,29 @@ def log_to_mlflow(
     return where
 
 
+def checkpoint_settings_problems(cfg: DictConfig) -> list[str]:
+    """What evaluating a checkpoint reads besides decoding (checked where it is built), each impossible one named."""
+    from empdg.training.run import seed_problems
+
+    settings = cfg.evaluate
+    found = []
+    if settings.subset not in SUBSETS:
+        found.append(f"evaluate.subset={settings.subset!r} must be one of {SUBSETS}")
+    if settings.split not in SPLITS:
+        found.append(f"evaluate.split={settings.split!r}: choose one of {', '.join(SPLITS)}")
+    size = settings.get("batch_size")
+    if size is not None and (not is_whole(size) or size < 1):
+        found.append(f"evaluate.batch_size={size!r} must be a whole number >= 1, or null (data.eval_batch_size)")
+    for key in ("data_from_run", "link_training_run"):
+        if not isinstance(settings.get(key, True), bool):  # "no" would be taken as true
+            found.append(f"evaluate.{key}={settings.get(key)!r}: give true or false")
+    return found + seed_problems(cfg.get("seed"))
+
+
 def max_file_bytes(cfg: DictConfig) -> int:
     """``evaluate.max_file_mb`` in bytes (configs written before the setting get its default)."""
     value = cfg.evaluate.get("max_file_mb", DEFAULT_MAX_BYTES / MB)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if not is_number(value) or not value > 0:
         raise ConfigError(f"evaluate.max_file_mb={value!r} must be a number of megabytes > 0")
     return mb_to_bytes(value)
 
@@ -162,8 +181,10 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     if bool(cfg.ckpt_path) == bool(cfg.predictions_file):
         raise ConfigError("give exactly one of ckpt_path=PATH (evaluate a model) or predictions_file=PATH (a file)")
     subset = str(cfg.evaluate.subset)
-    if cfg.ckpt_path and subset not in SUBSETS:  # before any data is read
-        raise ConfigError(f"evaluate.subset={subset!r} must be one of {SUBSETS}")
+    if cfg.ckpt_path:  # before any data is read
+        problems = checkpoint_settings_problems(cfg)
+        if problems:
+            raise ConfigError("; ".join(problems))
     extra: dict[str, str] = {}
     if cfg.predictions_file:
         source = str(Path(cfg.predictions_file).expanduser().resolve())

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from empdg.data.vocab import EOS_ID, Vocab
+from empdg.errors import is_whole
 from empdg.models.base import EncodedDialogue, Generator
 
 STRATEGIES = ("greedy", "beam", "sample")
@@ -56,7 +57,7 @@ class DecodingConfig:
             problems.append("decoding.beam_size must be >= 1")
         if self.top_k < 0 or not 0.0 < self.top_p <= 1.0 or self.temperature <= 0:
             problems.append("need decoding.top_k >= 0, 0 < decoding.top_p <= 1 and decoding.temperature > 0")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+        if self.seed is not None and not is_whole(self.seed):
             problems.append(f"decoding.seed={self.seed!r} must be a whole number, or null (an unseeded draw)")
         if problems:
             raise ValueError("invalid decoding configuration: " + "; ".join(problems))

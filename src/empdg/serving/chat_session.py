@@ -26,6 +26,7 @@ from empdg.data.emotion_words import get_lexicon
 from empdg.data.examples import LISTENER, SPEAKER, DialogueExample
 from empdg.data.text import SCHEMES, normalize
 from empdg.data.text_metrics import has_repeated_ngram
+from empdg.errors import is_number, is_whole
 from empdg.models.decoding import DecodingConfig, decode, ids_to_text, sequence_log_probs
 from empdg.models.inference import InferenceBundle
 
@@ -128,7 +129,7 @@ class ChatSettings:
             if values[key] is None:
                 values[key] = (run_data or {}).get(key, data.get(key))
         weights = dict(values["weights"] or {})
-        bad = [f"chat.weights.{k}={v!r} must be a number" for k, v in weights.items() if not _is_number(v)]
+        bad = [f"chat.weights.{k}={v!r} must be a number" for k, v in weights.items() if not is_number(v)]
         if bad:
             raise ValueError("; ".join(bad))
         values["weights"] = {str(k): float(v) for k, v in weights.items()}
@@ -143,22 +144,14 @@ class ChatSettings:
         found = [
             f"chat.{key}={getattr(self, key)!r} must be a whole number >= {low}"
             for key, low in (("max_context_len", 2), ("max_emotion_words", 2), ("rerank", 0))
-            if not _is_whole(getattr(self, key)) or getattr(self, key) < low
+            if not is_whole(getattr(self, key)) or getattr(self, key) < low
         ]
         if self.normalization not in SCHEMES:
             found.append(f"chat.normalization={self.normalization!r}: choose one of {', '.join(SCHEMES)}")
-        if not _is_whole(self.seed):
+        if not is_whole(self.seed):
             found.append(f"chat.seed={self.seed!r} must be a whole number")
         if found:
             raise ValueError("; ".join(found))
-
-
-def _is_whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass

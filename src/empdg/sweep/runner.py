@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from empdg.config import compose
 from empdg.config.runtime import num_threads_of, set_torch_threads
+from empdg.errors import is_number, is_whole
 from empdg.sweep.objective import TrialObjective
 from empdg.sweep.pruning import Objective, build_pruner
 from empdg.sweep.report import IMPORTANCE_MIN_TRIALS, finish
@@ -194,14 +195,6 @@ def check_settings(cfg: DictConfig, task_overrides: Sequence[str]) -> dict[str, 
     return settings
 
 
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def settings_problems(settings: Mapping[str, Any]) -> list[str]:
     """The study's own numbers and choices, each impossible one named (checked before the study is opened)."""
     found = []
@@ -211,20 +204,20 @@ def settings_problems(settings: Mapping[str, Any]) -> list[str]:
              ("top_k", 1, "trials in the report"))  # fmt: skip
     for key, low, why in rules:
         value = settings.get(key, low)
-        if not _whole(value) or value < low:
+        if not is_whole(value) or value < low:
             found.append(f"sweep.{key}={value!r} must be a whole number >= {low} ({why})")
     for key, what in (("heartbeat_interval", "null turns heartbeats off"), ("grace_period", "null: Optuna's")):
         value = settings.get(key)
-        if value is not None and (not _whole(value) or value < 1):
+        if value is not None and (not is_whole(value) or value < 1):
             found.append(f"sweep.{key}={value!r} must be whole seconds >= 1 ({what})")
     timeout = settings.get("timeout")
-    if timeout is not None and (not _number(timeout) or timeout <= 0):
+    if timeout is not None and (not is_number(timeout) or timeout <= 0):
         found.append(f"sweep.timeout={timeout!r} must be seconds > 0, or null (no time limit)")
     sqlite_timeout = settings.get("sqlite_timeout", 60)
-    if not _number(sqlite_timeout) or sqlite_timeout <= 0:
+    if not is_number(sqlite_timeout) or sqlite_timeout <= 0:
         found.append(f"sweep.sqlite_timeout={sqlite_timeout!r} must be seconds > 0")
     seed = (settings.get("sampler") or {}).get("seed")
-    if seed is not None and not _whole(seed):
+    if seed is not None and not is_whole(seed):
         found.append(f"sweep.sampler.seed={seed!r} must be a whole number, or null (unseeded)")
     return found
 
@@ -245,7 +238,7 @@ def _prepare(cfg: DictConfig, task_overrides: Sequence[str], output_dir: Path) -
     if problems:
         raise SweepConfigError("; ".join(problems))
     minimum = settings.get("importance_min_trials", IMPORTANCE_MIN_TRIALS)
-    if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 2:
+    if not is_whole(minimum) or minimum < 2:
         raise SweepConfigError(
             f"sweep.importance_min_trials={minimum}: use an integer >= 2 (parameter importances compare "
             "complete trials; a higher value waits for enough of them)"

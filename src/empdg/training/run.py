@@ -29,7 +29,7 @@ from empdg.data.builtin import builtin_model_notice
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.vocab import SubwordVocab
 from empdg.data.word_vectors import load_packaged_glove, load_word_vectors
-from empdg.errors import user_errors_from
+from empdg.errors import is_whole, user_errors_from
 from empdg.models.hf_pretrained import PretrainedGenerator, load_tokenizer_json
 from empdg.models.registry import model_settings
 from empdg.tracking.resilient_logger import build_logger, describe_run, log_artifact, log_dataset
@@ -150,7 +150,7 @@ MAX_SEED = 2**32 - 1
 
 def seed_problems(seed: Any) -> list[str]:
     """``seed`` as the run needs it: a whole number numpy accepts (``seed=abc`` or ``-1`` would fail mid-start)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+    if not is_whole(seed) or not 0 <= seed <= MAX_SEED:
         return [f"seed={seed} must be a whole number from 0 to {MAX_SEED}"]
     return []
 
