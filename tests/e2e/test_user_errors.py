@@ -98,6 +98,14 @@ def test_checks_turn_their_value_and_file_errors_into_user_errors() -> None:
 
 
 # ---- the commands ----------------------------------------------------------------------------------------------
+def test_whole_and_finite_numbers_as_settings_checks_read_them() -> None:
+    from empdg.errors import is_number, is_whole
+
+    assert [is_whole(v) for v in (0, -3, 2**40, True, 1.0, "1", None)] == [True, True, True, False, False, False, False]
+    numbers = (0, -2.5, 1e300, True, float("nan"), float("inf"), "0.5", None)
+    assert [is_number(v) for v in numbers] == [True, True, True, False, False, False, False, False]
+
+
 def test_train_py_with_a_file_as_data_root(tmp_path: Path) -> None:
     root = tmp_path / "not_a_folder.csv"
     root.write_text("conv_id,utterance_idx\n", encoding="utf-8")
