@@ -199,6 +199,10 @@ def test_invalid_combinations_stop_before_training(tmp_path: Path, overrides: tu
         (("seed=4294967296",), "seed=4294967296", "whole number"),
         (("seed=1.5",), "seed=1.5", "whole number"),
         (("seed=null",), "seed=None", "whole number"),
+        (("trainer.val_check_interval=0",), "trainer.val_check_interval=0", "> 0"),
+        (("callbacks.checkpoint.mode=up",), "callbacks.checkpoint.mode='up'", "min or max"),
+        (("callbacks.checkpoint.save_top_k=-2",), "callbacks.checkpoint.save_top_k=-2", ">= -1"),
+        (("callbacks.checkpoint.every_n_train_steps=-1",), "callbacks.checkpoint.every_n_train_steps=-1", ">= 0"),
     ],
 )
 def test_impossible_adversarial_settings_are_rejected_naming_the_key(compose_train, overrides, key, why):
@@ -271,3 +275,27 @@ def test_gradient_accumulation_steps_the_optimizer_every_k_batches(
     assert recorder.steps_at_batch == [(i + 1) // accumulate for i in range(accumulate * steps)]
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == steps
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.precision=bogus", "trainer: Precision 'bogus' is invalid"),
+        ("trainer.devices=0", "trainer: `Trainer(devices=0)` value is not a valid input"),
+        ("trainer.val_check_interval=0.5", "trainer: `val_check_interval` should be an integer"),
+    ],
+)
+def test_settings_lightning_refuses_are_user_errors_naming_the_section(compose_train, tmp_path, override, message):
+    from empdg.errors import ConfigError
+    from empdg.training.run import build_trainer
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_trainer(compose_train(override), None, [], tmp_path / "run")
+
+
+def test_a_monitored_metric_validation_never_logs_is_named(compose_train):
+    from empdg.errors import ConfigError
+
+    cfg = compose_train("training.phases.generator_pretrain=2", "callbacks.checkpoint.monitor=val/bleu")
+    with pytest.raises(ConfigError, match=r"callbacks\.checkpoint\.monitor=val/bleu: .*could not find the monitored"):
+        run_training(cfg)

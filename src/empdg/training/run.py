@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import torch
 from lightning_fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from empdg.config.migration import CONFIG_VERSION, migrate_hparams
 from empdg.config.schema import (
@@ -29,7 +31,7 @@ from empdg.data.builtin import builtin_model_notice
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.vocab import SubwordVocab
 from empdg.data.word_vectors import load_packaged_glove, load_word_vectors
-from empdg.errors import is_whole, user_errors_from
+from empdg.errors import ConfigError, is_number, is_whole, user_errors_from
 from empdg.models.hf_pretrained import PretrainedGenerator, load_tokenizer_json
 from empdg.models.registry import model_settings
 from empdg.tracking.resilient_logger import build_logger, describe_run, log_artifact, log_dataset
@@ -76,6 +78,41 @@ def ddp_problems(trainer: DictConfig) -> list[str]:
         f"trainer=ddp {found} trainer.devices=auto would start a single process; for CPU processes "
         "use trainer=ddp trainer.accelerator=cpu trainer.devices=2 (or trainer=cpu for one)"
     ]
+
+
+def checkpoint_problems(checkpoint: DictConfig) -> list[str]:
+    """``callbacks.checkpoint``'s numbers and mode, named as the user wrote them (Lightning's own errors would come
+    after the data is read, naming ``ModelCheckpoint``'s arguments)."""
+    found = []
+    if checkpoint.mode not in ("min", "max"):
+        found.append(f"callbacks.checkpoint.mode={checkpoint.mode!r}: choose min or max")
+    if not is_whole(checkpoint.save_top_k) or checkpoint.save_top_k < -1:
+        top_k = checkpoint.save_top_k
+        found.append(f"callbacks.checkpoint.save_top_k={top_k!r} must be a whole number >= -1 (-1: keep all)")
+    every = checkpoint.every_n_train_steps
+    if every is not None and (not is_whole(every) or every < 0):
+        found.append(f"callbacks.checkpoint.every_n_train_steps={every!r} must be a whole number >= 0, or null")
+    return found
+
+
+def trainer_problems(trainer: DictConfig) -> list[str]:
+    """``trainer.val_check_interval`` <= 0, which Lightning takes and then divides by at the first update; the
+    rest of its rules (a whole number without ``check_val_every_n_epoch``) are Lightning's, named by
+    :func:`lightning_settings`."""
+    interval = trainer.get("val_check_interval")
+    if is_number(interval) and interval <= 0:
+        return [f"trainer.val_check_interval={interval!r} must be > 0 (updates between validations)"]
+    return []
+
+
+@contextlib.contextmanager
+def lightning_settings(section: str) -> Iterator[None]:
+    """Lightning's refusal of a setting it checks itself (``trainer.precision=bogus``, ``trainer.devices=0``,
+    an accelerator whose package is missing) as a user error naming the config section."""
+    try:
+        yield
+    except (MisconfigurationException, ValueError, ModuleNotFoundError) as error:
+        raise ConfigError(f"{section}: {error}") from error
 
 
 @user_errors_from()  # its ValueErrors are the user's: `error: ...`, exit 2 (empdg.errors)
@@ -137,6 +174,7 @@ def validate_config(cfg: DictConfig) -> None:
     if model.init_from and not Path(model.init_from).exists():
         problems.append(f"model.init_from={model.init_from} does not exist")
     problems += seed_problems(cfg.get("seed"))
+    problems += checkpoint_problems(cfg.callbacks.checkpoint) + trainer_problems(cfg.trainer)
     progress_every = (cfg.callbacks.get("progress") or {}).get("every_n_steps", 0)
     if progress_every is not None and int(progress_every) < 0:
         problems.append(f"callbacks.progress.every_n_steps={progress_every} must be >= 0 (0 disables)")
@@ -297,15 +335,16 @@ def check_resume_compatible(module: EmpDGModule, resume: dict[str, Any], path: P
 def build_trainer(cfg: DictConfig, logger, callbacks: list[pl.Callback], output_dir: Path) -> pl.Trainer:
     install_log_filters()  # also here, for trainers built without run_training (tests, tools); idempotent
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    return pl.Trainer(
-        **trainer_cfg,
-        max_epochs=-1,
-        max_steps=-1,
-        logger=logger if logger is not None else False,
-        callbacks=callbacks,
-        default_root_dir=str(output_dir),
-        use_distributed_sampler=False,  # our batch sampler shards by rank itself
-    )
+    with lightning_settings("trainer"):
+        return pl.Trainer(
+            **trainer_cfg,
+            max_epochs=-1,
+            max_steps=-1,
+            logger=logger if logger is not None else False,
+            callbacks=callbacks,
+            default_root_dir=str(output_dir),
+            use_distributed_sampler=False,  # our batch sampler shards by rank itself
+        )
 
 
 def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> dict[str, float]:
@@ -390,6 +429,10 @@ def run_training(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = No
             if trainer.interrupted:
                 log.warning("training was interrupted")
             trainer.validate(module, datamodule=datamodule, verbose=False)  # every rank: it is collective
+        except MisconfigurationException as error:  # a monitored metric validation never logs: known only now
+            if "monitored key" not in str(error):
+                raise
+            raise ConfigError(f"callbacks.checkpoint.monitor={cfg.callbacks.checkpoint.monitor}: {error}") from error
         except SIGTERMException:  # Lightning's stop for SIGTERM (and ours for SIGINT): exit 0 unless turned
             if interruption.signum is None:
                 raise
