@@ -203,6 +203,7 @@ def test_invalid_combinations_stop_before_training(tmp_path: Path, overrides: tu
         (("callbacks.checkpoint.mode=up",), "callbacks.checkpoint.mode='up'", "min or max"),
         (("callbacks.checkpoint.save_top_k=-2",), "callbacks.checkpoint.save_top_k=-2", ">= -1"),
         (("callbacks.checkpoint.every_n_train_steps=-1",), "callbacks.checkpoint.every_n_train_steps=-1", ">= 0"),
+        (("logger=csv", "logger.name=tensorboard"), "logger.name='tensorboard' is unknown", "logger=mlflow"),
     ],
 )
 def test_impossible_adversarial_settings_are_rejected_naming_the_key(compose_train, overrides, key, why):

@@ -425,6 +425,18 @@ def _fallback_location(output_dir: Path, primary_uri: str) -> tuple[str, Path]:
     return uri, folder / "artifacts"
 
 
+#: ``logger.name``s :func:`build_logger` knows (the ``logger`` group's options)
+LOGGER_NAMES = ("mlflow", "csv", "none")
+
+
+def logger_problems(logger_cfg: Mapping[str, Any]) -> list[str]:
+    """An unknown ``logger.name``, named before any data is read (training's ``validate_config``)."""
+    name = logger_cfg.get("name")
+    if name in LOGGER_NAMES:
+        return []
+    return [f"logger.name={name!r} is unknown; use logger=mlflow, logger=csv or logger=none"]
+
+
 def build_logger(logger_cfg: Mapping[str, Any], output_dir: Path, tags: Mapping[str, str]) -> Logger | None:
     name = logger_cfg["name"]
     if name == "none":
@@ -432,7 +444,7 @@ def build_logger(logger_cfg: Mapping[str, Any], output_dir: Path, tags: Mapping[
     if name == "csv":
         return CSVLogger(save_dir=str(output_dir), name="csv")
     if name != "mlflow":
-        raise ValueError(f"logger.name={name!r} is unknown; use logger=mlflow, logger=csv or logger=none")
+        raise ValueError(logger_problems(logger_cfg)[0])
     configure_http(logger_cfg)
     uri = absolute_sqlite_uri(str(logger_cfg["tracking_uri"]))
     artifacts = experiment_artifact_location(uri, logger_cfg.get("artifact_location"))  # None for a server

@@ -34,7 +34,7 @@ from empdg.data.word_vectors import load_packaged_glove, load_word_vectors
 from empdg.errors import ConfigError, is_number, is_whole, user_errors_from
 from empdg.models.hf_pretrained import PretrainedGenerator, load_tokenizer_json
 from empdg.models.registry import model_settings
-from empdg.tracking.resilient_logger import build_logger, describe_run, log_artifact, log_dataset
+from empdg.tracking.resilient_logger import build_logger, describe_run, log_artifact, log_dataset, logger_problems
 from empdg.tracking.run_record import checkpoint_run_folder, close_orphaned_run, record_training_run, run_tags
 from empdg.training.callbacks import SampleGenerations, WassersteinPlot
 from empdg.training.checkpoint import load_checkpoint_file, resolve_checkpoint_path
@@ -175,6 +175,7 @@ def validate_config(cfg: DictConfig) -> None:
         problems.append(f"model.init_from={model.init_from} does not exist")
     problems += seed_problems(cfg.get("seed"))
     problems += checkpoint_problems(cfg.callbacks.checkpoint) + trainer_problems(cfg.trainer)
+    problems += logger_problems(cfg.logger)
     progress_every = (cfg.callbacks.get("progress") or {}).get("every_n_steps", 0)
     if progress_every is not None and int(progress_every) < 0:
         problems.append(f"callbacks.progress.every_n_steps={progress_every} must be >= 0 (0 disables)")
