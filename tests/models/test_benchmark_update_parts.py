@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import empdg.training.adversarial as adversarial
-from empdg.benchmarks.update_parts import PartTimer, instrumented, main
+from empdg.benchmarks.update_parts import PartTimer, instrumented, main, timed_updates
+from empdg.data.dataset import collate
 from empdg.training.instruments import gradient_probe
 
 SMALL = ["data=builtin", "experiment=quickstart", "runtime.num_threads=1", "data.batch_size=4"]
@@ -27,7 +29,9 @@ def test_a_part_excludes_the_parts_it_calls() -> None:
     ("estimator", "critic_parts", "generator_parts"),
     [
         # gumbel decodes its fake reply in both updates and the critics also reject the greedy reply
-        ("gumbel", {"fake reply", "greedy negatives", "gradient penalty"}, {"fake reply", "gradient probe"}),
+        ("gumbel", {"fake reply", "greedy decoding", "gradient penalty"}, {"fake reply", "gradient probe"}),
+        # reinforce samples its fake reply and decodes greedily for the negatives and its baseline
+        ("reinforce", {"sampled decoding", "greedy decoding", "gradient penalty"}, {"gradient probe"}),
         # soft reads the teacher-forced pass: no decoding anywhere, no greedy negatives
         ("soft", {"teacher-forced pass", "fake reply", "gradient penalty"}, {"teacher-forced pass", "gradient probe"}),
     ],
@@ -43,7 +47,7 @@ def test_the_parts_add_up_to_each_update(estimator, critic_parts, generator_part
         assert sum(parts.values()) == pytest.approx(row["ms"], abs=0.5)
         assert all(v >= 0 for v in parts.values())
     if estimator == "soft":
-        assert "greedy negatives" not in rows[0]["parts_ms"]
+        assert "greedy decoding" not in rows[0]["parts_ms"]
     assert "gradient penalty" not in rows[1]["parts_ms"]  # only critics are penalised
 
 
@@ -63,3 +67,11 @@ def test_instrumenting_leaves_the_module_as_it_was(compose_train) -> None:
         assert adversarial.gradient_probe is not gradient_probe and "forward" in vars(module.generator)
     assert [set(vars(o)) for o in owners] == before
     assert adversarial.gradient_probe is gradient_probe
+    # a frozen parameter stays frozen through both updates; the rest train and end trainable
+    frozen = module.generator.word_embedding.weight
+    frozen.requires_grad_(False)
+    before = frozen.detach().clone()
+    batch = collate([it for it in datamodule.datasets["train"].items if it.has_feedback][:4])
+    critic_s, generator_s = timed_updates(module, [batch], PartTimer())
+    assert critic_s > 0 and generator_s > 0 and torch.equal(frozen, before) and not frozen.requires_grad
+    assert all(p.requires_grad for p in module.parameters() if p is not frozen)

@@ -4,14 +4,14 @@
 
 One model, ``--batches`` training batches of ``data.batch_size`` turns with a next utterance (the ED sample
 where ``../shared`` has it, unless an override chooses the data), each given one critic update and then one
-adversarial generator update, as training runs them (each optimizer's parameters alone requiring grad). Every
-part is timed by its own wall time less that of the parts it calls, so the parts and ``other`` add up to the
-update: for a critic update the fake reply (the estimator's fake view: free-running decoding for gumbel and
-reinforce), the greedy negatives, the critics' scores, the gradient penalty's forward (its first-order
-gradient included), the backward pass and the optimizer step; for a generator update the teacher-forced pass,
-the estimator's term (its decoding and the critics' scores), the gradient probe of a relative ``w_adv`` (two
-gradients at the decoder), the backward pass and the step. Prints a JSON row per update kind (ms per update
-and share per part). CPU only: on a GPU these wall times would need a synchronisation per part.
+adversarial generator update, as training runs them (each optimizer's parameters alone requiring grad; frozen
+ones stay frozen). Every part is timed by its own wall time less that of the parts it calls, so the parts and
+``other`` add up to the update: the teacher-forced pass, the fake reply (the estimator's fake view: gumbel's
+free-running decoding), greedy decoding (the critics' negatives, REINFORCE's baseline), sampled decoding
+(REINFORCE's replies), the estimator's term, the critics' scores, the gradient penalty's forward (its
+first-order gradient included), the gradient probe of a relative ``w_adv`` (two gradients at the decoder), the
+backward pass and the optimizer step. Prints a JSON row per update kind (ms per update and share per part).
+CPU only: on a GPU these wall times would need a synchronisation per part.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import torch
 from empdg.benchmarks.common import REAL_SAMPLE
 
 #: every part, in the order rows list them (an update kind lists those it spent time in, then ``other``)
-PARTS = ("teacher-forced pass", "fake reply", "greedy negatives", "estimator term", "critic scores",
-         "gradient penalty", "gradient probe", "backward", "optimizer step", "other")  # fmt: skip
+PARTS = ("teacher-forced pass", "fake reply", "greedy decoding", "sampled decoding", "estimator term",
+         "critic scores", "gradient penalty", "gradient probe", "backward", "optimizer step", "other")  # fmt: skip
 
 
 class PartTimer:
@@ -58,12 +58,20 @@ class PartTimer:
             if self._stack:
                 self._stack[-1][1] += spent
 
-    def wrap(self, name: str, fn: Callable) -> Callable:
+    def wrap(self, name: str | Callable[..., str], fn: Callable) -> Callable:
+        """``fn`` timed as part ``name`` (or the part ``name(*args, **kwargs)`` names for that call)."""
+
         def timed(*args, **kwargs):
-            with self.part(name):
+            with self.part(name(*args, **kwargs) if callable(name) else name):
                 return fn(*args, **kwargs)
 
         return timed
+
+
+def _decoding_part(encoded, strategy: str, *args, **kwargs) -> str:
+    """``game.decode``'s part by its strategy: greedy (the critics' negatives, REINFORCE's baseline) or sampled
+    (REINFORCE's fake reply, which then counts here rather than under the fake view that asked for it)."""
+    return "greedy decoding" if strategy == "greedy" else "sampled decoding"
 
 
 @contextlib.contextmanager
@@ -75,7 +83,7 @@ def instrumented(module, timer: PartTimer) -> Iterator[None]:
     patches = [
         (game.estimator, "fake_view", "fake reply"),
         (game.estimator, "generator_term", "estimator term"),
-        (game, "decode", "greedy negatives"),  # inside the fake view (reinforce's samples) it counts there
+        (game, "decode", _decoding_part),
         (game, "_penalty", "gradient penalty"),
         (game.panel, "score", "critic scores"),
         (generator, "forward", "teacher-forced pass"),
@@ -96,17 +104,19 @@ def instrumented(module, timer: PartTimer) -> Iterator[None]:
 
 def timed_updates(module, batches: list[dict], timer: PartTimer) -> tuple[float, float]:
     """Seconds of one critic update then one generator update on each batch (parts into ``timer``)."""
-    d_opt = torch.optim.Adam(module.critics.parameters(), lr=1e-4)
-    g_opt = torch.optim.Adam(module.generator.parameters(), lr=1e-4)
+    trainable = [p for p in module.parameters() if p.requires_grad]  # frozen ones (embeddings, an encoder) stay so
+    critic_params = {id(p) for p in module.critics.parameters()}
+    sides = {"critic": [p for p in trainable if id(p) in critic_params],
+             "generator": [p for p in trainable if id(p) not in critic_params]}  # fmt: skip
+    d_opt = torch.optim.Adam(sides["critic"], lr=1e-4)
+    g_opt = torch.optim.Adam(sides["generator"], lr=1e-4)
     totals = {"critic": 0.0, "generator": 0.0}
-    kinds = (("critic", module.critics, lambda b: module.critic_losses(b)[0], d_opt),
-             ("generator", module.generator, lambda b: module.adversarial_generator_loss(b)[0], g_opt))  # fmt: skip
+    kinds = (("critic", lambda b: module.critic_losses(b)[0], d_opt),
+             ("generator", lambda b: module.adversarial_generator_loss(b)[0], g_opt))  # fmt: skip
     for batch in batches:
-        for kind, trained, loss_fn, opt in kinds:
-            for p in module.parameters():
-                p.requires_grad_(False)
-            for p in trained.parameters():
-                p.requires_grad_(True)
+        for kind, loss_fn, opt in kinds:
+            for p in trainable:  # as training toggles its optimizers: the other side is frozen meanwhile
+                p.requires_grad_(id(p) in critic_params if kind == "critic" else id(p) not in critic_params)
             timer.kind = kind
             start = time.perf_counter()
             with timer.part("other"):
@@ -117,7 +127,7 @@ def timed_updates(module, batches: list[dict], timer: PartTimer) -> tuple[float,
                     opt.step()
                     opt.zero_grad(set_to_none=True)
             totals[kind] += time.perf_counter() - start
-    for p in module.parameters():
+    for p in trainable:
         p.requires_grad_(True)
     return totals["critic"], totals["generator"]
 
