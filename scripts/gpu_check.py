@@ -4,8 +4,9 @@
 
 Writes ``summary.json`` and ``summary.md`` (and the tests' JUnit XML, logs and the figures' JSON) into
 ``--out`` (default: ``$GPU_CHECK_OUT``, else ``$OUT``, else ``./gpu_check_out``) and exits non-zero when
-anything failed: an install, an import, a test, the figures, or a time limit. ``--device cpu --quick`` is the
-dry run that proves this script on a machine without a GPU (the tests run on CPU, the figures at tiny sizes).
+anything failed: an install, an import, a test, the figures, the update parts, or a time limit. ``--device cpu
+--quick`` is the dry run that proves this script on a machine without a GPU (the tests run on CPU, the figures
+at tiny sizes).
 Only the standard library here: it runs before anything is installed. See docs/gpu.md.
 """
 
@@ -90,6 +91,18 @@ def junit_outcomes(path: Path) -> dict:
     return result
 
 
+def parts_table(rows: list[dict] | None) -> list[str]:
+    """One line per update kind: its time and each part's (the benchmark's rows), as Markdown."""
+    if not rows:
+        return []
+    lines = ["| update | model | batch | device | ms | parts (ms) |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        parts = ", ".join(f"{name} {ms:.1f}" for name, ms in row["parts_ms"].items())
+        head = f"| {row['update']} | {row['model']} | {row['batch']} | {row['device']} | {row['ms']:.1f}"
+        lines.append(f"{head} | {parts} |")
+    return lines
+
+
 def markdown(summary: dict) -> str:
     lines = [f"# GPU check: {'PASS' if summary['ok'] else 'FAIL'}", "", f"- device: {summary['device']}"]
     lines += [f"- environment: {summary.get('environment', '?')}", f"- installed from wheels: {summary['installed']}"]
@@ -103,6 +116,8 @@ def markdown(summary: dict) -> str:
         lines += [f"- xfail {t['test']}: {t['message']}" for t in tests["xfailed"]]
         lines += [f"- skipped {t['test']}: {t['message']}" for t in tests["skipped"]]
     lines += ["", "## Figures", "", summary.get("figures_table") or "(none: see figures.log)"]
+    lines += ["", "## Where an adversarial update's time goes (ms; empdg.benchmarks.update_parts)", ""]
+    lines += parts_table(summary.get("parts")) or ["(none: see parts.log)"]
     failed = [s for s in summary["steps"] if not s["ok"]]
     for step in failed:
         lines += ["", f"## {step['name']} (exit {step['exit']}): last lines of {step['log']}", "", "```"]
@@ -119,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wheels", type=Path, default=REPO / ".whl")
     parser.add_argument("--tests-timeout", type=float, default=300.0)
     parser.add_argument("--figures-timeout", type=float, default=150.0)
+    parser.add_argument("--parts-timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -168,11 +184,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             figures_args += ["--batch-sizes", "4", "--models", "empdg,hf_causal", "--repeats", "1", "--warmup", "0"]
         steps.append(run_step("figures", figures_args, env, out, args.figures_timeout))
+        # where a critic and a generator update of paper-size EmpDG spend their time on the device, part by part
+        parts_args = [sys.executable, "-m", "empdg.benchmarks.update_parts", "--device", args.device,
+                      "--json", str(out / "parts.json"), "--vocab-size", "2000" if args.quick else "20000",
+                      "--batches", "2" if args.quick else "10"]  # fmt: skip
+        if args.quick:
+            parts_args += ["experiment=quickstart"]
+        steps.append(run_step("parts", parts_args, env, out, args.parts_timeout))
         tests = junit_outcomes(junit)
     else:
         tests, figures_json = {"missing": True}, out / "figures.json"
 
     figures = json.loads(figures_json.read_text()) if figures_json.is_file() else None
+    parts_json = out / "parts.json"
+    parts = json.loads(parts_json.read_text()) if parts_json.is_file() else None
     figures_table = figures.get("markdown") if figures else None
     if figures and not figures.get("complete"):  # stopped by its time limit: the models it finished
         figures_table = f"(incomplete: the figures step stopped after {len(figures['rows'])} rows)\n\n{figures_table}"
@@ -187,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "tests": tests,
         "figures": figures,
         "figures_table": figures_table,
+        "parts": parts,
         "seconds": round(time.monotonic() - started, 1),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -36,8 +38,10 @@ def test_a_part_excludes_the_parts_it_calls() -> None:
         ("soft", {"teacher-forced pass", "fake reply", "gradient penalty"}, {"teacher-forced pass", "gradient probe"}),
     ],
 )
-def test_the_parts_add_up_to_each_update(estimator, critic_parts, generator_parts) -> None:
-    rows = main(["--batches", "2", *SMALL, f"adversarial.estimator={estimator}"])
+def test_the_parts_add_up_to_each_update(estimator, critic_parts, generator_parts, tmp_path) -> None:
+    written = tmp_path / "parts.json"
+    rows = main(["--batches", "2", "--json", str(written), *SMALL, f"adversarial.estimator={estimator}"])
+    assert json.loads(written.read_text()) == rows and {r["device"] for r in rows} == {"cpu"}
     assert [r["update"] for r in rows] == ["critic", "generator"]
     for row, expected in zip(rows, (critic_parts, generator_parts), strict=True):
         assert row["estimator"] == estimator and row["batches"] == 2 and row["batch"] == 4
@@ -75,3 +79,12 @@ def test_instrumenting_leaves_the_module_as_it_was(compose_train) -> None:
     critic_s, generator_s = timed_updates(module, [batch], PartTimer())
     assert critic_s > 0 and generator_s > 0 and torch.equal(frozen, before) and not frozen.requires_grad
     assert all(p.requires_grad for p in module.parameters() if p is not frozen)
+
+
+def test_the_clock_synchronises_only_a_cuda_device() -> None:
+    import time
+
+    from empdg.benchmarks.update_parts import synchronised_clock
+
+    assert synchronised_clock(torch.device("cpu")) is time.perf_counter
+    assert synchronised_clock(torch.device("cuda")) is not time.perf_counter  # built without touching a GPU
