@@ -40,6 +40,7 @@ __all__ = [
     "is_number",
     "is_user_error",
     "is_whole",
+    "whole_problems",
     "user_errors_from",
 ]
 
@@ -49,6 +50,14 @@ EXIT_USER_ERROR = 2
 def is_whole(value: Any) -> bool:
     """Whether a setting is a whole number: OmegaConf gives ``seed=abc`` as a str and ``true`` as a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def whole_problems(key: str, value: Any, low: int, note: str = "", allow_null: bool = False) -> list[str]:
+    """No problem when ``value`` is a whole number >= ``low`` (or null, with ``allow_null``); else the one problem,
+    ``<key>=<value> must be a whole number >= <low><note>``."""
+    if (allow_null and value is None) or (is_whole(value) and value >= low):
+        return []
+    return [f"{key}={value!r} must be a whole number >= {low}{note}"]
 
 
 def is_number(value: Any) -> bool:

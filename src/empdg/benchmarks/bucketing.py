@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from empdg.benchmarks.common import REAL_SAMPLE
+from empdg.benchmarks.common import sample_data_overrides
 from empdg.benchmarks.gpu import fit_datamodule, make_updates, padded_widths, sampler_batches
 from empdg.data.dataset import BUCKET_KEYS, collate
 
@@ -45,10 +45,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--batches", type=int, default=None, help="the epoch's first N batches (default: all)")
     parser.add_argument("--repeats", type=int, default=1)
     args, overrides = parser.parse_known_args(argv)
-    data = ["data=empathetic_dialogues", f"data.root={REAL_SAMPLE.resolve()}", "data.download=false"]
-    if any(o.startswith("data=") for o in overrides) or not REAL_SAMPLE.exists():
-        data = []  # the overrides' data, or the built-in corpus (the default group)
-    cfg = compose("train", [*data, "logger=none", "paths.output_dir=/tmp/empdg-bench", *overrides])
+    base = ["logger=none", "paths.output_dir=/tmp/empdg-bench"]
+    cfg = compose("train", [*sample_data_overrides(overrides), *base, *overrides])
     apply_runtime(cfg)
     datamodule = fit_datamodule(cfg)
     items = [it for it in datamodule.datasets["train"].items if it.has_feedback]

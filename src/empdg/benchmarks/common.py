@@ -13,6 +13,14 @@ from pathlib import Path
 REAL_SAMPLE = Path("..") / "shared" / "data" / "ed-real-sample"
 
 
+def sample_data_overrides(overrides: list[str]) -> list[str]:
+    """The overrides that read the real ED sample, unless ``overrides`` choose the data (``data=...``) or the
+    sample is not beside the checkout (then the configured data: the built-in corpus by default)."""
+    if any(o.startswith("data=") for o in overrides) or not REAL_SAMPLE.exists():
+        return []
+    return ["data=empathetic_dialogues", f"data.root={REAL_SAMPLE.resolve()}", "data.download=false"]
+
+
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
     for _ in range(warmup):
         fn()

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from empdg.benchmarks.common import REAL_SAMPLE
+from empdg.benchmarks.common import sample_data_overrides
 
 #: every part, in the order rows list them (an update kind lists those it spent time in, then ``other``)
 PARTS = ("teacher-forced pass", "fake reply", "greedy decoding", "sampled decoding", "estimator term",
@@ -119,7 +119,9 @@ def timed_updates(module, batches: list[dict], timer: PartTimer) -> tuple[float,
     for batch in batches:
         for kind, loss_fn, opt in kinds:
             for p in trainable:  # as training toggles its optimizers: the other side is frozen meanwhile
-                p.requires_grad_(id(p) in critic_params if kind == "critic" else id(p) not in critic_params)
+                p.requires_grad_(False)
+            for p in sides[kind]:
+                p.requires_grad_(True)
             timer.kind = kind
             start = timer.clock()
             with timer.part("other"):
@@ -149,10 +151,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args, overrides = parser.parse_known_args(argv)
     device = torch.device(args.device)
-    data = ["data=empathetic_dialogues", f"data.root={REAL_SAMPLE.resolve()}", "data.download=false"]
-    if any(o.startswith("data=") for o in overrides) or not REAL_SAMPLE.exists():
-        data = []
-    cfg = compose("train", [*data, "logger=none", "paths.output_dir=/tmp/empdg-bench", *overrides])
+    base = ["logger=none", "paths.output_dir=/tmp/empdg-bench"]
+    cfg = compose("train", [*sample_data_overrides(overrides), *base, *overrides])
     apply_runtime(cfg)
     datamodule = fit_datamodule(cfg, args.vocab_size)
     items = [it for it in datamodule.datasets["train"].items if it.has_feedback]

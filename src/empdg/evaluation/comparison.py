@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from empdg.config import CONFIG_DIR
 from empdg.config.migration import migrate_flat_params
 from empdg.config.schema import PHASES, AdversarialConfig
-from empdg.errors import ConfigError, UserError, is_number, is_whole
+from empdg.errors import ConfigError, UserError, is_number, is_whole, whole_problems
 from empdg.evaluation.bootstrap import BootstrapComparison, Estimate, compare_prediction_files
 from empdg.evaluation.run_link import EVAL_RUN_TAG, TRAIN_RUN_TAG, subset_metric_prefix
 from empdg.tracking.store import absolute_sqlite_uri
@@ -422,8 +422,7 @@ def settings_problems(settings: dict[str, Any]) -> list[str]:
     if not isinstance(settings["include_sweep_trials"], bool):  # "no" or "0" would be taken as true
         found.append(f"compare.include_sweep_trials={settings['include_sweep_trials']!r}: give true or false")
     boot = settings["bootstrap"]
-    if not is_whole(boot["n"]) or boot["n"] < 0:
-        found.append(f"compare.bootstrap.n={boot['n']!r} must be a whole number >= 0 (0: no bootstrap table)")
+    found += whole_problems("compare.bootstrap.n", boot["n"], 0, " (0: no bootstrap table)")
     if not is_whole(boot["seed"]):
         found.append(f"compare.bootstrap.seed={boot['seed']!r} must be a whole number")
     confidence = boot["confidence"]

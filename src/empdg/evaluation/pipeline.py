@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from empdg.data.conversation import EMOTIONS, SPLITS
 from empdg.data.file_schema import MB, mb_to_bytes
-from empdg.errors import ConfigError, is_number, is_whole, user_errors_from
+from empdg.errors import ConfigError, is_number, user_errors_from, whole_problems
 from empdg.evaluation.data_choice import choose_data_config, data_overrides_on_command_line
 from empdg.evaluation.meaning import meaning_mode, score_meaning
 from empdg.evaluation.prediction_record import DEFAULT_MAX_BYTES
@@ -131,9 +131,8 @@ def checkpoint_settings_problems(cfg: DictConfig) -> list[str]:
         found.append(f"evaluate.subset={settings.subset!r} must be one of {SUBSETS}")
     if settings.split not in SPLITS:
         found.append(f"evaluate.split={settings.split!r}: choose one of {', '.join(SPLITS)}")
-    size = settings.get("batch_size")
-    if size is not None and (not is_whole(size) or size < 1):
-        found.append(f"evaluate.batch_size={size!r} must be a whole number >= 1, or null (data.eval_batch_size)")
+    size, note = settings.get("batch_size"), ", or null (data.eval_batch_size)"
+    found += whole_problems("evaluate.batch_size", size, 1, note, allow_null=True)
     for key in ("data_from_run", "link_training_run"):
         if not isinstance(settings.get(key, True), bool):  # "no" would be taken as true
             found.append(f"evaluate.{key}={settings.get(key)!r}: give true or false")

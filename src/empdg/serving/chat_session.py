@@ -26,7 +26,7 @@ from empdg.data.emotion_words import get_lexicon
 from empdg.data.examples import LISTENER, SPEAKER, DialogueExample
 from empdg.data.text import SCHEMES, normalize
 from empdg.data.text_metrics import has_repeated_ngram
-from empdg.errors import is_number, is_whole
+from empdg.errors import is_number, is_whole, whole_problems
 from empdg.models.decoding import DecodingConfig, decode, ids_to_text, sequence_log_probs
 from empdg.models.inference import InferenceBundle
 
@@ -141,11 +141,8 @@ class ChatSettings:
     def __post_init__(self) -> None:
         """Every impossible setting named in one ValueError (the chat's one ``error:`` line), before a session
         starts; a request's own values are checked where the server reads them (``pyfunc_model``)."""
-        found = [
-            f"chat.{key}={getattr(self, key)!r} must be a whole number >= {low}"
-            for key, low in (("max_context_len", 2), ("max_emotion_words", 2), ("rerank", 0))
-            if not is_whole(getattr(self, key)) or getattr(self, key) < low
-        ]
+        limits = (("max_context_len", 2), ("max_emotion_words", 2), ("rerank", 0))
+        found = [p for key, low in limits for p in whole_problems(f"chat.{key}", getattr(self, key), low)]
         if self.normalization not in SCHEMES:
             found.append(f"chat.normalization={self.normalization!r}: choose one of {', '.join(SCHEMES)}")
         if not is_whole(self.seed):

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from empdg.config import compose
 from empdg.config.runtime import num_threads_of, set_torch_threads
-from empdg.errors import is_number, is_whole
+from empdg.errors import is_number, is_whole, whole_problems
 from empdg.sweep.objective import TrialObjective
 from empdg.sweep.pruning import Objective, build_pruner
 from empdg.sweep.report import IMPORTANCE_MIN_TRIALS, finish
@@ -203,9 +203,7 @@ def settings_problems(settings: Mapping[str, Any]) -> list[str]:
     rules = (("n_trials", 0, "0 checks the configuration and runs nothing"), ("n_jobs", 1, "processes"),
              ("top_k", 1, "trials in the report"))  # fmt: skip
     for key, low, why in rules:
-        value = settings.get(key, low)
-        if not is_whole(value) or value < low:
-            found.append(f"sweep.{key}={value!r} must be a whole number >= {low} ({why})")
+        found += whole_problems(f"sweep.{key}", settings.get(key, low), low, f" ({why})")
     for key, what in (("heartbeat_interval", "null turns heartbeats off"), ("grace_period", "null: Optuna's")):
         value = settings.get(key)
         if value is not None and (not is_whole(value) or value < 1):

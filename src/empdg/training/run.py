@@ -31,7 +31,7 @@ from empdg.data.builtin import builtin_model_notice
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.vocab import SubwordVocab
 from empdg.data.word_vectors import load_packaged_glove, load_word_vectors
-from empdg.errors import ConfigError, is_number, is_whole, user_errors_from
+from empdg.errors import ConfigError, is_number, is_whole, user_errors_from, whole_problems
 from empdg.models.hf_pretrained import PretrainedGenerator, load_tokenizer_json
 from empdg.models.registry import model_settings
 from empdg.tracking.resilient_logger import build_logger, describe_run, log_artifact, log_dataset, logger_problems
@@ -86,13 +86,9 @@ def checkpoint_problems(checkpoint: DictConfig) -> list[str]:
     found = []
     if checkpoint.mode not in ("min", "max"):
         found.append(f"callbacks.checkpoint.mode={checkpoint.mode!r}: choose min or max")
-    if not is_whole(checkpoint.save_top_k) or checkpoint.save_top_k < -1:
-        top_k = checkpoint.save_top_k
-        found.append(f"callbacks.checkpoint.save_top_k={top_k!r} must be a whole number >= -1 (-1: keep all)")
+    found += whole_problems("callbacks.checkpoint.save_top_k", checkpoint.save_top_k, -1, " (-1: keep all)")
     every = checkpoint.every_n_train_steps
-    if every is not None and (not is_whole(every) or every < 0):
-        found.append(f"callbacks.checkpoint.every_n_train_steps={every!r} must be a whole number >= 0, or null")
-    return found
+    return found + whole_problems("callbacks.checkpoint.every_n_train_steps", every, 0, ", or null", allow_null=True)
 
 
 def trainer_problems(trainer: DictConfig) -> list[str]:
