@@ -52,9 +52,25 @@ def missing_wheels(wheels_dir: Path) -> tuple[list[Path], list[str]]:
     return missing, present
 
 
+#: seconds kept back from the check's budget for writing the summary after the last step
+RESERVE = 10.0
+
+
+def step_timeout(limit: float, left: float, reserve: float = RESERVE) -> float:
+    """A step's time limit: its own, cut to what the check's budget has ``left`` less the ``reserve`` (0: no
+    time to start it). The budget keeps the whole check inside the device call that runs it, so the summary
+    is always written; the steps' own limits add up to more than it."""
+    return max(0.0, min(limit, left - reserve))
+
+
 def run_step(name: str, args: list[str], env: dict[str, str], out: Path, timeout: float) -> dict:
-    """Run one step, its output to ``out/<name>.log``; return its outcome (a time limit is a failure)."""
+    """Run one step, its output to ``out/<name>.log``; return its outcome (a time limit is a failure, and a
+    step with no time left is not started and fails)."""
     log = out / f"{name}.log"
+    if timeout <= 0:
+        log.write_text("not started: the check's --budget was spent\n", encoding="utf-8")
+        print(f"[gpu-check] {name}: not started (budget spent)", flush=True)
+        return {"name": name, "exit": "no time left", "seconds": 0.0, "ok": False, "log": log.name, "tail": ""}
     started = time.monotonic()
     with log.open("w", encoding="utf-8") as handle:
         try:
@@ -104,7 +120,8 @@ def parts_table(rows: list[dict] | None) -> list[str]:
 
 
 def markdown(summary: dict) -> str:
-    lines = [f"# GPU check: {'PASS' if summary['ok'] else 'FAIL'}", "", f"- device: {summary['device']}"]
+    verdict = "PASS" if summary["ok"] else "FAIL" if summary.get("final", True) else "INCOMPLETE (still running)"
+    lines = [f"# GPU check: {verdict}", "", f"- device: {summary['device']}"]
     lines += [f"- environment: {summary.get('environment', '?')}", f"- installed from wheels: {summary['installed']}"]
     lines += ["", "| step | exit | seconds |", "|---|---|---|"]
     lines += [f"| {s['name']} | {s['exit']} | {s['seconds']} |" for s in summary["steps"]]
@@ -125,86 +142,24 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
-    parser.add_argument("--quick", action="store_true", help="tiny figures and a subset of the tests (the CPU dry run)")
-    default_out = os.environ.get("GPU_CHECK_OUT") or os.environ.get("OUT") or "gpu_check_out"
-    parser.add_argument("--out", type=Path, default=Path(default_out))
-    parser.add_argument("--wheels", type=Path, default=REPO / ".whl")
-    parser.add_argument("--tests-timeout", type=float, default=300.0)
-    parser.add_argument("--figures-timeout", type=float, default=150.0)
-    parser.add_argument("--parts-timeout", type=float, default=60.0)
-    args = parser.parse_args(argv)
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    steps: list[dict] = []
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1"}
-    env.setdefault("OMP_NUM_THREADS", "4")
-
-    missing, present = missing_wheels(args.wheels) if args.wheels.is_dir() else ([], [])
-    if missing:
-        steps.append(run_step("install", [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
-                                          "--no-compile", "--no-cache-dir", "--upgrade", "--target", str(SITE),
-                                          *map(str, missing)], env, out, 180))  # fmt: skip
-    # the project from the working tree, the installed wheels after it, then whatever the environment had
-    paths = [str(REPO / "src"), *([str(SITE)] if missing else []), env.get("PYTHONPATH", "")]
-    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-    if args.device == "cpu":
-        env["EMPDG_TEST_DEVICE"] = "cpu"  # the GPU tests run on CPU instead of skipping
-        env["CUDA_VISIBLE_DEVICES"] = ""
-
-    preflight = run_step("preflight", [sys.executable, "-c", PREFLIGHT], env, out, 120)
-    steps.append(preflight)
-    environment = preflight["tail"].strip().splitlines()[-1] if preflight["ok"] else "?"
-    if preflight["ok"] and args.device == "cuda" and "available True" not in environment:
-        preflight.update(ok=False, exit="no CUDA")
-
-    if preflight["ok"]:
-        junit = out / "pytest.xml"
-        pytest_args = [sys.executable, "-m", "pytest", "tests/gpu", "-m", "gpu", "-p", "no:cacheprovider",
-                       f"--junitxml={junit}",
-                       "--durations=15", "-q"]  # fmt: skip
-        if args.quick:  # the dry run: one model per kind, not the whole grid
-            pytest_args += ["-k", "not trains_against or empdg-32 or hf_causal-bf16"]
-        steps.append(run_step("tests", pytest_args, env, out, args.tests_timeout))
-        figures_json = out / "figures.json"
-        figures_args = [
-            sys.executable,
-            "-m",
-            "empdg.benchmarks.gpu",
-            "--device",
-            args.device,
-            "--json",
-            str(figures_json),
-        ]
-        # an ED-sized word vocabulary (the built-in corpus has a few hundred words): see empdg.benchmarks.gpu
-        figures_args += ["--vocab-size", "2000" if args.quick else "20000"]
-        if args.quick:
-            figures_args += ["--batch-sizes", "4", "--models", "empdg,hf_causal", "--repeats", "1", "--warmup", "0"]
-        steps.append(run_step("figures", figures_args, env, out, args.figures_timeout))
-        # where a critic and a generator update of paper-size EmpDG spend their time on the device, part by part
-        parts_args = [sys.executable, "-m", "empdg.benchmarks.update_parts", "--device", args.device,
-                      "--json", str(out / "parts.json"), "--vocab-size", "2000" if args.quick else "20000",
-                      "--batches", "2" if args.quick else "10"]  # fmt: skip
-        if args.quick:
-            parts_args += ["experiment=quickstart"]
-        steps.append(run_step("parts", parts_args, env, out, args.parts_timeout))
-        tests = junit_outcomes(junit)
-    else:
-        tests, figures_json = {"missing": True}, out / "figures.json"
-
+def summarise(out: Path, args: argparse.Namespace, started: float, steps: list[dict], environment: str,
+              missing: list[Path], present: list[str], final: bool) -> dict:
+    """Write ``summary.json`` and ``summary.md`` from what the steps left in ``out``; called after every step,
+    so a check stopped from outside still leaves the steps it finished (``final`` false marks it)."""
+    junit, figures_json, parts_json = out / "pytest.xml", out / "figures.json", out / "parts.json"
+    ran_tests = any(s["name"] == "tests" for s in steps)
+    tests = junit_outcomes(junit) if ran_tests else {"missing": True}
     figures = json.loads(figures_json.read_text()) if figures_json.is_file() else None
-    parts_json = out / "parts.json"
     parts = json.loads(parts_json.read_text()) if parts_json.is_file() else None
     figures_table = figures.get("markdown") if figures else None
     if figures and not figures.get("complete"):  # stopped by its time limit: the models it finished
         figures_table = f"(incomplete: the figures step stopped after {len(figures['rows'])} rows)\n\n{figures_table}"
     summary = {
-        "ok": all(s["ok"] for s in steps) and not tests.get("failed") and not tests.get("missing"),
+        "ok": final and all(s["ok"] for s in steps) and not tests.get("failed") and not tests.get("missing"),
+        "final": final,
         "device": args.device,
         "quick": args.quick,
+        "budget": args.budget,
         "environment": environment,
         "installed": [w.name for w in missing],
         "already_present": present,
@@ -217,6 +172,78 @@ def main(argv: list[str] | None = None) -> int:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (out / "summary.md").write_text(markdown(summary), encoding="utf-8")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    parser.add_argument("--quick", action="store_true", help="tiny figures and a subset of the tests (the CPU dry run)")
+    default_out = os.environ.get("GPU_CHECK_OUT") or os.environ.get("OUT") or "gpu_check_out"
+    parser.add_argument("--out", type=Path, default=Path(default_out))
+    parser.add_argument("--wheels", type=Path, default=REPO / ".whl")
+    parser.add_argument("--budget", type=float, default=480.0,
+                        help="seconds for the whole check (the issue's 8 minutes); every step's limit is cut to "
+                             "what is left, so the summary is written inside a 540-s device call")  # fmt: skip
+    parser.add_argument("--tests-timeout", type=float, default=300.0)
+    parser.add_argument("--figures-timeout", type=float, default=150.0)
+    parser.add_argument("--parts-timeout", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("pytest.xml", "figures.json", "parts.json", "summary.json", "summary.md"):  # an earlier check's
+        (out / stale).unlink(missing_ok=True)
+    started = time.monotonic()
+    steps: list[dict] = []
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1"}
+    env.setdefault("OMP_NUM_THREADS", "4")
+    environment = "?"
+    missing, present = missing_wheels(args.wheels) if args.wheels.is_dir() else ([], [])
+
+    def step(name: str, step_args: list[str], limit: float) -> dict:
+        left = args.budget - (time.monotonic() - started)
+        outcome = run_step(name, step_args, env, out, step_timeout(limit, left))
+        steps.append(outcome)
+        summarise(out, args, started, steps, environment, missing, present, final=False)
+        return outcome
+
+    if missing:
+        step("install", [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                         "--no-cache-dir", "--upgrade", "--target", str(SITE), *map(str, missing)], 180)  # fmt: skip
+    # the project from the working tree, the installed wheels after it, then whatever the environment had
+    paths = [str(REPO / "src"), *([str(SITE)] if missing else []), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    if args.device == "cpu":
+        env["EMPDG_TEST_DEVICE"] = "cpu"  # the GPU tests run on CPU instead of skipping
+        env["CUDA_VISIBLE_DEVICES"] = ""
+
+    preflight = step("preflight", [sys.executable, "-c", PREFLIGHT], 120)
+    environment = preflight["tail"].strip().splitlines()[-1] if preflight["ok"] else "?"
+    if preflight["ok"] and args.device == "cuda" and "available True" not in environment:
+        preflight.update(ok=False, exit="no CUDA")
+
+    if preflight["ok"]:
+        pytest_args = [sys.executable, "-m", "pytest", "tests/gpu", "-m", "gpu", "-p", "no:cacheprovider",
+                       f"--junitxml={out / 'pytest.xml'}", "--durations=15", "-q"]  # fmt: skip
+        if args.quick:  # the dry run: one model per kind, not the whole grid
+            pytest_args += ["-k", "not trains_against or empdg-32 or hf_causal-bf16"]
+        step("tests", pytest_args, args.tests_timeout)
+        figures_args = [sys.executable, "-m", "empdg.benchmarks.gpu", "--device", args.device,
+                        "--json", str(out / "figures.json")]  # fmt: skip
+        # an ED-sized word vocabulary (the built-in corpus has a few hundred words): see empdg.benchmarks.gpu
+        figures_args += ["--vocab-size", "2000" if args.quick else "20000"]
+        if args.quick:
+            figures_args += ["--batch-sizes", "4", "--models", "empdg,hf_causal", "--repeats", "1", "--warmup", "0"]
+        step("figures", figures_args, args.figures_timeout)
+        # where a critic and a generator update of paper-size EmpDG spend their time on the device, part by part
+        parts_args = [sys.executable, "-m", "empdg.benchmarks.update_parts", "--device", args.device,
+                      "--json", str(out / "parts.json"), "--vocab-size", "2000" if args.quick else "20000",
+                      "--batches", "2" if args.quick else "10"]  # fmt: skip
+        if args.quick:
+            parts_args += ["experiment=quickstart"]
+        step("parts", parts_args, args.parts_timeout)
+
+    summary = summarise(out, args, started, steps, environment, missing, present, final=True)
     print(f"[gpu-check] {'PASS' if summary['ok'] else 'FAIL'} in {summary['seconds']} s; summary: {out / 'summary.md'}")
     return 0 if summary["ok"] else 1
 
