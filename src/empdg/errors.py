@@ -60,6 +60,17 @@ def whole_problems(key: str, value: Any, low: int, note: str = "", allow_null: b
     return [f"{key}={value!r} must be a whole number >= {low}{note}"]
 
 
+#: the largest seed numpy (and so Lightning's seed_everything) accepts
+MAX_SEED = 2**32 - 1
+
+
+def seed_problems(seed: Any) -> list[str]:
+    """``seed`` as every command needs it: a whole number numpy accepts (``seed=abc`` or ``-1`` fails mid-start)."""
+    if not is_whole(seed) or not 0 <= seed <= MAX_SEED:
+        return [f"seed={seed} must be a whole number from 0 to {MAX_SEED}"]
+    return []
+
+
 def is_number(value: Any) -> bool:
     """Whether a setting is a finite number (``nan`` and ``inf`` parse as floats; a bool is not a number)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from empdg.data.conversation import EMOTIONS, SPLITS
 from empdg.data.file_schema import MB, mb_to_bytes
-from empdg.errors import ConfigError, is_number, user_errors_from, whole_problems
+from empdg.errors import ConfigError, is_number, seed_problems, user_errors_from, whole_problems
 from empdg.evaluation.data_choice import choose_data_config, data_overrides_on_command_line
 from empdg.evaluation.meaning import meaning_mode, score_meaning
 from empdg.evaluation.prediction_record import DEFAULT_MAX_BYTES
@@ -123,8 +123,6 @@ def log_to_mlflow(
 
 def checkpoint_settings_problems(cfg: DictConfig) -> list[str]:
     """What evaluating a checkpoint reads besides decoding (checked where it is built), each impossible one named."""
-    from empdg.training.run import seed_problems
-
     settings = cfg.evaluate
     found = []
     if settings.subset not in SUBSETS:

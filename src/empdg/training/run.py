@@ -31,7 +31,7 @@ from empdg.data.builtin import builtin_model_notice
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.vocab import SubwordVocab
 from empdg.data.word_vectors import load_packaged_glove, load_word_vectors
-from empdg.errors import ConfigError, is_number, is_whole, user_errors_from, whole_problems
+from empdg.errors import ConfigError, is_number, seed_problems, user_errors_from, whole_problems
 from empdg.models.hf_pretrained import PretrainedGenerator, load_tokenizer_json
 from empdg.models.registry import model_settings
 from empdg.tracking.resilient_logger import build_logger, describe_run, log_artifact, log_dataset, logger_problems
@@ -177,17 +177,6 @@ def validate_config(cfg: DictConfig) -> None:
         problems.append(f"callbacks.progress.every_n_steps={progress_every} must be >= 0 (0 disables)")
     if problems:
         raise ValueError("invalid configuration:\n  - " + "\n  - ".join(problems))
-
-
-#: the largest seed numpy (and so Lightning's seed_everything) accepts
-MAX_SEED = 2**32 - 1
-
-
-def seed_problems(seed: Any) -> list[str]:
-    """``seed`` as the run needs it: a whole number numpy accepts (``seed=abc`` or ``-1`` would fail mid-start)."""
-    if not is_whole(seed) or not 0 <= seed <= MAX_SEED:
-        return [f"seed={seed} must be a whole number from 0 to {MAX_SEED}"]
-    return []
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
