@@ -22,7 +22,7 @@ from empdg.config.schema import (
     typed,
 )
 from empdg.training.adversarial_losses import ADVERSARIAL_LOSSES
-from empdg.training.run import validate_config
+from empdg.training.settings import validate_config
 
 
 def composition_error(*overrides: str) -> str:

@@ -16,7 +16,8 @@ from empdg.data.errors import DataError
 from empdg.data.packaged_weights import GLOVE_6B_50D, MINILM_L6_V2, PackagedWeights, WeightsError, verified
 from empdg.data.vocab import PAD_ID, Vocab
 from empdg.data.word_vectors import load_packaged_glove
-from empdg.training.run import build_module, validate_config
+from empdg.training.run import build_module
+from empdg.training.settings import validate_config
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -125,6 +125,19 @@ def test_train_py_with_impossible_adversarial_settings(tmp_path: Path) -> None:
     assert not (tmp_path / ".cache").exists()  # stopped before any data was read
 
 
+def test_train_py_names_impossible_settings_before_importing_the_training_job(tmp_path: Path) -> None:
+    # the checks need torch, not Lightning (whose import takes seconds more): a mistake is named that much sooner
+    code = (
+        "import sys\nfrom empdg.commands.train import main\nsys.argv = ['train.py', 'seed=abc', 'logger=none']\n"
+        "try:\n    main()\nexcept SystemExit as stop:\n"
+        "    heavy = sorted(m for m in ('pytorch_lightning', 'empdg.training.run') if m in sys.modules)\n"
+        "    print('exit', stop.code, heavy)"
+    )
+    done = run(tmp_path, "-c", code)
+    assert "error: invalid configuration: seed=abc must be a whole number" in done.stderr, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "exit 2 []", done.stdout[-2000:]
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [

@@ -25,7 +25,8 @@ from empdg.config import CONFIG_DIR, compose
 from empdg.models.decoding import DecodingConfig, decode
 from empdg.models.registry import build_generator, generator_class
 from empdg.training.checkpoint import load_checkpoint
-from empdg.training.run import run_training, validate_config
+from empdg.training.run import run_training
+from empdg.training.settings import validate_config
 
 MODELS = sorted(path.stem for path in (CONFIG_DIR / "model").glob("*.yaml"))
 ABLATIONS = sorted(path.stem for path in (CONFIG_DIR / "ablation").glob("*.yaml"))

@@ -16,7 +16,7 @@ from empdg.sweep.pruning import Objective
 from empdg.sweep.report import history_points, plot_history, plot_importances, write_plots
 from empdg.sweep.runner import SweepConfigError, prepare
 from empdg.sweep.space import parse_space
-from empdg.training.run import validate_config
+from empdg.training.settings import validate_config
 
 matplotlib.use("Agg")
 

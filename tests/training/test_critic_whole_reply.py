@@ -18,7 +18,8 @@ from empdg.models.critic_inputs import (
 from empdg.models.critic_rules import get_critic_rule
 from empdg.training.instruments import critic_report_counts
 from empdg.training.module import EmpDGModule
-from empdg.training.run import build_module, run_training, validate_config
+from empdg.training.run import build_module, run_training
+from empdg.training.settings import validate_config
 
 
 def build(cfg) -> tuple[DialogueDataModule, EmpDGModule]:

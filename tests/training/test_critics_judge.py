@@ -294,7 +294,7 @@ def test_a_run_logs_the_instruments_and_writes_the_critic_report(compose_train, 
 
 
 def test_invalid_adversarial_settings_stop_before_any_data_is_read(compose_train, tmp_path):
-    from empdg.training.run import validate_config
+    from empdg.training.settings import validate_config
 
     with pytest.raises(ValueError, match="adversarial.estimator='policy'"):
         validate_config(compose_train("adversarial.estimator=policy"))

@@ -18,7 +18,8 @@ import empdg.training.run as train_cli
 from empdg.config import compose
 from empdg.data.datamodule import DialogueDataModule
 from empdg.data.vocab import Vocab
-from empdg.training.run import build_module, run_training, validate_config
+from empdg.training.run import build_module, run_training
+from empdg.training.settings import validate_config
 
 TINY = [
     *tiny_overrides(32, mle_only=True),

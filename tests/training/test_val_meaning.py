@@ -15,7 +15,8 @@ from empdg.data.packaged_weights import MINILM_L6_V2, WeightsError
 from empdg.data.preprocess import prepare_examples
 from empdg.evaluation.meaning import score_meaning
 from empdg.evaluation.runner import record_for
-from empdg.training.run import run_training, validate_config
+from empdg.training.run import run_training
+from empdg.training.settings import validate_config
 from empdg.training.validation import ValidationMeaning, val_meaning_on
 
 MEANING = ("val/sim_reference", "val/sim_context", "val/reply_emotion_acc")

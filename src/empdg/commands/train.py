@@ -18,7 +18,7 @@ from empdg.config.overrides_file import expand_overrides_files
 from empdg.config.runtime import apply_runtime
 from empdg.errors import exit_on_user_error
 from empdg.serving.registry import check_register_request, register_after_training
-from empdg.training.run import run_training
+from empdg.training.settings import validate_config
 
 
 def main() -> None:
@@ -33,7 +33,10 @@ def main() -> None:
 def hydra_main(cfg: DictConfig) -> float | None:
     with exit_on_user_error():  # configuration and data mistakes: `error: <message>`, exit 2, no traceback
         apply_runtime(cfg)
+        validate_config(cfg)  # before the training job's import (Lightning's alone takes seconds)
         check_register_request(cfg)  # logger.register_model=NAME needs an MLflow run: said before training
+        from empdg.training.run import run_training
+
         metrics = run_training(cfg)
         registration = register_after_training(cfg)  # nothing (no import of MLflow's model code) unless asked
         if registration is not None:

@@ -5,7 +5,7 @@ and named in the defaults list of its YAML files (``train.yaml`` names
 ``/schema/training/default@training``, a data option ``/schema/data/<name>@_here_``), so a wrong type or an
 unknown key fails while Hydra composes, naming the key. Values that are typed right but impossible
 (a negative budget, ``n_critic + g_steps = 0``, an unknown estimator) are each class's
-``__post_init__`` -- the one home of every such rule: :func:`empdg.training.run.validate_config`
+``__post_init__`` -- the one home of every such rule: :func:`empdg.training.settings.validate_config`
 builds the objects (``OmegaConf.to_object``) before any data is read, and the training module builds
 them again from its hyper-parameters, so both meet the same rules. Rules that need two groups at once
 are :func:`run_problems`.

@@ -29,6 +29,7 @@ from empdg.sweep.report import IMPORTANCE_MIN_TRIALS, finish
 from empdg.sweep.space import ParamSpec, format_value, forwarded_overrides, merge_overrides, parse_space
 from empdg.sweep.study import build_sampler, build_storage, check_storage, masked, open_study
 from empdg.sweep.tracking import SweepTracker
+from empdg.training.settings import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +249,6 @@ def _prepare(cfg: DictConfig, task_overrides: Sequence[str], output_dir: Path) -
     base_overrides = merge_overrides(settings.get("train_overrides") or [], forwarded_overrides(task_overrides))
     check_dir = format_value(str(output_dir / "trials" / "base"))
     base_cfg = compose("train", [*base_overrides, f"paths.output_dir={check_dir}"])
-    from empdg.training.run import validate_config
-
     validate_config(base_cfg)
     plan = SweepPlan(settings, specs, base_overrides, str(output_dir), None, num_threads_of(cfg))
     return plan, base_cfg

@@ -31,6 +31,7 @@ from lightning_fabric.utilities.rank_zero import rank_zero_only
 from pytorch_lightning.loggers import CSVLogger, Logger, MLFlowLogger
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
+from empdg.tracking.logger_settings import logger_problems
 from empdg.tracking.run_record import dataset_input
 from empdg.tracking.store import (
     absolute_sqlite_uri,
@@ -423,18 +424,6 @@ def _fallback_location(output_dir: Path, primary_uri: str) -> tuple[str, Path]:
         folder = output_dir / "mlruns_fallback"
         uri = absolute_sqlite_uri(f"sqlite:///{folder / 'mlflow.db'}", create=False)
     return uri, folder / "artifacts"
-
-
-#: ``logger.name``s :func:`build_logger` knows (the ``logger`` group's options)
-LOGGER_NAMES = ("mlflow", "csv", "none")
-
-
-def logger_problems(logger_cfg: Mapping[str, Any]) -> list[str]:
-    """An unknown ``logger.name``, named before any data is read (training's ``validate_config``)."""
-    name = logger_cfg.get("name")
-    if name in LOGGER_NAMES:
-        return []
-    return [f"logger.name={name!r} is unknown; use logger=mlflow, logger=csv or logger=none"]
 
 
 def build_logger(logger_cfg: Mapping[str, Any], output_dir: Path, tags: Mapping[str, str]) -> Logger | None:
