@@ -80,10 +80,10 @@ def fit_with_compose(out_dir: Path, overrides: list[str]) -> None:
 def run_train_py(out_dir: Path, overrides: list[str]) -> None:
     """``train.py`` itself (Hydra's app, run folder, logger), with RankReport among its callbacks."""
     import empdg.commands.train as train_command
+    import empdg.training.run as training_run
 
-    train_command.run_training = functools.partial(
-        train_command.run_training, extra_callbacks=[RankReport(out_dir)]
-    )
+    # the command imports run_training when it runs (after its settings checks): patch it where it lives
+    training_run.run_training = functools.partial(training_run.run_training, extra_callbacks=[RankReport(out_dir)])
     sys.argv = [sys.argv[0], *overrides]
     train_command.main()
 
