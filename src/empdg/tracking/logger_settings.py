@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-#: ``logger.name``s :func:`build_logger` knows (the ``logger`` group's options)
+#: ``logger.name``s :func:`empdg.tracking.resilient_logger.build_logger` knows (the ``logger`` group's options)
 LOGGER_NAMES = ("mlflow", "csv", "none")
 
 
